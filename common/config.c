@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * The settings table and its loaders. One row per setting drives parsing from every source,
+ * the usage text and the error messages, so a setting cannot be known to one and not another.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rd/config.h"
+#include "rd/log.h"
+
+enum ctype { C_INT, C_BOOL, C_STR, C_LOGLEVEL };
+
+struct setting {
+    const char *name;
+    enum ctype type;
+    size_t off;
+    size_t size; /* for strings: buffer size */
+    long long min, max;
+    const char *def;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct rd_config, f)
+#define SZ(f)  sizeof(((struct rd_config *)0)->f)
+
+static const struct setting settings[] = {
+    {"listen_addr", C_STR, OFF(listen_addr), SZ(listen_addr), 0, 0, "127.0.0.1",
+     "IPv4 address to listen on"},
+    {"port", C_INT, OFF(port), 0, 0, 65535, "8080", "TCP port (0 picks a free one)"},
+    {"workers", C_INT, OFF(workers), 0, 0, 256, "0", "worker threads (0 = number of cores)"},
+    {"redis_host", C_STR, OFF(redis_host), SZ(redis_host), 0, 0, "127.0.0.1",
+     "Redis address (numeric, to avoid blocking DNS on the event loop)"},
+    {"redis_port", C_INT, OFF(redis_port), 0, 1, 65535, "6379", "Redis port"},
+    {"redis_timeout_ms", C_INT, OFF(redis_timeout_ms), 0, 10, 60000, "2000",
+     "a Redis call slower than this drops the connection and answers 503"},
+    {"pg_conninfo", C_STR, OFF(pg_conninfo), SZ(pg_conninfo), 0, 0,
+     "host=127.0.0.1 port=5432 dbname=redeemd user=redeemd", "libpq connection string"},
+    {"pg_probe_interval_ms", C_INT, OFF(pg_probe_interval_ms), 0, 100, 600000, "2000",
+     "how often /readyz's PostgreSQL check runs"},
+    {"buckets", C_INT, OFF(buckets), 0, 1, 10000, "1024",
+     "Redis hash-tag buckets; fixed at install (stored in Redis on first start)"},
+    {"max_body_bytes", C_INT, OFF(max_body_bytes), 0, 256, 16777216, "65536",
+     "largest request body accepted"},
+    {"max_header_bytes", C_INT, OFF(max_header_bytes), 0, 1024, 1048576, "16384",
+     "largest request header block accepted"},
+    {"idle_timeout_s", C_INT, OFF(idle_timeout_s), 0, 1, 3600, "60",
+     "close client connections idle this long"},
+    {"max_inflight", C_INT, OFF(max_inflight), 0, 1, 1000000, "10000",
+     "requests in flight per worker before answering 503"},
+    {"idempotency_ttl_s", C_INT, OFF(idempotency_ttl_s), 0, 60, 31536000, "86400",
+     "how long an Idempotency-Key is remembered"},
+    {"redemption_ttl_s", C_INT, OFF(redemption_ttl_s), 0, 3600, 315360000, "7776000",
+     "how long Redis keeps a redemption record (reversal window)"},
+    {"key_refresh_ms", C_INT, OFF(key_refresh_ms), 0, 100, 600000, "1000",
+     "how often workers reload API keys (revocation delay)"},
+    {"shutdown_timeout_s", C_INT, OFF(shutdown_timeout_s), 0, 1, 600, "10",
+     "how long SIGTERM waits for in-flight requests"},
+    {"log_level", C_LOGLEVEL, OFF(log_level), SZ(log_level), 0, 0, "info",
+     "debug, info, warn or error"},
+    {"access_log", C_BOOL, OFF(access_log), 0, 0, 1, "false", "log one line per request"},
+    {"test_clock", C_BOOL, OFF(test_clock), 0, 0, 1, "false",
+     "honour the X-Redeemd-Now header (tests only; never in production)"},
+    {"port_file", C_STR, OFF(port_file), SZ(port_file), 0, 0, "",
+     "write the bound port to this file once listening"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const struct setting *find_setting(const char *name, size_t len)
+{
+    char norm[64];
+    if (len == 0 || len >= sizeof(norm))
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        norm[i] = name[i] == '-' ? '_' : (char)tolower((unsigned char)name[i]);
+    norm[len] = '\0';
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].name, norm) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int set_value(struct rd_config *cfg, const struct setting *s, const char *value,
+                     const char *origin, char *err, size_t errlen)
+{
+    char *base = (char *)cfg;
+    switch (s->type) {
+    case C_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno != 0 || v < s->min || v > s->max ||
+            isspace((unsigned char)*value)) {
+            snprintf(err, errlen, "%s: %s must be an integer from %lld to %lld (got \"%s\")",
+                     origin, s->name, s->min, s->max, value);
+            return -1;
+        }
+        *(int *)(base + s->off) = (int)v;
+        return 0;
+    }
+    case C_BOOL: {
+        bool v;
+        if (!strcmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+            !strcasecmp(value, "on"))
+            v = true;
+        else if (!strcmp(value, "0") || !strcasecmp(value, "false") ||
+                 !strcasecmp(value, "no") || !strcasecmp(value, "off"))
+            v = false;
+        else {
+            snprintf(err, errlen, "%s: %s must be true or false (got \"%s\")", origin, s->name,
+                     value);
+            return -1;
+        }
+        *(bool *)(base + s->off) = v;
+        return 0;
+    }
+    case C_LOGLEVEL:
+        if (rd_log_level_parse(value) < 0) {
+            snprintf(err, errlen, "%s: %s must be debug, info, warn or error (got \"%s\")",
+                     origin, s->name, value);
+            return -1;
+        }
+        /* fall through */
+    case C_STR:
+        if (strlen(value) >= s->size) {
+            snprintf(err, errlen, "%s: %s is longer than %zu characters", origin, s->name,
+                     s->size - 1);
+            return -1;
+        }
+        memcpy(base + s->off, value, strlen(value) + 1);
+        return 0;
+    }
+    return -1;
+}
+
+void rd_config_defaults(struct rd_config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        int rc = set_value(cfg, &settings[i], settings[i].def, "default", err, sizeof(err));
+        (void)rc; /* the table's defaults are in range; unit tests hold them to it */
+    }
+}
+
+int rd_config_set(struct rd_config *cfg, const char *name, const char *value, const char *origin,
+                  char *err, size_t errlen)
+{
+    const struct setting *s = find_setting(name, strlen(name));
+    if (!s) {
+        snprintf(err, errlen, "%s: unknown setting \"%s\"", origin, name);
+        return -1;
+    }
+    return set_value(cfg, s, value, origin, err, errlen);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int rd_config_load_file(struct rd_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[2048], origin[1200];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errlen, "%s: line too long", origin);
+            rc = -1;
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (*s == '\0')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s: expected \"name = value\"", origin);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *name = trim(s), *value = trim(eq + 1);
+        size_t vl = strlen(value);
+        if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+            value[vl - 1] = '\0';
+            value++;
+        }
+        if (rd_config_set(cfg, name, value, origin, err, errlen) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int rd_config_load_env(struct rd_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    static const char prefix[] = "REDEEMD_";
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        const char *name = e + sizeof(prefix) - 1;
+        const char *eq = strchr(name, '=');
+        if (!eq)
+            continue;
+        char origin[160];
+        snprintf(origin, sizeof(origin), "environment %.*s", (int)(eq - e), e);
+        if ((size_t)(eq - name) == 6 && strncmp(name, "CONFIG", 6) == 0)
+            continue; /* the file itself, read before */
+        const struct setting *s = find_setting(name, (size_t)(eq - name));
+        if (!s) {
+            snprintf(err, errlen, "%s: unknown setting", origin);
+            return -1;
+        }
+        if (set_value(cfg, s, eq + 1, origin, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int rd_config_load(struct rd_config *cfg, int argc, char **argv, char *const *envp, bool *help,
+                   char *err, size_t errlen)
+{
+    const char *file = NULL;
+    *help = false;
+    rd_config_defaults(cfg);
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "REDEEMD_CONFIG=", 15) == 0)
+            file = *e + 15;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "flag %s needs a file name", argv[i]);
+                return -1;
+            }
+            file = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            file = argv[i] + 9;
+        }
+    }
+    if (file && *file && rd_config_load_file(cfg, file, err, errlen) < 0)
+        return -1;
+    if (rd_config_load_env(cfg, envp, err, errlen) < 0)
+        return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = true;
+            return 0;
+        }
+        if (!strcmp(a, "--config") || !strcmp(a, "-c")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9))
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument \"%s\" (settings are --name=value)", a);
+            return -1;
+        }
+        const char *name = a + 2, *eq = strchr(name, '='), *value;
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        char origin[160];
+        snprintf(origin, sizeof(origin), "flag --%.*s", (int)nlen, name);
+        const struct setting *s = find_setting(name, nlen);
+        if (!s) {
+            snprintf(err, errlen, "%s: unknown setting", origin);
+            return -1;
+        }
+        if (eq)
+            value = eq + 1;
+        else if (s->type == C_BOOL)
+            value = "true";
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else {
+            snprintf(err, errlen, "%s needs a value", origin);
+            return -1;
+        }
+        if (set_value(cfg, s, value, origin, err, errlen) < 0)
+            return -1;
+    }
+    return rd_config_validate(cfg, err, errlen);
+}
+
+int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
+{
+    unsigned a, b, c, d;
+    char tail;
+    if (sscanf(cfg->listen_addr, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 ||
+        b > 255 || c > 255 || d > 255) {
+        snprintf(err, errlen, "listen_addr must be a numeric IPv4 address (got \"%s\")",
+                 cfg->listen_addr);
+        return -1;
+    }
+    if (sscanf(cfg->redis_host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 ||
+        b > 255 || c > 255 || d > 255) {
+        snprintf(err, errlen,
+                 "redis_host must be a numeric IPv4 address (got \"%s\"): a name would be "
+                 "resolved with blocking DNS on the event loop",
+                 cfg->redis_host);
+        return -1;
+    }
+    if (cfg->pg_conninfo[0] == '\0') {
+        snprintf(err, errlen, "pg_conninfo must not be empty");
+        return -1;
+    }
+    return 0;
+}
+
+void rd_config_usage(const char *prog, void (*emit)(const char *line))
+{
+    char line[512];
+    snprintf(line, sizeof(line),
+             "usage: %s [--config FILE] [--name=value ...]\n"
+             "Settings come from defaults, then FILE (or $REDEEMD_CONFIG), then REDEEMD_<NAME>\n"
+             "environment variables, then flags. Settings:",
+             prog);
+    emit(line);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        snprintf(line, sizeof(line), "  --%-22s %s (default \"%s\")", settings[i].name,
+                 settings[i].help, settings[i].def);
+        emit(line);
+    }
+}

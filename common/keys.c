@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Key naming, transaction ids and API key shapes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "rd/keys.h"
+
+/* Lower-case Crockford-style base32 without i, l, o, u: ids are read aloud and pasted. */
+static const char id_alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+
+uint32_t rd_bucket_of(const char *code, size_t len, uint32_t nbuckets)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)code[i];
+        h *= 16777619u;
+    }
+    return nbuckets ? h % nbuckets : 0;
+}
+
+static int fit(int n, size_t sz)
+{
+    return (n < 0 || (size_t)n >= sz) ? -1 : n;
+}
+
+int rd_key_coupon(char *buf, size_t sz, uint32_t bucket, const char *code)
+{
+    return fit(snprintf(buf, sz, "{%04u}:c:%s", bucket, code), sz);
+}
+
+int rd_key_users(char *buf, size_t sz, uint32_t bucket, const char *code)
+{
+    return fit(snprintf(buf, sz, "{%04u}:u:%s", bucket, code), sz);
+}
+
+int rd_key_idem(char *buf, size_t sz, uint32_t bucket, const char *code, const char *keyid,
+                const char *idem)
+{
+    return fit(snprintf(buf, sz, "{%04u}:i:%s:%s:%s", bucket, code, keyid, idem), sz);
+}
+
+int rd_key_redemption(char *buf, size_t sz, uint32_t bucket, const char *id)
+{
+    return fit(snprintf(buf, sz, "{%04u}:r:%s", bucket, id), sz);
+}
+
+int rd_key_log(char *buf, size_t sz, uint32_t bucket)
+{
+    return fit(snprintf(buf, sz, "{%04u}:log", bucket), sz);
+}
+
+void rd_txn_id_make(char out[RD_TXN_ID_LEN + 1], uint32_t bucket, const uint8_t rnd[20])
+{
+    snprintf(out, 10, "rdm_%04u_", bucket % 10000);
+    for (int i = 0; i < 20; i++)
+        out[9 + i] = id_alphabet[rnd[i] & 31];
+    out[RD_TXN_ID_LEN] = '\0';
+}
+
+int rd_txn_id_bucket(const char *id, uint32_t nbuckets)
+{
+    if (strlen(id) != RD_TXN_ID_LEN || strncmp(id, "rdm_", 4) != 0 || id[8] != '_')
+        return -1;
+    int b = 0;
+    for (int i = 4; i < 8; i++) {
+        if (id[i] < '0' || id[i] > '9')
+            return -1;
+        b = b * 10 + (id[i] - '0');
+    }
+    for (int i = 9; i < RD_TXN_ID_LEN; i++)
+        if (!strchr(id_alphabet, id[i]) || id[i] == '\0')
+            return -1;
+    return (uint32_t)b < nbuckets ? b : -1;
+}
+
+void rd_apikey_make(char out[RD_APIKEY_LEN + 1], char id[RD_APIKEY_ID_LEN + 1],
+                    const uint8_t rnd[40])
+{
+    memcpy(out, "rdk_", 4);
+    for (int i = 0; i < RD_APIKEY_ID_LEN; i++)
+        out[4 + i] = id_alphabet[rnd[i] & 31];
+    out[4 + RD_APIKEY_ID_LEN] = '_';
+    for (int i = 0; i < 32; i++)
+        out[5 + RD_APIKEY_ID_LEN + i] = id_alphabet[rnd[RD_APIKEY_ID_LEN + i] & 31];
+    out[RD_APIKEY_LEN] = '\0';
+    memcpy(id, out + 4, RD_APIKEY_ID_LEN);
+    id[RD_APIKEY_ID_LEN] = '\0';
+}
+
+int rd_apikey_check_shape(const char *s, size_t len)
+{
+    if (len != RD_APIKEY_LEN || memcmp(s, "rdk_", 4) != 0 || s[4 + RD_APIKEY_ID_LEN] != '_')
+        return -1;
+    for (size_t i = 4; i < len; i++) {
+        if (i == 4 + RD_APIKEY_ID_LEN)
+            continue;
+        if (!memchr(id_alphabet, s[i], sizeof(id_alphabet) - 1))
+            return -1;
+    }
+    return 0;
+}
+
+static const char *const scope_names[] = {"admin", "redeem", "fraud"};
+
+int rd_scopes_parse(const char *s, size_t len, unsigned *out)
+{
+    unsigned v = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != ',')
+            j++;
+        int found = 0;
+        for (unsigned k = 0; k < 3; k++) {
+            if (j - i == strlen(scope_names[k]) && memcmp(s + i, scope_names[k], j - i) == 0) {
+                v |= 1u << k;
+                found = 1;
+            }
+        }
+        if (!found)
+            return -1;
+        i = j + 1;
+    }
+    if (v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+void rd_scopes_format(unsigned scopes, char *buf, size_t sz)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (unsigned k = 0; k < 3; k++)
+        if (scopes & (1u << k))
+            n += (size_t)snprintf(buf + n, n < sz ? sz - n : 0, "%s%s", n ? "," : "",
+                                  scope_names[k]);
+}
+
+int rd_apikey_record_parse(const char *v, size_t len, struct rd_apikey_record *out)
+{
+    const char *f[5];
+    size_t fl[5];
+    size_t i = 0;
+    for (int k = 0; k < 5; k++) {
+        f[k] = v + i;
+        size_t j = i;
+        /* the name is last and may itself contain '|' */
+        while (j < len && (k == 4 || v[j] != '|'))
+            j++;
+        fl[k] = j - i;
+        if (k < 4 && j >= len)
+            return -1;
+        i = j + 1;
+    }
+    if (fl[0] != RD_APIKEY_ID_LEN || rd_scopes_parse(f[1], fl[1], &out->scopes) < 0 ||
+        fl[3] != 1 || (f[3][0] != '0' && f[3][0] != '1'))
+        return -1;
+    memcpy(out->id, f[0], RD_APIKEY_ID_LEN);
+    out->id[RD_APIKEY_ID_LEN] = '\0';
+    out->created_ms = 0;
+    for (size_t k = 0; k < fl[2]; k++) {
+        if (f[2][k] < '0' || f[2][k] > '9')
+            return -1;
+        out->created_ms = out->created_ms * 10 + (f[2][k] - '0');
+    }
+    out->revoked = f[3][0] == '1';
+    snprintf(out->name, sizeof(out->name), "%.*s", (int)fl[4], f[4]);
+    return 0;
+}
+
+int rd_apikey_record_format(const struct rd_apikey_record *rec, char *buf, size_t sz)
+{
+    char scopes[32];
+    rd_scopes_format(rec->scopes, scopes, sizeof(scopes));
+    return fit(snprintf(buf, sz, "%s|%s|%lld|%d|%s", rec->id, scopes, rec->created_ms,
+                        rec->revoked ? 1 : 0, rec->name),
+               sz);
+}

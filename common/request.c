@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Validate/redeem request bodies and the headers around them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rd/discount.h"
+#include "rd/request.h"
+
+int rd_currency_normalize(const char *in, char out[4])
+{
+    if (strlen(in) != 3)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        char ch = in[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        if (ch < 'A' || ch > 'Z')
+            return -1;
+        out[i] = ch;
+    }
+    out[3] = '\0';
+    return 0;
+}
+
+int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e)
+{
+    static const char *const keys[] = {"code",     "user_id",  "order_amount",
+                                       "currency", "order_id", "metadata",
+                                       NULL};
+    memset(r, 0, sizeof(*r));
+    if (rd_json_only_keys(body, keys, "", e) < 0)
+        return -1;
+    const char *code, *cur;
+    if (rd_json_str(body, "code", RD_J_REQUIRED, 1, 256, &code, NULL, e) < 0)
+        return -1;
+    if (rd_code_normalize(code, strlen(code), r->code) < 0) {
+        rd_verr_set(e, "code", "is not a valid coupon code");
+        return -1;
+    }
+    if (rd_json_str(body, "user_id", RD_J_REQUIRED, 1, RD_USER_ID_MAX, &r->user_id, NULL, e) < 0)
+        return -1;
+    if (rd_json_int(body, "order_amount", RD_J_REQUIRED, 1, RD_AMOUNT_MAX, &r->order_amount,
+                    NULL, e) < 0)
+        return -1;
+    if (rd_json_str(body, "currency", RD_J_REQUIRED, 1, 8, &cur, NULL, e) < 0)
+        return -1;
+    if (rd_currency_normalize(cur, r->currency) < 0) {
+        rd_verr_set(e, "currency", "must be a 3-letter ISO 4217 code such as \"EUR\"");
+        return -1;
+    }
+    if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) <
+        0)
+        return -1;
+    json_t *m = json_object_get(body, "metadata");
+    if (m) {
+        if (rd_json_check_metadata(m, "metadata", e) < 0)
+            return -1;
+        r->meta_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!r->meta_json)
+            abort();
+    }
+    return 0;
+}
+
+void rd_redeem_req_free(struct rd_redeem_req *r)
+{
+    free(r->meta_json);
+    r->meta_json = NULL;
+}
+
+static uint64_t fnv64(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 1099511628211ull;
+    }
+    /* A separator byte, so ("ab","c") and ("a","bc") differ. */
+    h ^= 0xff;
+    h *= 1099511628211ull;
+    return h;
+}
+
+void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    char amount[24];
+    int n = snprintf(amount, sizeof(amount), "%lld", (long long)r->order_amount);
+    uint64_t h = 14695981039346656037ull;
+    h = fnv64(h, r->code, strlen(r->code));
+    h = fnv64(h, r->user_id, strlen(r->user_id));
+    h = fnv64(h, amount, (size_t)n);
+    h = fnv64(h, r->currency, strlen(r->currency));
+    h = fnv64(h, r->order_id ? r->order_id : "\x01", r->order_id ? strlen(r->order_id) : 1);
+    h = fnv64(h, r->meta_json ? r->meta_json : "\x01", r->meta_json ? strlen(r->meta_json) : 1);
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[h & 15];
+        h >>= 4;
+    }
+    out[16] = '\0';
+}
+
+static int printable_token(const char *k, size_t maxlen)
+{
+    size_t n = strlen(k);
+    if (n < 1 || n > maxlen)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+            return -1;
+    return 0;
+}
+
+int rd_idem_key_check(const char *k)
+{
+    return printable_token(k, RD_IDEM_KEY_MAX);
+}
+
+int rd_request_id_check(const char *k)
+{
+    return printable_token(k, 128);
+}

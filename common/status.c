@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * The status table: wire code, HTTP status and default message, in enum order.
+ */
+#include <string.h>
+
+#include "rd/status.h"
+
+struct status_row {
+    const char *name;
+    int http;
+    int business; /* a validate call answers these as {"valid": false} */
+    const char *message;
+};
+
+static const struct status_row rows[RD_STATUS__COUNT] = {
+    [RD_OK] = {"ok", 200, 0, "ok"},
+    [RD_E_INVALID_REQUEST] = {"invalid_request", 400, 0, "the request is not valid"},
+    [RD_E_PAYLOAD_TOO_LARGE] = {"payload_too_large", 413, 0, "the request body is too large"},
+    [RD_E_UNAUTHORIZED] = {"unauthorized", 401, 0, "missing or invalid API key"},
+    [RD_E_FORBIDDEN] = {"forbidden", 403, 0, "the API key lacks the scope for this call"},
+    [RD_E_NOT_FOUND] = {"not_found", 404, 0, "no such endpoint"},
+    [RD_E_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, 0,
+                                 "method not allowed on this endpoint"},
+    [RD_E_COUPON_NOT_FOUND] = {"coupon_not_found", 404, 1, "no such coupon"},
+    [RD_E_REDEMPTION_NOT_FOUND] = {"redemption_not_found", 404, 0, "no such redemption"},
+    [RD_E_COUPON_EXISTS] = {"coupon_exists", 409, 0, "a coupon with this code already exists"},
+    [RD_E_COUPON_NOT_STARTED] = {"coupon_not_started", 422, 1, "the coupon is not valid yet"},
+    [RD_E_COUPON_EXPIRED] = {"coupon_expired", 422, 1, "the coupon has expired"},
+    [RD_E_COUPON_DISABLED] = {"coupon_disabled", 422, 1, "the coupon is disabled"},
+    [RD_E_LIMIT_TOTAL] = {"limit_total_reached", 422, 1, "the coupon has been used up"},
+    [RD_E_LIMIT_USER] = {"limit_user_reached", 422, 1,
+                         "this user has used the coupon as often as allowed"},
+    [RD_E_LIMIT_DAILY] = {"limit_user_daily_reached", 422, 1,
+                          "this user has used the coupon as often as allowed today"},
+    [RD_E_LIMIT_WEEKLY] = {"limit_user_weekly_reached", 422, 1,
+                           "this user has used the coupon as often as allowed this week"},
+    [RD_E_MIN_ORDER] = {"min_order_not_met", 422, 1, "the order is below the coupon's minimum"},
+    [RD_E_CURRENCY] = {"currency_mismatch", 422, 1,
+                       "the order currency differs from the coupon's"},
+    [RD_E_INSUFFICIENT_BALANCE] = {"insufficient_balance", 422, 1,
+                                   "the voucher balance is too low"},
+    [RD_E_IDEM_REQUIRED] = {"idempotency_key_required", 400, 0,
+                            "an Idempotency-Key header is required"},
+    [RD_E_IDEM_REUSED] = {"idempotency_key_reused", 409, 0,
+                          "this Idempotency-Key was used with a different request"},
+    [RD_E_ALREADY_REVERSED] = {"already_reversed", 409, 0, "the redemption is already reversed"},
+    [RD_E_CONFLICT] = {"conflict", 409, 0, "the coupon changed concurrently; retry"},
+    [RD_E_RATE_LIMITED] = {"rate_limited", 429, 0, "too many requests"},
+    [RD_E_UNAVAILABLE] = {"unavailable", 503, 0,
+                          "temporarily unavailable; safe to retry with the same Idempotency-Key"},
+    [RD_E_INTERNAL] = {"internal", 500, 0, "internal error"},
+};
+
+const char *rd_status_name(enum rd_status st)
+{
+    return (unsigned)st < RD_STATUS__COUNT ? rows[st].name : rows[RD_E_INTERNAL].name;
+}
+
+int rd_status_http(enum rd_status st)
+{
+    return (unsigned)st < RD_STATUS__COUNT ? rows[st].http : 500;
+}
+
+const char *rd_status_message(enum rd_status st)
+{
+    return (unsigned)st < RD_STATUS__COUNT ? rows[st].message : rows[RD_E_INTERNAL].message;
+}
+
+int rd_status_is_business(enum rd_status st)
+{
+    return (unsigned)st < RD_STATUS__COUNT && rows[st].business;
+}
+
+enum rd_status rd_status_from_name(const char *name)
+{
+    for (int i = 0; i < RD_STATUS__COUNT; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return (enum rd_status)i;
+    return RD_E_INTERNAL;
+}

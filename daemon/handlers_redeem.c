@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * The checkout path: validate, redeem, read a redemption, reverse it. Validate and redeem
+ * are one EVALSHA of scripts/lua/redeem.lua each (validate in its dry-run mode), so the
+ * decision is atomic and the two can never disagree. The discount amount is computed here
+ * from the coupon terms the script returns, with the one function the ledger uses too.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "rd/discount.h"
+#include "rd/log.h"
+#include "rd/rdtime.h"
+
+/* Reply element i as a C string ("" when absent or not a string). */
+static const char *el(const redisReply *reply, size_t i)
+{
+    if (i >= reply->elements || reply->element[i]->type != REDIS_REPLY_STRING)
+        return "";
+    return reply->element[i]->str;
+}
+
+static int64_t el_num(const redisReply *reply, size_t i)
+{
+    const char *s = el(reply, i);
+    return *s ? strtoll(s, NULL, 10) : -1;
+}
+
+static json_t *opt_count(const redisReply *reply, size_t i)
+{
+    int64_t v = el_num(reply, i);
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[RD_TIME_BUFSZ];
+    return json_string(rd_time_format(ms, buf));
+}
+
+static enum rd_status discount_of(const char *dtype, int64_t dvalue, int64_t dmax,
+                                  int64_t min_order, int64_t amount, int64_t *out)
+{
+    struct rd_discount d = {rd_dtype_parse(dtype), dvalue, dmax, min_order};
+    return rd_discount_compute(&d, amount, out);
+}
+
+/* Element layout of redeem.lua's "ok" answer. */
+enum {
+    OK_ID = 2, OK_CREATED, OK_DTYPE, OK_DVALUE, OK_DMAX, OK_MIN_ORDER, OK_CCUR, OK_REM_TOTAL,
+    OK_REM_USER, OK_REM_DAILY, OK_REM_WEEKLY, OK_AMOUNT, OK_CURRENCY, OK_USER, OK_ORDER,
+    OK_CODE, OK__COUNT = 21
+};
+
+static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)redis;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
+        rd_reply_redis_failure(r, reply, r->redeem_mode ? "redeem" : "validate");
+        return;
+    }
+    const char *status = el(reply, 0);
+    if (strcmp(status, "reused") == 0) {
+        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
+        return;
+    }
+    r->replayed = strcmp(el(reply, 1), "1") == 0;
+    if (strcmp(status, "rejected") == 0) {
+        enum rd_status st = rd_status_from_name(el(reply, 2));
+        json_t *details = json_object();
+        if (*el(reply, 4))
+            json_object_set_new(details, "resets_at", time_json(el_num(reply, 4)));
+        if (!r->redeem_mode && rd_status_is_business(st)) {
+            json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:o}", "valid", 0, "code", r->rq.code,
+                                  "reason", rd_status_name(st), "message",
+                                  rd_status_message(st), "details", details);
+            rd_reply_json(r, 200, o);
+            return;
+        }
+        if (r->redeem_mode)
+            json_object_set_new(details, "attempt_id", json_string(el(reply, 3)));
+        rd_reply_error(r, st, NULL, details);
+        return;
+    }
+    if (strcmp(status, "ok") != 0 || reply->elements < OK__COUNT) {
+        rd_reply_redis_failure(r, reply, "redeem");
+        return;
+    }
+    int64_t amount = el_num(reply, OK_AMOUNT), discount;
+    if (discount_of(el(reply, OK_DTYPE), el_num(reply, OK_DVALUE), el_num(reply, OK_DMAX),
+                    el_num(reply, OK_MIN_ORDER), amount, &discount) != RD_OK) {
+        rd_error("event=discount_inconsistent req=%s code=%s", r->request_id, el(reply, OK_CODE));
+        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    json_t *remaining = json_pack("{s:o, s:o, s:o, s:o}", "total", opt_count(reply, OK_REM_TOTAL),
+                                  "user", opt_count(reply, OK_REM_USER), "user_daily",
+                                  opt_count(reply, OK_REM_DAILY), "user_weekly",
+                                  opt_count(reply, OK_REM_WEEKLY));
+    if (!r->redeem_mode) {
+        rd_reply_json(r, 200,
+                      json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "valid", 1, "code",
+                                el(reply, OK_CODE), "discount", (json_int_t)discount,
+                                "order_amount", (json_int_t)amount, "currency",
+                                el(reply, OK_CURRENCY), "remaining", remaining));
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o}", "id", el(reply, OK_ID),
+                          "code", el(reply, OK_CODE), "user_id", el(reply, OK_USER), "discount",
+                          (json_int_t)discount, "order_amount", (json_int_t)amount, "currency",
+                          el(reply, OK_CURRENCY), "created_at",
+                          time_json(el_num(reply, OK_CREATED)), "remaining", remaining);
+    if (*el(reply, OK_ORDER))
+        json_object_set_new(o, "order_id", json_string(el(reply, OK_ORDER)));
+    /* The stored answer is replayed with the same status, so replays are byte-identical. */
+    rd_reply_json(r, 201, o);
+}
+
+static void redeem_or_validate(struct rd_req *r, int redeem)
+{
+    struct rd_verr e;
+    r->redeem_mode = redeem;
+    if (redeem) {
+        r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+        if (!r->idem) {
+            rd_reply_error(r, RD_E_IDEM_REQUIRED, NULL, NULL);
+            return;
+        }
+        if (rd_idem_key_check(r->idem) < 0) {
+            rd_verr_set(&e, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
+            rd_reply_verr(r, &e);
+            return;
+        }
+    }
+    if (rd_redeem_req_parse(&r->rq, r->body, &e) < 0) {
+        rd_reply_verr(r, &e);
+        return;
+    }
+    const char *code = r->rq.code;
+    r->bucket = rd_bucket_of(code, strlen(code), (uint32_t)r->w->cfg->buckets);
+    rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, code);
+    rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
+    rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, redeem ? r->idem : "");
+    uint8_t rnd[20];
+    rd_worker_random(r->w, rnd, sizeof(rnd));
+    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
+    rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
+    rd_redeem_req_fingerprint(&r->rq, r->fp);
+    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
+    snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->rq.order_amount);
+    snprintf(r->num[2], sizeof(r->num[2]), "%d", r->w->cfg->idempotency_ttl_s);
+    snprintf(r->num[3], sizeof(r->num[3]), "%d", r->w->cfg->redemption_ttl_s);
+
+    r->call.script = RD_LUA_REDEEM;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "5");
+    for (int i = 0; i < 5; i++)
+        rd_req_arg(r, 1 + i, r->keys[i]);
+    rd_req_arg(r, 6, redeem ? "redeem" : "validate");
+    rd_req_arg(r, 7, r->num[0]);
+    rd_req_arg(r, 8, r->rq.user_id);
+    rd_req_arg(r, 9, r->num[1]);
+    rd_req_arg(r, 10, r->rq.currency);
+    rd_req_arg(r, 11, r->fp);
+    rd_req_arg(r, 12, r->txn);
+    rd_req_arg(r, 13, r->num[2]);
+    rd_req_arg(r, 14, r->num[3]);
+    rd_req_arg(r, 15, r->rq.order_id ? r->rq.order_id : "");
+    rd_req_arg(r, 16, r->client_ip);
+    rd_req_arg(r, 17, r->key_id);
+    rd_req_arg(r, 18, r->request_id);
+    rd_req_arg(r, 19, redeem ? r->idem : "");
+    rd_req_arg(r, 20, code);
+    rd_req_call(r, on_redeem);
+}
+
+void rd_h_validate(struct rd_req *r)
+{
+    redeem_or_validate(r, 0);
+}
+
+void rd_h_redeem(struct rd_req *r)
+{
+    redeem_or_validate(r, 1);
+}
+
+/* ---- reading and reversing a redemption -------------------------------------------------- */
+
+static int path_txn(struct rd_req *r)
+{
+    int b = rd_txn_id_bucket(r->param, (uint32_t)r->w->cfg->buckets);
+    if (b < 0) {
+        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return -1;
+    }
+    r->bucket = (uint32_t)b;
+    rd_key_redemption(r->keys[0], RD_KEY_MAX, r->bucket, r->param);
+    return 0;
+}
+
+static const char *hget(const redisReply *reply, const char *name)
+{
+    for (size_t i = 0; i + 1 < reply->elements; i += 2)
+        if (strcmp(reply->element[i]->str, name) == 0)
+            return reply->element[i + 1]->str;
+    return "";
+}
+
+static int64_t hnum(const redisReply *reply, const char *name)
+{
+    const char *s = hget(reply, name);
+    return *s ? strtoll(s, NULL, 10) : -1;
+}
+
+static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)redis;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        rd_reply_redis_failure(r, reply, "redemption_get");
+        return;
+    }
+    if (reply->elements == 0) {
+        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    int64_t amount = hnum(reply, "amount"), discount = 0;
+    if (discount_of(hget(reply, "dtype"), hnum(reply, "dvalue"), hnum(reply, "dmax"),
+                    hnum(reply, "min_order"), amount, &discount) != RD_OK) {
+        rd_error("event=redemption_corrupt req=%s id=%s", r->request_id, r->param);
+        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code",
+                          hget(reply, "code"), "user_id", hget(reply, "user"), "order_amount",
+                          (json_int_t)amount, "discount", (json_int_t)discount, "currency",
+                          hget(reply, "currency"), "status", hget(reply, "status"),
+                          "created_at", time_json(hnum(reply, "created_at")));
+    if (*hget(reply, "order"))
+        json_object_set_new(o, "order_id", json_string(hget(reply, "order")));
+    if (*hget(reply, "reversed_at")) {
+        json_object_set_new(o, "reversed_at", time_json(hnum(reply, "reversed_at")));
+        json_object_set_new(o, "reversal_id", json_string(hget(reply, "reversal_id")));
+    }
+    rd_reply_json(r, 200, o);
+}
+
+void rd_h_redemption_get(struct rd_req *r)
+{
+    if (path_txn(r) < 0)
+        return;
+    r->call.script = -1;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "HGETALL");
+    rd_req_arg(r, 1, r->keys[0]);
+    rd_req_call(r, on_redemption);
+}
+
+static void on_reversed(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)redis;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
+        rd_reply_redis_failure(r, reply, "reverse");
+        return;
+    }
+    if (strcmp(el(reply, 0), "rejected") == 0) {
+        enum rd_status st = rd_status_from_name(el(reply, 1));
+        json_t *details = NULL;
+        if (*el(reply, 2))
+            details = json_pack("{s:o, s:s}", "reversed_at", time_json(el_num(reply, 2)),
+                                "reversal_id", el(reply, 3));
+        rd_reply_error(r, st, NULL, details);
+        return;
+    }
+    r->replayed = strcmp(el(reply, 3), "1") == 0;
+    rd_reply_json(r, 200,
+                  json_pack("{s:s, s:s, s:o, s:s}", "id", r->param, "status", "reversed",
+                            "reversed_at", time_json(el_num(reply, 1)), "reversal_id",
+                            el(reply, 2)));
+}
+
+/* Step one: read the record's code and user, which name the counter keys. */
+static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)redis;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        rd_reply_redis_failure(r, reply, "reverse_lookup");
+        return;
+    }
+    if (reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    snprintf(r->code, sizeof(r->code), "%s", reply->element[0]->str);
+    /* The user id is copied: the reply dies when this callback returns. */
+    snprintf(r->scratch, sizeof(r->scratch), "%s", reply->element[1]->str);
+    rd_key_coupon(r->keys[1], RD_KEY_MAX, r->bucket, r->code);
+    rd_key_users(r->keys[2], RD_KEY_MAX, r->bucket, r->code);
+    rd_key_log(r->keys[3], RD_KEY_MAX, r->bucket);
+    uint8_t rnd[20];
+    rd_worker_random(r->w, rnd, sizeof(rnd));
+    rd_txn_id_make(r->txn, r->bucket, rnd);
+    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
+    r->call.script = RD_LUA_REVERSE;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "4");
+    for (int i = 0; i < 4; i++)
+        rd_req_arg(r, 1 + i, r->keys[i]);
+    rd_req_arg(r, 5, r->num[0]);
+    rd_req_arg(r, 6, r->txn);
+    rd_req_arg(r, 7, r->code);
+    rd_req_arg(r, 8, r->scratch);
+    rd_req_arg(r, 9, r->client_ip);
+    rd_req_arg(r, 10, r->key_id);
+    rd_req_arg(r, 11, r->request_id);
+    rd_req_arg(r, 12, r->param);
+    rd_req_arg(r, 13, r->idem ? r->idem : "");
+    rd_req_call(r, on_reversed);
+}
+
+void rd_h_reverse(struct rd_req *r)
+{
+    if (path_txn(r) < 0)
+        return;
+    if (json_object_size(r->body) != 0) {
+        struct rd_verr e;
+        rd_verr_set(&e, json_object_iter_key(json_object_iter(r->body)), "unknown field");
+        rd_reply_verr(r, &e);
+        return;
+    }
+    r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+    if (r->idem && rd_idem_key_check(r->idem) < 0) {
+        struct rd_verr e;
+        rd_verr_set(&e, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
+        rd_reply_verr(r, &e);
+        return;
+    }
+    r->call.script = -1;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "HMGET");
+    rd_req_arg(r, 1, r->keys[0]);
+    rd_req_arg(r, 2, "code");
+    rd_req_arg(r, 3, "user");
+    rd_req_call(r, on_reverse_lookup);
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Per-request context and the reply functions. A struct rd_req is allocated when evhttp
+ * hands us a complete request and freed by the one reply function that answers it:
+ * exactly one reply per request, always, even when the client has gone (evhttp 2.1.12
+ * detaches such requests and frees them only in evhttp_send_reply).
+ *
+ * Owns: the parsed body (json_t), the parsed redeem request, the coupon being edited, the
+ * key buffers the Redis call borrows. Borrows: the worker and the evhttp_request.
+ * Thread: the worker's.
+ */
+#ifndef RD_HTTP_H
+#define RD_HTTP_H
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "rd/coupon.h"
+#include "rd/keys.h"
+#include "rd/request.h"
+#include "rd/status.h"
+#include "worker.h"
+
+struct rd_req {
+    struct rd_worker *w;
+    struct evhttp_request *ev;
+    char request_id[130];
+    char client_ip[48];
+    char key_id[RD_APIKEY_ID_LEN + 1];
+    unsigned scopes;
+    int64_t now_ms;
+    int64_t start_ms;
+    const char *param; /* the {code} or {id} path segment, borrowed from path */
+    char path[512];
+    json_t *body;
+    int replayed;
+    struct rd_rcall call;
+    /* handler state */
+    uint32_t bucket;
+    char txn[RD_TXN_ID_LEN + 1];
+    char keys[5][RD_KEY_MAX];
+    char num[6][24];
+    char fp[17];
+    const char *idem;
+    int redeem_mode;
+    struct rd_redeem_req rq;
+    struct rd_coupon coupon;
+    int have_coupon;
+    int attempts;
+    const char *action;
+    char code[RD_CODE_MAX + 1];
+    char scratch[RD_COUPON_SCRATCH];
+};
+
+typedef void rd_handler(struct rd_req *r);
+
+/** evhttp's generic callback: builds the context, authenticates and routes. */
+void rd_http_dispatch(struct evhttp_request *ev, void *worker);
+
+/** Answers with obj (stolen) as JSON; frees r. */
+void rd_reply_json(struct rd_req *r, int http, json_t *obj);
+/** Answers with the error envelope; details is stolen and may be NULL; message may be NULL. */
+void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, json_t *details);
+/** 400 invalid_request naming e->field. */
+void rd_reply_verr(struct rd_req *r, const struct rd_verr *e);
+/**
+ * Answers for a Redis reply that is not a success: NULL (outcome unknown) and "unavailable"
+ * errors give 503, anything else is logged and gives 500.
+ */
+void rd_reply_redis_failure(struct rd_req *r, const redisReply *reply, const char *what);
+
+/** Starts r->call (already filled) or answers 503 if Redis is not ready. */
+void rd_req_call(struct rd_req *r, rd_redis_cb *cb);
+/** Sets r->call's argument i to s (borrowed). */
+void rd_req_arg(struct rd_req *r, int i, const char *s);
+void rd_req_argn(struct rd_req *r, int i, const char *s, size_t n);
+
+/* Handlers (handlers_*.c). */
+void rd_h_healthz(struct rd_req *r);
+void rd_h_readyz(struct rd_req *r);
+void rd_h_coupon_create(struct rd_req *r);
+void rd_h_coupon_get(struct rd_req *r);
+void rd_h_coupon_patch(struct rd_req *r);
+void rd_h_coupon_disable(struct rd_req *r);
+void rd_h_coupon_enable(struct rd_req *r);
+void rd_h_validate(struct rd_req *r);
+void rd_h_redeem(struct rd_req *r);
+void rd_h_redemption_get(struct rd_req *r);
+void rd_h_reverse(struct rd_req *r);
+
+#endif

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * redeemctl: the operator's command line. Reads the same settings as redeemd (file,
+ * REDEEMD_* environment, --flags before the command).
+ *
+ *   redeemctl [settings] keys create --scope admin,redeem [--name NAME]
+ *   redeemctl [settings] keys list
+ *   redeemctl [settings] keys revoke ID
+ *   redeemctl [settings] migrate [--dir scripts/sql]
+ *
+ * API keys are shown once, at creation; Redis keeps only their SHA-256.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "rd/config.h"
+#include "rd/keys.h"
+#include "rd/sha256.h"
+
+extern char **environ;
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: redeemctl [--config FILE] [--setting=value ...] COMMAND\n"
+            "commands:\n"
+            "  keys create --scope SCOPES [--name NAME]   SCOPES: admin,redeem,fraud\n"
+            "  keys list\n"
+            "  keys revoke ID\n"
+            "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n");
+}
+
+static redisContext *redis_open(const struct rd_config *cfg)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "redeemctl: cannot connect to Redis at %s:%d: %s\n", cfg->redis_host,
+                cfg->redis_port, c ? c->errstr : "out of memory");
+        exit(1);
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static const char *opt(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(name);
+        if (!strncmp(argv[i], name, n) && argv[i][n] == '=')
+            return argv[i] + n + 1;
+        if (!strcmp(argv[i], name) && i + 1 < argc)
+            return argv[i + 1];
+    }
+    return NULL;
+}
+
+static int keys_create(const struct rd_config *cfg, int argc, char **argv)
+{
+    const char *scope = opt(argc, argv, "--scope"), *name = opt(argc, argv, "--name");
+    struct rd_apikey_record rec;
+    memset(&rec, 0, sizeof(rec));
+    if (!scope || rd_scopes_parse(scope, strlen(scope), &rec.scopes) < 0) {
+        fprintf(stderr, "redeemctl: --scope must list admin, redeem and/or fraud, "
+                        "comma-separated\n");
+        return 2;
+    }
+    if (name && (strlen(name) >= sizeof(rec.name) || strpbrk(name, "\r\n"))) {
+        fprintf(stderr, "redeemctl: --name must be one line of at most %zu bytes\n",
+                sizeof(rec.name) - 1);
+        return 2;
+    }
+    uint8_t rnd[40];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        fprintf(stderr, "redeemctl: getrandom failed\n");
+        return 1;
+    }
+    char key[RD_APIKEY_LEN + 1], hash[65], value[256];
+    rd_apikey_make(key, rec.id, rnd);
+    rd_sha256_hex(key, strlen(key), hash);
+    snprintf(rec.name, sizeof(rec.name), "%s", name ? name : "");
+    rec.created_ms = (long long)time(NULL) * 1000;
+    rd_apikey_record_format(&rec, value, sizeof(value));
+    redisContext *c = redis_open(cfg);
+    redisReply *r = redisCommand(c, "HSETNX %s %s %s", RD_KEY_APIKEYS, hash, value);
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        fprintf(stderr, "redeemctl: storing the key failed: %s\n",
+                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+        return 1;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    char scopes[32];
+    rd_scopes_format(rec.scopes, scopes, sizeof(scopes));
+    fprintf(stderr, "created key id=%s scopes=%s (shown once; only its hash is stored)\n", rec.id,
+            scopes);
+    printf("%s\n", key);
+    return 0;
+}
+
+static int keys_list(const struct rd_config *cfg)
+{
+    redisContext *c = redis_open(cfg);
+    redisReply *r = redisCommand(c, "HVALS %s", RD_KEY_APIKEYS);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "redeemctl: listing keys failed\n");
+        return 1;
+    }
+    printf("%-10s %-20s %-8s %-24s %s\n", "ID", "SCOPES", "STATE", "CREATED", "NAME");
+    for (size_t i = 0; i < r->elements; i++) {
+        struct rd_apikey_record rec;
+        if (rd_apikey_record_parse(r->element[i]->str, r->element[i]->len, &rec) < 0)
+            continue;
+        char scopes[32], when[32];
+        time_t t = (time_t)(rec.created_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        rd_scopes_format(rec.scopes, scopes, sizeof(scopes));
+        printf("%-10s %-20s %-8s %-24s %s\n", rec.id, scopes, rec.revoked ? "revoked" : "active",
+               when, rec.name);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return 0;
+}
+
+static int keys_revoke(const struct rd_config *cfg, const char *id)
+{
+    redisContext *c = redis_open(cfg);
+    redisReply *r = redisCommand(c, "HGETALL %s", RD_KEY_APIKEYS);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        fprintf(stderr, "redeemctl: reading keys failed\n");
+        return 1;
+    }
+    int found = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        struct rd_apikey_record rec;
+        redisReply *v = r->element[i + 1];
+        if (rd_apikey_record_parse(v->str, v->len, &rec) < 0 || strcmp(rec.id, id) != 0)
+            continue;
+        rec.revoked = 1;
+        char value[256];
+        rd_apikey_record_format(&rec, value, sizeof(value));
+        redisReply *w = redisCommand(c, "HSET %s %s %s", RD_KEY_APIKEYS, r->element[i]->str, value);
+        if (!w || w->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "redeemctl: revoking failed\n");
+            return 1;
+        }
+        freeReplyObject(w);
+        found = 1;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    if (!found) {
+        fprintf(stderr, "redeemctl: no key with id %s\n", id);
+        return 1;
+    }
+    fprintf(stderr, "revoked key %s (workers drop it within key_refresh_ms = %d ms)\n", id,
+            cfg->key_refresh_ms);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int exec_ok(PGconn *pg, const char *sql, const char *what)
+{
+    PGresult *res = PQexec(pg, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "redeemctl: %s: %s", what, PQerrorMessage(pg));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+/* Applies every DIR/NNN_name.sql not yet recorded in schema_migrations, each in its own
+ * transaction, under an advisory lock so two concurrent runs cannot interleave. */
+static int migrate(const struct rd_config *cfg, const char *dir)
+{
+    PGconn *pg = PQconnectdb(cfg->pg_conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "redeemctl: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        return 1;
+    }
+    if (exec_ok(pg, "SET client_min_messages = warning", "setup") < 0 ||
+        exec_ok(pg, "SELECT pg_advisory_lock(724171)", "lock") < 0 ||
+        exec_ok(pg,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())",
+                "schema_migrations") < 0)
+        return 1;
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "redeemctl: cannot open %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    char *names[512];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 && !strcmp(de->d_name + l - 4, ".sql"))
+            names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof(names[0]), cmp_str);
+    int rc = 0, applied = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *params[1] = {names[i]};
+        PGresult *res = PQexecParams(pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                                     NULL, params, NULL, NULL, 0);
+        int done = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+        PQclear(res);
+        if (done)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        char *sql = slurp(path);
+        if (!sql) {
+            fprintf(stderr, "redeemctl: cannot read %s\n", path);
+            rc = 1;
+            break;
+        }
+        if (exec_ok(pg, "BEGIN", names[i]) < 0 || exec_ok(pg, sql, names[i]) < 0) {
+            exec_ok(pg, "ROLLBACK", "rollback");
+            rc = 1;
+        } else {
+            res = PQexecParams(pg, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, NULL,
+                               params, NULL, NULL, 0);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK || exec_ok(pg, "COMMIT", names[i]) < 0)
+                rc = 1;
+            PQclear(res);
+            if (rc == 0) {
+                fprintf(stderr, "applied %s\n", names[i]);
+                applied++;
+            }
+        }
+        free(sql);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    PQfinish(pg);
+    if (rc == 0)
+        fprintf(stderr, "migrations up to date (%d applied now)\n", applied);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* Settings come first (--name=value), then the command and its own options. */
+    int cmd = 1;
+    while (cmd < argc && argv[cmd][0] == '-') {
+        if ((!strcmp(argv[cmd], "--config") || !strcmp(argv[cmd], "-c")) && cmd + 1 < argc)
+            cmd++;
+        cmd++;
+    }
+    struct rd_config cfg;
+    char err[1400];
+    bool help;
+    if (rd_config_load(&cfg, cmd, argv, environ, &help, err, sizeof(err)) < 0) {
+        fprintf(stderr, "redeemctl: %s\n", err);
+        return 2;
+    }
+    if (help || cmd >= argc) {
+        usage();
+        return help ? 0 : 2;
+    }
+    int rest = argc - cmd;
+    char **args = argv + cmd;
+    if (!strcmp(args[0], "keys") && rest >= 2) {
+        if (!strcmp(args[1], "create"))
+            return keys_create(&cfg, rest - 2, args + 2);
+        if (!strcmp(args[1], "list"))
+            return keys_list(&cfg);
+        if (!strcmp(args[1], "revoke") && rest == 3)
+            return keys_revoke(&cfg, args[2]);
+    }
+    if (!strcmp(args[0], "migrate")) {
+        const char *dir = opt(rest - 1, args + 1, "--dir");
+        return migrate(&cfg, dir ? dir : "scripts/sql");
+    }
+    usage();
+    return 2;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * A worker: one pthread that owns one event_base, its evhttp with a SO_REUSEPORT listener,
+ * one Redis connection and one API-key cache. Workers share nothing mutable: the config is
+ * read-only and a request is finished on the thread that accepted it (libevent #1001: the
+ * http layer is not thread safe).
+ *
+ * The only cross-thread call is rd_worker_request_stop(), which activates the worker's
+ * control event (evthread_use_pthreads() is called before any base is created).
+ *
+ * Shutdown: stop accepting, answer new requests on open connections with 503, wait for
+ * in-flight requests (up to shutdown_timeout_s), then free evhttp (closing idle
+ * keep-alive connections), drop Redis and leave the loop.
+ */
+#ifndef RD_WORKER_H
+#define RD_WORKER_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "apikeys.h"
+#include "rd/config.h"
+#include "redis_client.h"
+
+struct rd_worker {
+    int idx;
+    char name[16];
+    pthread_t thread;
+    const struct rd_config *cfg; /* borrowed, immutable */
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct event *ctl_ev;
+    struct event *drain_ev;
+    struct event *relisten_ev;
+    struct rd_redis redis;
+    struct rd_apikeys keys;
+    int stopping;
+    int64_t stop_deadline_ms;
+    int inflight;
+    uint8_t rnd[4096]; /* getrandom() pool: one syscall per 4 KiB of ids */
+    size_t rnd_used;
+};
+
+/** Builds the worker's base, evhttp and listener on port (0 = any); *bound_port gets it. */
+int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, int port,
+                   int *bound_port);
+/** Starts the thread (which connects to Redis and serves until stopped). */
+int rd_worker_start(struct rd_worker *w);
+/** Any thread: asks the worker to drain and stop. */
+void rd_worker_request_stop(struct rd_worker *w);
+/** Joins the thread and frees what it owned. */
+void rd_worker_join(struct rd_worker *w);
+
+/** Fills buf with n CSPRNG bytes from the worker's pool. Worker thread only. */
+void rd_worker_random(struct rd_worker *w, void *buf, size_t n);
+/** Same, shaped for rd_code_generate(). */
+int rd_worker_random_cb(void *buf, size_t n, void *arg);
+
+int64_t rd_now_ms(void);
+int64_t rd_mono_ms(void);
+
+#endif

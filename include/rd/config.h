@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * redeemd configuration: one table of settings (name, type, range, default), filled from
+ * defaults, then an optional file (--config or REDEEMD_CONFIG), then REDEEMD_* environment
+ * variables, then --flags. Everything is validated before the daemon starts; after that the
+ * struct is immutable and shared read-only by every thread.
+ */
+#ifndef RD_CONFIG_H
+#define RD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct rd_config {
+    char listen_addr[64];
+    int port;
+    int workers; /* 0 at parse time means "number of cores"; resolved by the daemon */
+    char redis_host[256];
+    int redis_port;
+    int redis_timeout_ms;
+    int pg_probe_interval_ms;
+    char pg_conninfo[1024];
+    int buckets;
+    int max_body_bytes;
+    int max_header_bytes;
+    int idle_timeout_s;
+    int max_inflight;
+    int idempotency_ttl_s;
+    int redemption_ttl_s;
+    int key_refresh_ms;
+    int shutdown_timeout_s;
+    char log_level[16];
+    bool access_log;
+    bool test_clock;
+    char port_file[1024];
+};
+
+/** Fills every field with its default. */
+void rd_config_defaults(struct rd_config *cfg);
+
+/**
+ * Sets one setting by name ("redis_port" or "redis-port"). origin names the source for the
+ * error message ("file x.conf:3", "env REDEEMD_PORT", "flag --port"). Returns 0, or -1 with a
+ * message in err.
+ */
+int rd_config_set(struct rd_config *cfg, const char *name, const char *value, const char *origin,
+                  char *err, size_t errlen);
+
+/** Reads "name = value" lines; '#' starts a comment. Returns 0 or -1 with err. */
+int rd_config_load_file(struct rd_config *cfg, const char *path, char *err, size_t errlen);
+
+/** Applies every REDEEMD_<NAME> variable of envp (NULL-terminated). Unknown ones are errors. */
+int rd_config_load_env(struct rd_config *cfg, char *const *envp, char *err, size_t errlen);
+
+/**
+ * The whole load: defaults, file (from --config/-c or REDEEMD_CONFIG), env, then flags
+ * (--name=value or --name value). Sets *help if --help was given. Returns 0 or -1 with err.
+ */
+int rd_config_load(struct rd_config *cfg, int argc, char **argv, char *const *envp, bool *help,
+                   char *err, size_t errlen);
+
+/** Cross-field checks run after all sources. Returns 0 or -1 with err. */
+int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen);
+
+/** Writes the usage text listing every setting. */
+void rd_config_usage(const char *prog, void (*emit)(const char *line));
+
+#endif

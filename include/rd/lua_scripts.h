@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * The Redis scripts of scripts/lua/, embedded at build time (scripts/cmake/embed_lua.cmake)
+ * with the SHA1 of their exact bytes. Index the table with enum rd_lua_id.
+ */
+#ifndef RD_LUA_SCRIPTS_H
+#define RD_LUA_SCRIPTS_H
+
+#include <stddef.h>
+
+struct rd_lua_script {
+    const char *name;
+    const char *body;
+    size_t len;
+    char sha1[41];
+};
+
+extern const struct rd_lua_script rd_lua_scripts[];
+extern const size_t rd_lua_script_count;
+
+#endif

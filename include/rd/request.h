@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Validation of the checkout-facing request bodies (validate and redeem) and of the headers
+ * they carry. Strings in the parsed structs are borrowed from the json_t they came from.
+ */
+#ifndef RD_REQUEST_H
+#define RD_REQUEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "rd/code.h"
+#include "rd/json_util.h"
+
+#define RD_USER_ID_MAX  128
+#define RD_ORDER_ID_MAX 128
+#define RD_IDEM_KEY_MAX 255
+
+struct rd_redeem_req {
+    char code[RD_CODE_MAX + 1]; /* normalised */
+    const char *user_id;
+    int64_t order_amount;
+    char currency[4];
+    const char *order_id; /* NULL when absent */
+    char *meta_json;      /* owned compact JSON, or NULL when absent */
+};
+
+/** Parses a validate or redeem body. Returns 0, or -1 with e naming the field. */
+int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e);
+void rd_redeem_req_free(struct rd_redeem_req *r);
+
+/**
+ * Fingerprint of what makes two redeem requests "the same": every field, normalised. 16 hex
+ * digits into out (17 bytes).
+ */
+void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, char out[17]);
+
+/** Checks a currency ("usd" accepted, stored "USD"): 3 ASCII letters. out holds 4 bytes. */
+int rd_currency_normalize(const char *in, char out[4]);
+
+/** Checks an Idempotency-Key: 1..255 printable ASCII characters without spaces. */
+int rd_idem_key_check(const char *k);
+
+/** Checks a client X-Request-Id worth echoing: 1..128 printable ASCII characters. */
+int rd_request_id_check(const char *k);
+
+#endif

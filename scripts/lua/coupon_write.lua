@@ -1,0 +1,46 @@
+#!lua
+--[[
+coupon_write: create a coupon, or change one, and log the change for the audit trail.
+Counters ("used", and the per-user hash) are never written here: definitions and usage are
+separate, so editing a limit can never reset what has been used.
+
+KEYS[1] {b}:c:<CODE> coupon   KEYS[2] {b}:log outbox stream
+ARGV 1 mode: "create" (must not exist) | "update" (must exist; ARGV 2 is the version read,
+       "" to skip the check)
+     3 now_ms  4 transaction id  5 api key id  6 request id  7 client ip  8 action name
+     9.. field, value pairs
+Returns {"ok", field1, value1, ...}   the whole hash after the write
+        {"rejected", reason}           coupon_exists | coupon_not_found | conflict
+]]
+local mode, exists = ARGV[1], redis.call('EXISTS', KEYS[1]) == 1
+if mode == 'create' and exists then return {'rejected', 'coupon_exists'} end
+if mode ~= 'create' and not exists then return {'rejected', 'coupon_not_found'} end
+if mode == 'update' and ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'ver') ~= ARGV[2] then
+  return {'rejected', 'conflict'}
+end
+
+local fields, before, after = {}, {}, {}
+for i = 9, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  after[ARGV[i]] = ARGV[i + 1]
+end
+if exists then
+  -- The audit entry keeps only what changed, with its value before.
+  for i = 1, #fields, 2 do
+    local o = redis.call('HGET', KEYS[1], fields[i])
+    if o ~= fields[i + 1] then before[fields[i]] = o or '' else after[fields[i]] = nil end
+  end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+if mode == 'create' then redis.call('HSET', KEYS[1], 'used', 0) end
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'ts', ARGV[3], 'kind', ARGV[8],
+  'outcome', 'accepted', 'reason', '', 'code', redis.call('HGET', KEYS[1], 'code'),
+  'campaign', redis.call('HGET', KEYS[1], 'campaign') or '',
+  'ip', ARGV[7], 'key', ARGV[5], 'req', ARGV[6],
+  'before', cjson.encode(before), 'after', cjson.encode(after))
+local res = {'ok'}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all do res[#res + 1] = all[i] end
+return res

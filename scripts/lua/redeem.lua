@@ -1,0 +1,131 @@
+#!lua
+--[[
+redeem: decide one validate (dry run) or redeem of a coupon, atomically.
+Validate and redeem share this script so that they can never disagree: validate stops
+after the check phase. Every check runs before the first write, because Redis never rolls
+a script back; the first write (the idempotency record) allocates, so under OOM the script
+aborts before touching a counter.
+
+KEYS[1] {b}:c:<CODE>   coupon hash        KEYS[2] {b}:u:<CODE>  per-user counts
+KEYS[3] {b}:i:...      idempotency record KEYS[4] {b}:r:<id>    redemption record
+KEYS[5] {b}:log        outbox stream
+ARGV  1 mode ("validate" | "redeem")   2 now_ms            3 user_id
+      4 order_amount                   5 currency          6 request fingerprint
+      7 transaction id                 8 idempotency ttl s 9 redemption ttl s
+     10 order_id ("" for none)        11 client ip        12 api key id
+     13 request id                    14 idempotency key  15 code
+Returns a flat array of strings (hiredis 0.14 caps reply nesting):
+  {"ok", replayed, id, created_at, dtype, dvalue, dmax, min_order, coupon_currency,
+   rem_total, rem_user, rem_daily, rem_weekly, order_amount, currency, user_id, order_id,
+   code, day_index, week_index, utc_off}                     ("" where there is no limit)
+  {"rejected", replayed, reason, id, resets_at_ms or "", now}
+  {"reused"}   the idempotency key was used with a different request
+Counters are *used* counts compared with the current limits, so a PATCHed limit never
+forgets past uses. Day/week counts live in fields "d:<user>" / "w:<user>" as
+"<period index>:<count>", so a new period starts at zero without any cron job.
+]]
+local mode, now = ARGV[1], tonumber(ARGV[2])
+local user, amount, currency = ARGV[3], ARGV[4], ARGV[5]
+local fp, id = ARGV[6], ARGV[7]
+local redeem = mode == 'redeem'
+
+if redeem then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then
+    local sep = string.find(prev, '\n', 1, true)
+    if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
+    local res = cjson.decode(string.sub(prev, sep + 1))
+    res[2] = '1'
+    return res
+  end
+end
+
+local function log(outcome, reason, c)
+  if not redeem then return end
+  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[2], 'kind', 'redeem',
+    'outcome', outcome, 'reason', reason, 'code', ARGV[15],
+    'campaign', (c and c[12]) or '', 'user', user, 'order', ARGV[10],
+    'amount', amount, 'currency', currency,
+    'dtype', (c and c[1]) or '', 'dvalue', (c and c[2]) or '',
+    'dmax', (c and c[3]) or '', 'min_order', (c and c[4]) or '',
+    'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14])
+end
+
+local c = redis.call('HMGET', KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
+  'starts_at', 'expires_at', 'utc_off', 'l_total', 'l_user', 'l_daily', 'campaign',
+  'l_weekly', 'status', 'used')
+if not c[1] then
+  log('rejected', 'coupon_not_found', nil)
+  return {'rejected', '0', 'coupon_not_found', id, '', ARGV[2]}
+end
+
+local function reject(reason, resets)
+  local res = {'rejected', '0', reason, id, resets or '', ARGV[2]}
+  if redeem then
+    redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[8])
+    log('rejected', reason, c)
+  end
+  return res
+end
+
+local off = tonumber(c[8]) or 0
+local day = math.floor((now + off * 60000) / 86400000)
+local week = math.floor((day + 3) / 7)
+local function num(v) return tonumber(v or '') end
+
+if c[14] == 'disabled' then return reject('coupon_disabled') end
+local starts, expires = num(c[6]), num(c[7])
+if starts and now < starts then return reject('coupon_not_started') end
+if expires and now >= expires then return reject('coupon_expired') end
+if c[5] ~= '' and c[5] ~= currency then return reject('currency_mismatch') end
+local min_order = num(c[4])
+if min_order and tonumber(amount) < min_order then return reject('min_order_not_met') end
+
+local used = num(c[15]) or 0
+local l_total, l_user, l_daily, l_weekly = num(c[9]), num(c[10]), num(c[11]), num(c[13])
+if l_total and used >= l_total then return reject('limit_total_reached') end
+
+local u = redis.call('HMGET', KEYS[2], 't:' .. user, 'd:' .. user, 'w:' .. user)
+local ut = tonumber(u[1] or '0')
+local function period(v, idx)
+  if not v then return 0 end
+  local p = string.find(v, ':', 1, true)
+  if tonumber(string.sub(v, 1, p - 1)) ~= idx then return 0 end
+  return tonumber(string.sub(v, p + 1))
+end
+local ud, uw = period(u[2], day), period(u[3], week)
+if l_user and ut >= l_user then return reject('limit_user_reached') end
+if l_daily and ud >= l_daily then
+  return reject('limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000))
+end
+if l_weekly and uw >= l_weekly then
+  return reject('limit_user_weekly_reached',
+    string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000))
+end
+
+local function left(limit, count)
+  if not limit then return '' end
+  local r = limit - count - 1
+  if r < 0 then r = 0 end
+  return string.format('%d', r)
+end
+local res = {'ok', '0', id, ARGV[2], c[1], c[2], c[3], c[4], c[5],
+  left(l_total, used), left(l_user, ut), left(l_daily, ud), left(l_weekly, uw),
+  amount, currency, user, ARGV[10], ARGV[15], string.format('%d', day),
+  string.format('%d', week), string.format('%d', off)}
+if not redeem then return res end
+
+-- Write phase: nothing above has written.
+redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[8])
+redis.call('HINCRBY', KEYS[1], 'used', 1)
+redis.call('HSET', KEYS[2], 't:' .. user, ut + 1,
+  'd:' .. user, string.format('%d:%d', day, ud + 1),
+  'w:' .. user, string.format('%d:%d', week, uw + 1))
+redis.call('HSET', KEYS[4], 'code', ARGV[15], 'user', user, 'order', ARGV[10],
+  'amount', amount, 'currency', currency, 'dtype', c[1], 'dvalue', c[2], 'dmax', c[3],
+  'min_order', c[4], 'created_at', ARGV[2], 'day', string.format('%d', day),
+  'week', string.format('%d', week), 'utc_off', string.format('%d', off),
+  'status', 'active', 'key', ARGV[12], 'campaign', c[12])
+redis.call('EXPIRE', KEYS[4], ARGV[9])
+log('accepted', '', c)
+return res
