@@ -108,8 +108,8 @@ static int set_value(struct rd_config *cfg, const struct setting *s, const char 
         if (!strcmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
             !strcasecmp(value, "on"))
             v = true;
-        else if (!strcmp(value, "0") || !strcasecmp(value, "false") ||
-                 !strcasecmp(value, "no") || !strcasecmp(value, "off"))
+        else if (!strcmp(value, "0") || !strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+                 !strcasecmp(value, "off"))
             v = false;
         else {
             snprintf(err, errlen, "%s: %s must be true or false (got \"%s\")", origin, s->name,
@@ -121,8 +121,8 @@ static int set_value(struct rd_config *cfg, const struct setting *s, const char 
     }
     case C_LOGLEVEL:
         if (rd_log_level_parse(value) < 0) {
-            snprintf(err, errlen, "%s: %s must be debug, info, warn or error (got \"%s\")",
-                     origin, s->name, value);
+            snprintf(err, errlen, "%s: %s must be debug, info, warn or error (got \"%s\")", origin,
+                     s->name, value);
             return -1;
         }
         /* fall through */

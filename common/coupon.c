@@ -71,8 +71,8 @@ static int parse_discount(struct rd_coupon *c, const json_t *d, int creating, st
     if (rd_json_only_keys(d, keys, "discount.", e) < 0)
         return -1;
     const char *type;
-    int rc = rd_json_str(d, "type", creating ? RD_J_REQUIRED : RD_J_OPTIONAL, 1, 16, &type, NULL,
-                         &sub);
+    int rc =
+        rd_json_str(d, "type", creating ? RD_J_REQUIRED : RD_J_OPTIONAL, 1, 16, &type, NULL, &sub);
     if (rc < 0)
         goto sub_fail;
     if (rc == 1) {
@@ -85,8 +85,7 @@ static int parse_discount(struct rd_coupon *c, const json_t *d, int creating, st
     }
     int64_t v;
     int64_t vmax = c->discount.type == RD_DISCOUNT_PERCENT ? RD_BP_MAX : RD_AMOUNT_MAX;
-    rc = rd_json_int(d, "value", creating ? RD_J_REQUIRED : RD_J_OPTIONAL, 1, vmax, &v, NULL,
-                     &sub);
+    rc = rd_json_int(d, "value", creating ? RD_J_REQUIRED : RD_J_OPTIONAL, 1, vmax, &v, NULL, &sub);
     if (rc < 0) {
         if (c->discount.type == RD_DISCOUNT_PERCENT && json_is_integer(json_object_get(d, "value")))
             snprintf(sub.msg, sizeof(sub.msg),
@@ -264,10 +263,18 @@ static int apply_common(struct rd_coupon *c, const json_t *body, int64_t now_ms,
 int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                           struct rd_verr *e)
 {
-    static const char *const keys[] = {"code",      "kind",           "discount",
-                                       "currency",  "starts_at",      "expires_at",
-                                       "expires_in_days", "utc_offset_minutes", "limits",
-                                       "campaign",  "tags",           "metadata",
+    static const char *const keys[] = {"code",
+                                       "kind",
+                                       "discount",
+                                       "currency",
+                                       "starts_at",
+                                       "expires_at",
+                                       "expires_in_days",
+                                       "utc_offset_minutes",
+                                       "limits",
+                                       "campaign",
+                                       "tags",
+                                       "metadata",
                                        NULL};
     if (rd_json_only_keys(body, keys, "", e) < 0)
         return -1;
@@ -276,9 +283,10 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
     if (rc < 0)
         return -1;
     if (rc == 1 && strcmp(s, "discount") != 0) {
-        rd_verr_set(e, "kind", strcmp(s, "voucher") == 0
-                                   ? "stored-value vouchers are not available in this version"
-                                   : "must be \"discount\"");
+        rd_verr_set(e, "kind",
+                    strcmp(s, "voucher") == 0
+                        ? "stored-value vouchers are not available in this version"
+                        : "must be \"discount\"");
         return -1;
     }
     c->kind = RD_KIND_DISCOUNT;
@@ -286,8 +294,9 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
     if (rc < 0)
         return -1;
     if (rc == 1 && rd_code_normalize(s, strlen(s), c->code) < 0) {
-        rd_verr_set(e, "code", "must be %d to %d characters of A-Z, 0-9 and '-', not starting "
-                               "or ending with '-'",
+        rd_verr_set(e, "code",
+                    "must be %d to %d characters of A-Z, 0-9 and '-', not starting "
+                    "or ending with '-'",
                     RD_CODE_MIN, RD_CODE_MAX);
         return -1;
     }
@@ -305,9 +314,17 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
 int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                           struct rd_verr *e)
 {
-    static const char *const keys[] = {"discount",   "currency", "starts_at", "expires_at",
-                                       "expires_in_days", "utc_offset_minutes", "limits",
-                                       "campaign",   "tags",     "metadata",  NULL};
+    static const char *const keys[] = {"discount",
+                                       "currency",
+                                       "starts_at",
+                                       "expires_at",
+                                       "expires_in_days",
+                                       "utc_offset_minutes",
+                                       "limits",
+                                       "campaign",
+                                       "tags",
+                                       "metadata",
+                                       NULL};
     if (json_object_get(body, "code") || json_object_get(body, "kind")) {
         rd_verr_set(e, json_object_get(body, "code") ? "code" : "kind", "cannot be changed");
         return -1;
@@ -517,7 +534,7 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
 {
     json_t *tags = json_loads(c->tags_json ? c->tags_json : "[]", 0, NULL);
     json_t *meta = json_loads(c->meta_json ? c->meta_json : "{}", 0, NULL);
-    int64_t remaining = c->limit_total < 0 ? -1
+    int64_t remaining = c->limit_total < 0          ? -1
                         : c->used >= c->limit_total ? 0
                                                     : c->limit_total - c->used;
     char buf[RD_TIME_BUFSZ];
@@ -526,12 +543,12 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
         "s:o, s:o, s:o, s:{s:I}, s:{s:o}, s:s, s:s}",
         "code", c->code, "kind", c->kind == RD_KIND_VOUCHER ? "voucher" : "discount", "status",
         rd_coupon_status(c, now_ms), "discount", "type", rd_dtype_name(c->discount.type), "value",
-        (json_int_t)c->discount.value, "max_amount", opt_int(c->discount.max_amount),
-        "min_order", opt_int(c->discount.min_order), "currency", opt_str(c->currency),
-        "starts_at", opt_time(c->starts_at), "expires_at", opt_time(c->expires_at),
-        "utc_offset_minutes", c->utc_offset_min, "limits", "total", opt_int(c->limit_total),
-        "per_user", opt_int(c->limit_user), "per_user_daily", opt_int(c->limit_daily),
-        "per_user_weekly", opt_int(c->limit_weekly), "campaign", opt_str(c->campaign), "tags",
+        (json_int_t)c->discount.value, "max_amount", opt_int(c->discount.max_amount), "min_order",
+        opt_int(c->discount.min_order), "currency", opt_str(c->currency), "starts_at",
+        opt_time(c->starts_at), "expires_at", opt_time(c->expires_at), "utc_offset_minutes",
+        c->utc_offset_min, "limits", "total", opt_int(c->limit_total), "per_user",
+        opt_int(c->limit_user), "per_user_daily", opt_int(c->limit_daily), "per_user_weekly",
+        opt_int(c->limit_weekly), "campaign", opt_str(c->campaign), "tags",
         tags ? tags : json_array(), "metadata", meta ? meta : json_object(), "used", "total",
         (json_int_t)c->used, "remaining", "total", opt_int(remaining), "created_at",
         rd_time_format(c->created_at, buf), "updated_at", "");

@@ -8,8 +8,7 @@
 
 #include "rd/discount.h"
 
-enum rd_status rd_discount_compute(const struct rd_discount *d, int64_t order_amount,
-                                   int64_t *out)
+enum rd_status rd_discount_compute(const struct rd_discount *d, int64_t order_amount, int64_t *out)
 {
     if (order_amount < 0 || order_amount > RD_AMOUNT_MAX)
         return RD_E_INVALID_REQUEST;
@@ -22,7 +21,8 @@ enum rd_status rd_discount_compute(const struct rd_discount *d, int64_t order_am
         if (d->value < 0 || d->value > RD_BP_MAX)
             return RD_E_INVALID_REQUEST;
         /* floor(order * bp / 10000) without overflow: order = q * 10000 + r. */
-        v = (order_amount / RD_BP_MAX) * d->value + ((order_amount % RD_BP_MAX) * d->value) / RD_BP_MAX;
+        v = (order_amount / RD_BP_MAX) * d->value +
+            ((order_amount % RD_BP_MAX) * d->value) / RD_BP_MAX;
         break;
     case RD_DISCOUNT_FIXED:
         if (d->value < 0 || d->value > RD_AMOUNT_MAX)

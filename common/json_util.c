@@ -70,8 +70,8 @@ json_t *rd_json_parse_object(const char *buf, size_t len, struct rd_verr *e)
             }
             json_decref(loose);
         }
-        rd_verr_set(e, "body", "malformed JSON at line %d column %d: %s", jerr.line,
-                    jerr.column, jerr.text);
+        rd_verr_set(e, "body", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                    jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -145,15 +145,13 @@ int rd_json_int(const json_t *obj, const char *key, int flags, int64_t min, int6
     if (!v)
         return rc;
     if (!json_is_integer(v)) {
-        rd_verr_set(e, key, "must be an integer from %lld to %lld", (long long)min,
-                    (long long)max);
+        rd_verr_set(e, key, "must be an integer from %lld to %lld", (long long)min, (long long)max);
         return -1;
     }
     json_int_t n = json_integer_value(v);
     /* jansson saturates integers beyond long long at parse time, so the bounds catch them. */
     if (n < min || n > max) {
-        rd_verr_set(e, key, "must be an integer from %lld to %lld", (long long)min,
-                    (long long)max);
+        rd_verr_set(e, key, "must be an integer from %lld to %lld", (long long)min, (long long)max);
         return -1;
     }
     *out = n;

@@ -108,7 +108,9 @@ int rd_scopes_parse(const char *s, size_t len, unsigned *out)
 {
     unsigned v = 0;
     size_t i = 0;
-    while (i < len) {
+    if (len == 0)
+        return -1;
+    while (i <= len) {
         size_t j = i;
         while (j < len && s[j] != ',')
             j++;
@@ -155,8 +157,8 @@ int rd_apikey_record_parse(const char *v, size_t len, struct rd_apikey_record *o
             return -1;
         i = j + 1;
     }
-    if (fl[0] != RD_APIKEY_ID_LEN || rd_scopes_parse(f[1], fl[1], &out->scopes) < 0 ||
-        fl[3] != 1 || (f[3][0] != '0' && f[3][0] != '1'))
+    if (fl[0] != RD_APIKEY_ID_LEN || rd_scopes_parse(f[1], fl[1], &out->scopes) < 0 || fl[3] != 1 ||
+        (f[3][0] != '0' && f[3][0] != '1'))
         return -1;
     memcpy(out->id, f[0], RD_APIKEY_ID_LEN);
     out->id[RD_APIKEY_ID_LEN] = '\0';

@@ -83,8 +83,8 @@ char *rd_time_format(int64_t ms, char *buf)
     rd_time_civil_from_days(day, &y, &mo, &d);
     int secs = (int)(rem / 1000), millis = (int)(rem % 1000);
     if (millis)
-        snprintf(buf, RD_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, mo,
-                 d, secs / 3600, secs / 60 % 60, secs % 60, millis);
+        snprintf(buf, RD_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, mo, d,
+                 secs / 3600, secs / 60 % 60, secs % 60, millis);
     else
         snprintf(buf, RD_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, mo, d,
                  secs / 3600, secs / 60 % 60, secs % 60);
@@ -114,14 +114,12 @@ int rd_time_parse(const char *s, int64_t *ms)
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = s;
     int y, mo, d, h, mi, se, millis = 0;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return -1;
     if (*p != 'T' && *p != 't')
         return -1;
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
-        digits(&p, 2, &se))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
         return -1;
     if (*p == '.') {
         p++;

@@ -26,9 +26,8 @@ int rd_currency_normalize(const char *in, char out[4])
 
 int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e)
 {
-    static const char *const keys[] = {"code",     "user_id",  "order_amount",
-                                       "currency", "order_id", "metadata",
-                                       NULL};
+    static const char *const keys[] = {
+        "code", "user_id", "order_amount", "currency", "order_id", "metadata", NULL};
     memset(r, 0, sizeof(*r));
     if (rd_json_only_keys(body, keys, "", e) < 0)
         return -1;
@@ -41,8 +40,8 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
     }
     if (rd_json_str(body, "user_id", RD_J_REQUIRED, 1, RD_USER_ID_MAX, &r->user_id, NULL, e) < 0)
         return -1;
-    if (rd_json_int(body, "order_amount", RD_J_REQUIRED, 1, RD_AMOUNT_MAX, &r->order_amount,
-                    NULL, e) < 0)
+    if (rd_json_int(body, "order_amount", RD_J_REQUIRED, 1, RD_AMOUNT_MAX, &r->order_amount, NULL,
+                    e) < 0)
         return -1;
     if (rd_json_str(body, "currency", RD_J_REQUIRED, 1, 8, &cur, NULL, e) < 0)
         return -1;
@@ -50,8 +49,7 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
         rd_verr_set(e, "currency", "must be a 3-letter ISO 4217 code such as \"EUR\"");
         return -1;
     }
-    if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) <
-        0)
+    if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
         return -1;
     json_t *m = json_object_get(body, "metadata");
     if (m) {

@@ -49,9 +49,23 @@ static enum rd_status discount_of(const char *dtype, int64_t dvalue, int64_t dma
 
 /* Element layout of redeem.lua's "ok" answer. */
 enum {
-    OK_ID = 2, OK_CREATED, OK_DTYPE, OK_DVALUE, OK_DMAX, OK_MIN_ORDER, OK_CCUR, OK_REM_TOTAL,
-    OK_REM_USER, OK_REM_DAILY, OK_REM_WEEKLY, OK_AMOUNT, OK_CURRENCY, OK_USER, OK_ORDER,
-    OK_CODE, OK__COUNT = 21
+    OK_ID = 2,
+    OK_CREATED,
+    OK_DTYPE,
+    OK_DVALUE,
+    OK_DMAX,
+    OK_MIN_ORDER,
+    OK_CCUR,
+    OK_REM_TOTAL,
+    OK_REM_USER,
+    OK_REM_DAILY,
+    OK_REM_WEEKLY,
+    OK_AMOUNT,
+    OK_CURRENCY,
+    OK_USER,
+    OK_ORDER,
+    OK_CODE,
+    OK__COUNT = 21
 };
 
 static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
@@ -74,9 +88,9 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         if (*el(reply, 4))
             json_object_set_new(details, "resets_at", time_json(el_num(reply, 4)));
         if (!r->redeem_mode && rd_status_is_business(st)) {
-            json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:o}", "valid", 0, "code", r->rq.code,
-                                  "reason", rd_status_name(st), "message",
-                                  rd_status_message(st), "details", details);
+            json_t *o =
+                json_pack("{s:b, s:s, s:s, s:s, s:o}", "valid", 0, "code", r->rq.code, "reason",
+                          rd_status_name(st), "message", rd_status_message(st), "details", details);
             rd_reply_json(r, 200, o);
             return;
         }
@@ -96,10 +110,10 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
-    json_t *remaining = json_pack("{s:o, s:o, s:o, s:o}", "total", opt_count(reply, OK_REM_TOTAL),
-                                  "user", opt_count(reply, OK_REM_USER), "user_daily",
-                                  opt_count(reply, OK_REM_DAILY), "user_weekly",
-                                  opt_count(reply, OK_REM_WEEKLY));
+    json_t *remaining =
+        json_pack("{s:o, s:o, s:o, s:o}", "total", opt_count(reply, OK_REM_TOTAL), "user",
+                  opt_count(reply, OK_REM_USER), "user_daily", opt_count(reply, OK_REM_DAILY),
+                  "user_weekly", opt_count(reply, OK_REM_WEEKLY));
     if (!r->redeem_mode) {
         rd_reply_json(r, 200,
                       json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "valid", 1, "code",
@@ -238,8 +252,8 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code",
                           hget(reply, "code"), "user_id", hget(reply, "user"), "order_amount",
                           (json_int_t)amount, "discount", (json_int_t)discount, "currency",
-                          hget(reply, "currency"), "status", hget(reply, "status"),
-                          "created_at", time_json(hnum(reply, "created_at")));
+                          hget(reply, "currency"), "status", hget(reply, "status"), "created_at",
+                          time_json(hnum(reply, "created_at")));
     if (*hget(reply, "order"))
         json_object_set_new(o, "order_id", json_string(hget(reply, "order")));
     if (*hget(reply, "reversed_at")) {

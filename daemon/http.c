@@ -15,10 +15,10 @@
 #include "rd/rdtime.h"
 
 struct route {
-    int method;        /* EVHTTP_REQ_* */
-    const char *path;  /* '*' matches one segment */
-    unsigned scopes;   /* any of these; 0 = no authentication */
-    int body;          /* 0 none, 1 a JSON object, 2 optional (absent = {}) */
+    int method;       /* EVHTTP_REQ_* */
+    const char *path; /* '*' matches one segment */
+    unsigned scopes;  /* any of these; 0 = no authentication */
+    int body;         /* 0 none, 1 a JSON object, 2 optional (absent = {}) */
     rd_handler *fn;
 };
 
@@ -32,8 +32,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/v1/coupons/*/enable", RD_SCOPE_ADMIN, 2, rd_h_coupon_enable},
     {EVHTTP_REQ_POST, "/v1/validate", RD_SCOPE_REDEEM, 1, rd_h_validate},
     {EVHTTP_REQ_POST, "/v1/redemptions", RD_SCOPE_REDEEM, 1, rd_h_redeem},
-    {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0,
-     rd_h_redemption_get},
+    {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
     {EVHTTP_REQ_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
 };
 
@@ -84,8 +83,8 @@ static void send_body(struct rd_req *r, int http, const char *body, size_t len)
     const char *reason = http < 300 ? "OK" : http < 500 ? "Client Error" : "Server Error";
     evhttp_send_reply(r->ev, http, reason, NULL);
     if (r->w->cfg->access_log)
-        rd_info("event=access req=%s method=%d path=\"%s\" status=%d key=%s ms=%lld",
-                r->request_id, (int)evhttp_request_get_command(r->ev), r->path, http,
+        rd_info("event=access req=%s method=%d path=\"%s\" status=%d key=%s ms=%lld", r->request_id,
+                (int)evhttp_request_get_command(r->ev), r->path, http,
                 r->key_id[0] ? r->key_id : "-", (long long)(rd_mono_ms() - r->start_ms));
     req_free(r);
 }
@@ -103,8 +102,7 @@ void rd_reply_json(struct rd_req *r, int http, json_t *obj)
 void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, json_t *details)
 {
     json_t *err = json_pack("{s:s, s:s, s:s}", "code", rd_status_name(st), "message",
-                            message ? message : rd_status_message(st), "request_id",
-                            r->request_id);
+                            message ? message : rd_status_message(st), "request_id", r->request_id);
     if (details)
         json_object_set_new(err, "details", details);
     if (st == RD_E_RATE_LIMITED || st == RD_E_UNAVAILABLE)
@@ -175,15 +173,15 @@ static void gen_request_id(struct rd_req *r)
 
 static int authenticate(struct rd_req *r, unsigned need)
 {
-    const char *h =
-        evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
     if (!r->w->keys.loaded) {
         rd_reply_error(r, RD_E_UNAVAILABLE, "API keys are not loaded yet; retry shortly", NULL);
         return -1;
     }
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
-        rd_reply_error(r, RD_E_UNAUTHORIZED, "an Authorization: Bearer <api key> header is "
-                                             "required",
+        rd_reply_error(r, RD_E_UNAUTHORIZED,
+                       "an Authorization: Bearer <api key> header is "
+                       "required",
                        NULL);
         return -1;
     }
@@ -216,13 +214,12 @@ static int read_body(struct rd_req *r, int optional)
         char msg[128];
         snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %d", len,
                  r->w->cfg->max_body_bytes);
-        rd_reply_error(r, RD_E_PAYLOAD_TOO_LARGE, msg,
-                       json_pack("{s:s, s:i}", "field", "body", "limit",
-                                 r->w->cfg->max_body_bytes));
+        rd_reply_error(
+            r, RD_E_PAYLOAD_TOO_LARGE, msg,
+            json_pack("{s:s, s:i}", "field", "body", "limit", r->w->cfg->max_body_bytes));
         return -1;
     }
-    const char *ct =
-        evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Content-Type");
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Content-Type");
     if (len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0) {
         struct rd_verr e;
         rd_verr_set(&e, "Content-Type", "must be application/json");

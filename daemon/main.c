@@ -39,7 +39,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static void libevent_log(int severity, const char *msg)
 {
-    rd_log(severity >= EVENT_LOG_ERR ? RD_LOG_ERROR
+    rd_log(severity >= EVENT_LOG_ERR    ? RD_LOG_ERROR
            : severity >= EVENT_LOG_WARN ? RD_LOG_WARN
                                         : RD_LOG_DEBUG,
            "event=libevent msg=\"%s\"", msg);
@@ -126,8 +126,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    rd_info("event=listening addr=%s port=%d workers=%d redis=%s:%d buckets=%d",
-            cfg.listen_addr, port, nworkers, cfg.redis_host, cfg.redis_port, cfg.buckets);
+    rd_info("event=listening addr=%s port=%d workers=%d redis=%s:%d buckets=%d", cfg.listen_addr,
+            port, nworkers, cfg.redis_host, cfg.redis_port, cfg.buckets);
 
     event_base_dispatch(base);
 

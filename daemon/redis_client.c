@@ -205,8 +205,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     if (!r->ac)
         return;
     int64_t now = mono_ms();
-    if (r->state == RD_REDIS_CONNECTING &&
-        now - r->connect_started_ms > r->cfg->redis_timeout_ms) {
+    if (r->state == RD_REDIS_CONNECTING && now - r->connect_started_ms > r->cfg->redis_timeout_ms) {
         drop(r, "connect timeout");
     } else if (r->inflight > 0 && now - r->last_progress_ms > r->cfg->redis_timeout_ms) {
         drop(r, "reply timeout");
@@ -250,7 +249,7 @@ void rd_redis_stop(struct rd_redis *r)
 
 int rd_redis_error_is_unavailable(const redisReply *reply)
 {
-    static const char *const prefixes[] = {"LOADING", "BUSY",     "OOM",     "MASTERDOWN",
+    static const char *const prefixes[] = {"LOADING",  "BUSY",     "OOM",         "MASTERDOWN",
                                            "READONLY", "TRYAGAIN", "CLUSTERDOWN", NULL};
     if (!reply || reply->type != REDIS_REPLY_ERROR)
         return 0;

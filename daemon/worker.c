@@ -156,8 +156,8 @@ int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, in
     evhttp_set_timeout(w->http, cfg->idle_timeout_s);
     evhttp_set_default_content_type(w->http, "application/json");
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(w->http, rd_http_dispatch, w);
 
     struct sockaddr_in sin;
@@ -167,8 +167,7 @@ int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, in
     inet_pton(AF_INET, cfg->listen_addr, &sin.sin_addr);
     struct evconnlistener *l = evconnlistener_new_bind(
         w->base, NULL, NULL,
-        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE |
-            LEV_OPT_CLOSE_ON_EXEC,
+        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
         1024, (struct sockaddr *)&sin, sizeof(sin));
     if (!l) {
         rd_error("event=listen_failed addr=%s port=%d err=\"%s\"", cfg->listen_addr, port,

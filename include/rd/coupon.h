@@ -28,7 +28,7 @@ struct rd_coupon {
     char code[RD_CODE_MAX + 1];
     enum rd_kind kind;
     struct rd_discount discount;
-    char currency[4]; /* "" for none (percent coupons only) */
+    char currency[4];   /* "" for none (percent coupons only) */
     int64_t starts_at;  /* ms, or -1 */
     int64_t expires_at; /* ms, or -1 */
     int utc_offset_min;

@@ -30,8 +30,7 @@ struct rd_discount {
  * never more than the order. Returns RD_OK with *out set, RD_E_MIN_ORDER if the order is below
  * min_order, RD_E_INVALID_REQUEST for out-of-range inputs.
  */
-enum rd_status rd_discount_compute(const struct rd_discount *d, int64_t order_amount,
-                                   int64_t *out);
+enum rd_status rd_discount_compute(const struct rd_discount *d, int64_t order_amount, int64_t *out);
 
 const char *rd_dtype_name(enum rd_dtype t);
 /** "percent" or "fixed"; returns RD_DISCOUNT_NONE for anything else. */

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RD_MS_PER_DAY    86400000LL
+#define RD_MS_PER_DAY     86400000LL
 #define RD_OFFSET_MAX_MIN 840 /* UTC+14:00 */
 
 /** Day index of ms in a zone offset_min minutes east of UTC (floor division). */

@@ -14,7 +14,7 @@ enum rd_status {
     RD_E_PAYLOAD_TOO_LARGE,
     RD_E_UNAUTHORIZED,
     RD_E_FORBIDDEN,
-    RD_E_NOT_FOUND,          /* no such route */
+    RD_E_NOT_FOUND, /* no such route */
     RD_E_METHOD_NOT_ALLOWED,
     RD_E_COUPON_NOT_FOUND,
     RD_E_REDEMPTION_NOT_FOUND,
@@ -32,7 +32,7 @@ enum rd_status {
     RD_E_IDEM_REQUIRED,
     RD_E_IDEM_REUSED,
     RD_E_ALREADY_REVERSED,
-    RD_E_CONFLICT,           /* concurrent admin update; retried internally */
+    RD_E_CONFLICT, /* concurrent admin update; retried internally */
     RD_E_RATE_LIMITED,
     RD_E_UNAVAILABLE,
     RD_E_INTERNAL,

@@ -1,1 +1,111 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: MIT
+ * Key naming, bucket hashing, transaction ids, API key shapes and records. */
+#include <stdio.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#include "rd/keys.h"
+
+static void key_names(void **state)
+{
+    (void)state;
+    char buf[RD_KEY_MAX];
+    assert_int_equal(rd_key_coupon(buf, sizeof(buf), 42, "SAVE10"), 15);
+    assert_string_equal(buf, "{0042}:c:SAVE10");
+    rd_key_users(buf, sizeof(buf), 7, "X-1");
+    assert_string_equal(buf, "{0007}:u:X-1");
+    rd_key_idem(buf, sizeof(buf), 1023, "C", "abcdefgh", "k:1");
+    assert_string_equal(buf, "{1023}:i:C:abcdefgh:k:1");
+    rd_key_redemption(buf, sizeof(buf), 9, "rdm_0009_x");
+    assert_string_equal(buf, "{0009}:r:rdm_0009_x");
+    rd_key_log(buf, sizeof(buf), 9999);
+    assert_string_equal(buf, "{9999}:log");
+    char tiny[8];
+    assert_int_equal(rd_key_coupon(tiny, sizeof(tiny), 1, "LONGCODE"), -1);
+}
+
+static void buckets(void **state)
+{
+    (void)state;
+    /* FNV-1a 32 of "a" is 0xe40c292c. */
+    assert_int_equal(rd_bucket_of("a", 1, 0xffffffffu), 0xe40c292cu % 0xffffffffu);
+    assert_int_equal(rd_bucket_of("SAVE10", 6, 1024), rd_bucket_of("SAVE10", 6, 1024));
+    unsigned hits[16] = {0};
+    char code[16];
+    for (int i = 0; i < 16000; i++) {
+        int n = snprintf(code, sizeof(code), "CODE%d", i);
+        hits[rd_bucket_of(code, (size_t)n, 16)]++;
+    }
+    for (int i = 0; i < 16; i++)
+        assert_true(hits[i] > 800 && hits[i] < 1200); /* roughly even spread */
+}
+
+static void txn_ids(void **state)
+{
+    (void)state;
+    uint8_t rnd[20];
+    for (int i = 0; i < 20; i++)
+        rnd[i] = (uint8_t)(i * 13);
+    char id[RD_TXN_ID_LEN + 1];
+    rd_txn_id_make(id, 417, rnd);
+    assert_int_equal(strlen(id), RD_TXN_ID_LEN);
+    assert_memory_equal(id, "rdm_0417_", 9);
+    assert_int_equal(rd_txn_id_bucket(id, 1024), 417);
+    assert_int_equal(rd_txn_id_bucket(id, 400), -1); /* bucket beyond this install */
+    char bad[RD_TXN_ID_LEN + 1];
+    memcpy(bad, id, sizeof(bad));
+    bad[12] = 'U'; /* not in the alphabet */
+    assert_int_equal(rd_txn_id_bucket(bad, 1024), -1);
+    assert_int_equal(rd_txn_id_bucket("rdm_0417_short", 1024), -1);
+    assert_int_equal(rd_txn_id_bucket("", 1024), -1);
+}
+
+static void api_keys(void **state)
+{
+    (void)state;
+    uint8_t rnd[40] = {0};
+    rnd[0] = 1;
+    char key[RD_APIKEY_LEN + 1], id[RD_APIKEY_ID_LEN + 1];
+    rd_apikey_make(key, id, rnd);
+    assert_int_equal(strlen(key), RD_APIKEY_LEN);
+    assert_int_equal(rd_apikey_check_shape(key, strlen(key)), 0);
+    assert_memory_equal(key + 4, id, RD_APIKEY_ID_LEN);
+    key[10] = '!';
+    assert_int_equal(rd_apikey_check_shape(key, strlen(key)), -1);
+    assert_int_equal(rd_apikey_check_shape("rdk_", 4), -1);
+
+    unsigned s;
+    assert_int_equal(rd_scopes_parse("admin,fraud", 11, &s), 0);
+    assert_int_equal(s, RD_SCOPE_ADMIN | RD_SCOPE_FRAUD);
+    assert_int_equal(rd_scopes_parse("admin,", 6, &s), -1);
+    assert_int_equal(rd_scopes_parse("root", 4, &s), -1);
+    assert_int_equal(rd_scopes_parse("", 0, &s), -1);
+    char buf[32];
+    rd_scopes_format(RD_SCOPE_REDEEM | RD_SCOPE_ADMIN, buf, sizeof(buf));
+    assert_string_equal(buf, "admin,redeem");
+
+    struct rd_apikey_record rec = {"abcdefgh", RD_SCOPE_REDEEM, 1700000000000LL, 0, "pos|one"};
+    char v[256];
+    assert_true(rd_apikey_record_format(&rec, v, sizeof(v)) > 0);
+    assert_string_equal(v, "abcdefgh|redeem|1700000000000|0|pos|one");
+    struct rd_apikey_record back;
+    assert_int_equal(rd_apikey_record_parse(v, strlen(v), &back), 0);
+    assert_string_equal(back.id, "abcdefgh");
+    assert_string_equal(back.name, "pos|one");
+    assert_int_equal(back.created_ms, 1700000000000LL);
+    assert_int_equal(rd_apikey_record_parse("abc|redeem|1|0|x", 16, &back), -1);
+    assert_int_equal(rd_apikey_record_parse("abcdefgh|redeem|1|2|x", 21, &back), -1);
+    assert_int_equal(rd_apikey_record_parse("abcdefgh|redeem", 15, &back), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(key_names),
+        cmocka_unit_test(buckets),
+        cmocka_unit_test(txn_ids),
+        cmocka_unit_test(api_keys),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

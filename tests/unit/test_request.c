@@ -1,1 +1,137 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: MIT
+ * Checkout request validation, fingerprints, header checks and body parsing. */
+#include <string.h>
+
+#include "test_util.h"
+
+#include "rd/json_util.h"
+#include "rd/request.h"
+
+static const char *parse_field(const char *body)
+{
+    static struct rd_verr e;
+    struct rd_redeem_req r;
+    json_t *b = rd_json_parse_object(body, strlen(body), &e);
+    if (!b)
+        return e.field;
+    int rc = rd_redeem_req_parse(&r, b, &e);
+    rd_redeem_req_free(&r);
+    json_decref(b);
+    return rc == 0 ? "" : e.field;
+}
+
+static void fields(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        parse_field(
+            "{\"code\":\"ab-c\",\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"eur\"}"),
+        "");
+    struct {
+        const char *body, *field;
+    } cases[] = {
+        {"{\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"EUR\"}", "code"},
+        {"{\"code\":5,\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"EUR\"}", "code"},
+        {"{\"code\":\"A B\",\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"EUR\"}", "code"},
+        {"{\"code\":\"ABC\",\"user_id\":\"\",\"order_amount\":1,\"currency\":\"EUR\"}", "user_id"},
+        {"{\"code\":\"ABC\",\"user_id\":\"a\\nb\",\"order_amount\":1,\"currency\":\"EUR\"}",
+         "user_id"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":0,\"currency\":\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":-1,\"currency\":\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":1.5,\"currency\":\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":\"1\",\"currency\":\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":1000000000000001,\"currency\":"
+         "\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":99999999999999999999999,"
+         "\"currency\":\"EUR\"}",
+         "order_amount"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"E1R\"}",
+         "currency"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"EUR\",\"x\":1}",
+         "x"},
+        {"{\"code\":\"ABC\",\"user_id\":\"u\",\"order_amount\":1,\"currency\":\"EUR\",\"metadata\":"
+         "[]}",
+         "metadata"},
+        {"[1,2]", "body"},
+        {"{\"code\":\"ABC\",", "body"},
+        {"{\"code\":\"ABC\",\"code\":\"ABD\"}", "body"},
+        {"{\"code\":\"\xff\xfe\"}", "body"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *f = parse_field(cases[i].body);
+        if (strcmp(f, cases[i].field) != 0)
+            fail_msg("case %zu: field \"%s\", expected \"%s\"", i, f, cases[i].field);
+    }
+}
+
+static void fingerprints(void **state)
+{
+    (void)state;
+    struct rd_redeem_req a = {"SAVE", "u1", 100, "EUR", NULL, NULL}, b = a;
+    char fa[17], fb[17];
+    rd_redeem_req_fingerprint(&a, fa);
+    rd_redeem_req_fingerprint(&b, fb);
+    assert_string_equal(fa, fb);
+    b.order_amount = 101;
+    rd_redeem_req_fingerprint(&b, fb);
+    assert_string_not_equal(fa, fb);
+    b = a;
+    b.order_id = "";
+    rd_redeem_req_fingerprint(&b, fb);
+    assert_string_not_equal(fa, fb); /* absent and empty differ */
+    b = a;
+    b.user_id = "u";
+    strcpy(b.code, "SAVE1"); /* ("SAVE","u1") vs ("SAVE1","u") */
+    rd_redeem_req_fingerprint(&b, fb);
+    assert_string_not_equal(fa, fb);
+}
+
+static void headers(void **state)
+{
+    (void)state;
+    assert_int_equal(rd_idem_key_check("order-1001"), 0);
+    assert_int_equal(rd_idem_key_check(""), -1);
+    assert_int_equal(rd_idem_key_check("has space"), -1);
+    char longk[300];
+    memset(longk, 'k', sizeof(longk));
+    longk[255] = '\0';
+    assert_int_equal(rd_idem_key_check(longk), 0);
+    longk[255] = 'k';
+    longk[256] = '\0';
+    assert_int_equal(rd_idem_key_check(longk), -1);
+    assert_int_equal(rd_request_id_check("abc-123"), 0);
+    assert_int_equal(rd_request_id_check("a\tb"), -1);
+    char out[4];
+    assert_int_equal(rd_currency_normalize("usd", out), 0);
+    assert_string_equal(out, "USD");
+    assert_int_equal(rd_currency_normalize("US", out), -1);
+}
+
+static void sbuf(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_sbuf_add_jstr(&b, "a\"b\\c\n\x01", 7);
+    assert_string_equal(b.buf, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+    for (int i = 0; i < 1000; i++)
+        rd_sbuf_addf(&b, "%d,", i);
+    assert_true(b.len > 3000);
+    rd_sbuf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fields),
+        cmocka_unit_test(fingerprints),
+        cmocka_unit_test(headers),
+        cmocka_unit_test(sbuf),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

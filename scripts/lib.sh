@@ -1,0 +1,104 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/run and scripts/test: install what is missing, build, start a
+# loopback Redis and PostgreSQL. Sourced, never run.
+
+RD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RD_PGBIN=/usr/lib/postgresql/15/bin
+RD_PACKAGES=(build-essential cmake pkg-config libevent-dev libhiredis-dev libjansson-dev
+    libpq-dev libcmocka-dev redis-server postgresql-15 postgresql-client-15 python3
+    python3-pytest python3-requests python3-psycopg2 python3-redis curl)
+
+rd_say() { printf '==> %s\n' "$*" >&2; }
+rd_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the Debian packages that are missing (plus any given as arguments).
+rd_install_deps() {
+    local missing=() p
+    for p in "${RD_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    rd_say "installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq || rd_die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null || rd_die "apt-get install failed"
+    # Debian starts the packaged servers; ours run on their own ports, theirs are not needed.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+        $sudo systemctl stop redis-server postgresql >/dev/null 2>&1 || true
+    fi
+}
+
+# rd_build BUILD_DIR [cmake args...]
+rd_build() {
+    local dir=$1
+    shift
+    cmake -S "$RD_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null ||
+        rd_die "cmake configure failed"
+    cmake --build "$dir" -j "$(nproc)" >/dev/null 2>"$dir.build.log" ||
+        { cat "$dir.build.log" >&2; rd_die "build failed"; }
+}
+
+rd_free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# rd_redis_start DIR PORT: durable settings of DESIGN §2 (AOF always, noeviction).
+rd_redis_start() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+        --appendonly yes --appendfsync always --maxmemory-policy noeviction \
+        --save '' >/dev/null || rd_die "redis-server did not start (see $dir/redis.log)"
+    local i
+    for i in $(seq 1 100); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.1
+    done
+    rd_die "redis-server on port $port did not answer (see $dir/redis.log)"
+}
+
+rd_redis_stop() {
+    local dir=$1 port=$2
+    redis-cli -p "$port" shutdown >/dev/null 2>&1 || true
+    [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
+# PostgreSQL refuses to run as root: the data directory belongs to the postgres user.
+rd_as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# rd_pg_start DIR PORT: initialises DIR on first use, starts, creates role and db redeemd.
+rd_pg_start() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres: "$dir"
+        rd_as_pg test -x "$dir" || rd_die "the postgres user cannot reach $dir"
+    fi
+    chmod 700 "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        rd_as_pg "$RD_PGBIN/initdb" -D "$dir" -A trust -U postgres --no-sync >/dev/null ||
+            rd_die "initdb failed"
+    fi
+    rd_as_pg "$RD_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null ||
+        rd_die "PostgreSQL did not start (see $dir/server.log)"
+    psql -h 127.0.0.1 -p "$port" -U postgres -qtAc \
+        "SELECT 1 FROM pg_roles WHERE rolname='redeemd'" | grep -q 1 ||
+        psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE redeemd LOGIN" >/dev/null
+    psql -h 127.0.0.1 -p "$port" -U postgres -qtAc \
+        "SELECT 1 FROM pg_database WHERE datname='redeemd'" | grep -q 1 ||
+        psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE redeemd OWNER redeemd" \
+            >/dev/null
+}
+
+rd_pg_stop() {
+    local dir=$1
+    [ -f "$dir/postmaster.pid" ] && rd_as_pg "$RD_PGBIN/pg_ctl" -D "$dir" -m fast -w stop \
+        >/dev/null 2>&1 || true
+}
