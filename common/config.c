@@ -34,7 +34,7 @@ static const struct setting settings[] = {
     {"port", C_INT, OFF(port), 0, 0, 65535, "8080", "TCP port (0 picks a free one)"},
     {"workers", C_INT, OFF(workers), 0, 0, 256, "0", "worker threads (0 = number of cores)"},
     {"redis_host", C_STR, OFF(redis_host), SZ(redis_host), 0, 0, "127.0.0.1",
-     "Redis address (numeric, to avoid blocking DNS on the event loop)"},
+     "Redis host; a name is resolved once at start (no DNS on the event loops)"},
     {"redis_port", C_INT, OFF(redis_port), 0, 1, 65535, "6379", "Redis port"},
     {"redis_timeout_ms", C_INT, OFF(redis_timeout_ms), 0, 10, 60000, "2000",
      "a Redis call slower than this drops the connection and answers 503"},
@@ -315,12 +315,8 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
                  cfg->listen_addr);
         return -1;
     }
-    if (sscanf(cfg->redis_host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 ||
-        b > 255 || c > 255 || d > 255) {
-        snprintf(err, errlen,
-                 "redis_host must be a numeric IPv4 address (got \"%s\"): a name would be "
-                 "resolved with blocking DNS on the event loop",
-                 cfg->redis_host);
+    if (cfg->redis_host[0] == '\0') {
+        snprintf(err, errlen, "redis_host must not be empty");
         return -1;
     }
     if (cfg->pg_conninfo[0] == '\0') {

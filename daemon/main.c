@@ -3,7 +3,9 @@
  * redeemd: configuration, signals, worker start and stop. The main thread owns the only
  * event_base that handles signals (libevent allows one); workers block all signals.
  */
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <netdb.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <signal.h>
@@ -63,6 +65,23 @@ int main(int argc, char **argv)
     if (help) {
         rd_config_usage("redeemd", emit_line);
         return 0;
+    }
+    /* hiredis would resolve a name with blocking getaddrinfo on every (re)connect, inside
+     * a worker's event loop; resolve it once here instead. */
+    struct in_addr probe;
+    if (inet_pton(AF_INET, cfg.redis_host, &probe) != 1) {
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+        int gai = getaddrinfo(cfg.redis_host, NULL, &hints, &res);
+        if (gai != 0) {
+            fprintf(stderr, "redeemd: redis_host: cannot resolve \"%s\": %s\n", cfg.redis_host,
+                    gai_strerror(gai));
+            return 2;
+        }
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof(ip));
+        freeaddrinfo(res);
+        rd_info("event=redis_host_resolved name=%s addr=%s", cfg.redis_host, ip);
+        snprintf(cfg.redis_host, sizeof(cfg.redis_host), "%s", ip);
     }
     if (cfg.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

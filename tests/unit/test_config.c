@@ -94,7 +94,7 @@ static void bad_sources(void **state)
     char *argv3[] = {"redeemd", "--config=/nonexistent/x.conf", NULL};
     assert_int_equal(rd_config_load(&c, 2, argv3, NULL, &help, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "/nonexistent/x.conf"));
-    char *argv4[] = {"redeemd", "--redis_host=redis.local", NULL};
+    char *argv4[] = {"redeemd", "--listen_addr=localhost", NULL};
     assert_int_equal(rd_config_load(&c, 2, argv4, NULL, &help, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "numeric"));
     char *argv5[] = {"redeemd", "--port", NULL};

@@ -1,0 +1,312 @@
+"""Integration fixtures: real redis-server, PostgreSQL and redeemd on free loopback ports.
+
+Everything runs black box: tests talk HTTP to the daemon and read Redis only to check
+invariants. Servers live in a temporary directory removed at the end; their logs are
+printed when a test fails. With RD_SANITIZED=1 (the ASan+UBSan pass of scripts/test) every
+daemon's stderr is checked for sanitizer reports when it stops.
+"""
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import redis as redis_lib
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.abspath(os.environ.get("RD_BUILD_DIR", os.path.join(ROOT, "build")))
+REDEEMD = os.path.join(BUILD, "redeemd")
+REDEEMCTL = os.path.join(BUILD, "redeemctl")
+PGBIN = "/usr/lib/postgresql/15/bin"
+SANITIZED = os.environ.get("RD_SANITIZED") == "1"
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except Exception:
+            pass
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class RedisServer:
+    """A redis-server with the production durability settings (AOF always, noeviction)."""
+
+    def __init__(self, base):
+        self.dir = tempfile.mkdtemp(prefix="redis-", dir=base)
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
+             "--maxmemory-policy", "noeviction", "--save", "",
+             "--logfile", os.path.join(self.dir, "redis.log")])
+        wait_for(lambda: self.client().ping(), what=f"redis on {self.port}")
+        return self
+
+    def client(self):
+        return redis_lib.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                               socket_timeout=5)
+
+    def stop(self, kill=False):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log")) as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+
+class Postgres:
+    def __init__(self, base):
+        self.dir = tempfile.mkdtemp(prefix="pg-", dir=base)
+        self.port = free_port()
+        pw = pwd.getpwnam("postgres") if os.getuid() == 0 else None
+        if pw:
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self.as_pg = ["runuser", "-u", "postgres", "--"] if pw else []
+        subprocess.run(self.as_pg + [f"{PGBIN}/initdb", "-D", self.dir, "-A", "trust",
+                                     "-U", "postgres", "--no-sync"],
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
+            f.write("fsync = off\nlisten_addresses = '127.0.0.1'\n")
+        self.start()
+        self.psql("CREATE ROLE redeemd LOGIN")
+        self.psql("CREATE DATABASE redeemd OWNER redeemd")
+
+    def start(self):
+        subprocess.run(self.as_pg + [f"{PGBIN}/pg_ctl", "-D", self.dir, "-w", "-l",
+                                     os.path.join(self.dir, "server.log"), "-o",
+                                     f"-p {self.port} -k {self.dir}", "start"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        subprocess.run(self.as_pg + [f"{PGBIN}/pg_ctl", "-D", self.dir, "-m", "fast", "-w",
+                                     "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def psql(self, sql, db="postgres"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        "-d", db, "-qc", sql], check=True, stdout=subprocess.DEVNULL)
+
+    @property
+    def conninfo(self):
+        return f"host=127.0.0.1 port={self.port} dbname=redeemd user=redeemd"
+
+
+class Api:
+    """A thin HTTP client bound to one key; each instance has its own connection pool."""
+
+    def __init__(self, base_url, key=None):
+        self.base = base_url
+        self.key = key
+        self.s = requests.Session()
+
+    def headers(self, extra=None, key=None):
+        h = {"Content-Type": "application/json"}
+        k = key if key is not None else self.key
+        if k:
+            h["Authorization"] = f"Bearer {k}"
+        if extra:
+            h.update(extra)
+        return h
+
+    def req(self, method, path, json_body=None, data=None, headers=None, key=None):
+        kw = {"headers": self.headers(headers, key), "timeout": 20}
+        if json_body is not None:
+            kw["json"] = json_body
+        if data is not None:
+            kw["data"] = data
+        return self.s.request(method, self.base + path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.req("POST", path, body, **kw)
+
+    def get(self, path, **kw):
+        return self.req("GET", path, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.req("PATCH", path, body, **kw)
+
+    # domain helpers
+    def create(self, **fields):
+        body = {"code": unique_code(), "discount": {"type": "percent", "value": 1000},
+                "currency": "EUR"}
+        body.update(fields)
+        r = self.post("/v1/coupons", body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def redeem(self, code, user="alice", amount=10000, key=None, now=None, currency="EUR",
+               **extra):
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        if now:
+            headers["X-Redeemd-Now"] = now
+        body = {"code": code, "user_id": user, "order_amount": amount, "currency": currency}
+        body.update(extra)
+        return self.post("/v1/redemptions", body, headers=headers)
+
+    def validate(self, code, user="alice", amount=10000, now=None, currency="EUR"):
+        headers = {"X-Redeemd-Now": now} if now else None
+        return self.post("/v1/validate", {"code": code, "user_id": user,
+                                          "order_amount": amount, "currency": currency},
+                         headers=headers)
+
+
+def unique_code(prefix="T"):
+    return f"{prefix}-{uuid.uuid4().hex[:12].upper()}"
+
+
+class Daemon:
+    def __init__(self, base, redis_port, pg_conninfo, *extra):
+        self.dir = tempfile.mkdtemp(prefix="redeemd-", dir=base)
+        self.redis_port = redis_port
+        self.pg_conninfo = pg_conninfo
+        self.extra = list(extra)
+        self.port = None
+        self.proc = None
+        self.logs = []
+
+    def args(self):
+        return [f"--redis_port={self.redis_port}", f"--pg_conninfo={self.pg_conninfo}",
+                "--listen_addr=127.0.0.1", f"--port={self.port or 0}", "--workers=2",
+                "--test_clock", "--key_refresh_ms=200", "--pg_probe_interval_ms=200",
+                "--redis_timeout_ms=1000",
+                f"--port_file={os.path.join(self.dir, 'port')}"] + self.extra
+
+    def start(self, wait_ready=True):
+        pf = os.path.join(self.dir, "port")
+        if os.path.exists(pf):
+            os.unlink(pf)
+        log = os.path.join(self.dir, f"redeemd-{len(self.logs)}.log")
+        self.logs.append(log)
+        self.proc = subprocess.Popen([REDEEMD] + self.args(), stdout=open(log, "w"),
+                                     stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(pf), what="redeemd port file")
+        with open(pf) as f:
+            self.port = int(f.read())
+        if wait_ready:
+            wait_for(lambda: requests.get(self.url + "/readyz", timeout=2).status_code == 200,
+                     timeout=20, what="redeemd /readyz")
+        return self
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig=signal.SIGTERM, expect=0):
+        if not self.proc:
+            return
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=30)
+        self.proc = None
+        self.check_sanitizers()
+        if expect is not None:
+            assert rc == expect, f"redeemd exited with {rc}\n{self.log()}"
+
+    def check_sanitizers(self):
+        text = self.log(full=True)
+        for mark in SANITIZER_MARKS:
+            assert mark not in text, f"sanitizer report in redeemd output:\n{text[-6000:]}"
+
+    def log(self, full=False):
+        out = []
+        for p in self.logs:
+            with open(p, errors="replace") as f:
+                out.append(f.read())
+        text = "\n".join(out)
+        return text if full else text[-6000:]
+
+
+def ctl(redis_port, *args, check=True):
+    p = subprocess.run([REDEEMCTL, f"--redis_port={redis_port}"] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def make_key(redis_port, scope, name="test"):
+    return ctl(redis_port, "keys", "create", "--scope", scope, "--name", name).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    base = tempfile.mkdtemp(prefix="rdtest-")
+    os.chmod(base, 0o755)  # the postgres user must reach its data directory
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg(workdir):
+    p = Postgres(workdir)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_srv(workdir):
+    r = RedisServer(workdir).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def daemon(workdir, redis_srv, pg):
+    d = Daemon(workdir, redis_srv.port, pg.conninfo).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def keys(redis_srv, daemon):
+    k = {s: make_key(redis_srv.port, s, f"test {s}") for s in ("admin", "redeem", "fraud")}
+    k["all"] = make_key(redis_srv.port, "admin,redeem,fraud", "test all")
+    # workers load keys every key_refresh_ms
+    wait_for(lambda: requests.get(daemon.url + "/v1/coupons/NOPE", timeout=2, headers={
+        "Authorization": f"Bearer {k['all']}"}).status_code == 404, what="keys loaded")
+    return k
+
+
+@pytest.fixture()
+def api(daemon, keys):
+    return Api(daemon.url, keys["all"])
+
+
+@pytest.fixture()
+def rds(redis_srv):
+    return redis_srv.client()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        d = item.funcargs.get("daemon")
+        if d is not None:
+            rep.sections.append(("redeemd log", d.log()))
