@@ -37,8 +37,8 @@ rd_build() {
     shift
     cmake -S "$RD_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null ||
         rd_die "cmake configure failed"
-    cmake --build "$dir" -j "$(nproc)" >/dev/null 2>"$dir.build.log" ||
-        { cat "$dir.build.log" >&2; rd_die "build failed"; }
+    cmake --build "$dir" -j "$(nproc)" >"$dir/build.log" 2>&1 ||
+        { cat "$dir/build.log" >&2; rd_die "build failed"; }
 }
 
 rd_free_port() {
