@@ -260,23 +260,26 @@ static int apply_common(struct rd_coupon *c, const json_t *body, int64_t now_ms,
     return rd_coupon_check(c, e);
 }
 
+/* The fields of a coupon body. A PATCH may change all but the first two. */
+static const char *const coupon_keys[] = {"code",
+                                          "kind",
+                                          "discount",
+                                          "currency",
+                                          "starts_at",
+                                          "expires_at",
+                                          "expires_in_days",
+                                          "utc_offset_minutes",
+                                          "limits",
+                                          "campaign",
+                                          "tags",
+                                          "metadata",
+                                          NULL};
+static const char *const *const patchable_keys = coupon_keys + 2;
+
 int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                           struct rd_verr *e)
 {
-    static const char *const keys[] = {"code",
-                                       "kind",
-                                       "discount",
-                                       "currency",
-                                       "starts_at",
-                                       "expires_at",
-                                       "expires_in_days",
-                                       "utc_offset_minutes",
-                                       "limits",
-                                       "campaign",
-                                       "tags",
-                                       "metadata",
-                                       NULL};
-    if (rd_json_only_keys(body, keys, "", e) < 0)
+    if (rd_json_only_keys(body, coupon_keys, "", e) < 0)
         return -1;
     const char *s;
     int rc = rd_json_str(body, "kind", RD_J_OPTIONAL, 1, 16, &s, NULL, e);
@@ -314,22 +317,11 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
 int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                           struct rd_verr *e)
 {
-    static const char *const keys[] = {"discount",
-                                       "currency",
-                                       "starts_at",
-                                       "expires_at",
-                                       "expires_in_days",
-                                       "utc_offset_minutes",
-                                       "limits",
-                                       "campaign",
-                                       "tags",
-                                       "metadata",
-                                       NULL};
     if (json_object_get(body, "code") || json_object_get(body, "kind")) {
         rd_verr_set(e, json_object_get(body, "code") ? "code" : "kind", "cannot be changed");
         return -1;
     }
-    if (rd_json_only_keys(body, keys, "", e) < 0)
+    if (rd_json_only_keys(body, patchable_keys, "", e) < 0)
         return -1;
     if (json_object_size(body) == 0) {
         rd_verr_set(e, "body", "names no field to change");
