@@ -98,3 +98,19 @@ def test_compose_file_is_valid():
     p = subprocess.run([exe, "-f", os.path.join(ROOT, "docker-compose.yml"), "config", "-q"],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stderr
+
+
+def test_idle_connections_are_closed(workdir, redis_srv, pg):
+    import socket
+    import time
+    d = Daemon(workdir, redis_srv.port, pg.conninfo, "--idle_timeout_s=1").start()
+    try:
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200" in s.recv(4096)
+        time.sleep(2.5)  # idle past the limit: the server closes the keep-alive connection
+        s.settimeout(5)
+        assert s.recv(4096) == b""
+        s.close()
+    finally:
+        d.stop()

@@ -223,3 +223,14 @@ def test_garbage_on_the_wire(daemon):
 
 def test_still_healthy_after_everything(daemon):
     assert requests.get(daemon.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_reverse_and_status_bodies(api):
+    c = api.create()
+    rid = api.redeem(c["code"]).json()["id"]
+    assert_invalid(api.post(f"/v1/redemptions/{rid}/reverse", {"amount": 5}), "amount")
+    assert_invalid(api.post(f"/v1/redemptions/{rid}/reverse", data=b"{"), "body")
+    assert_invalid(api.post(f"/v1/redemptions/{rid}/reverse",
+                            headers={"Idempotency-Key": "sp ace"}), "Idempotency-Key")
+    assert_invalid(api.post(f"/v1/coupons/{c['code']}/enable", {"why": 1}), "why")
+    assert api.get(f"/v1/redemptions/{rid}").json()["status"] == "active"
