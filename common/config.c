@@ -13,7 +13,7 @@
 #include "rd/config.h"
 #include "rd/log.h"
 
-enum ctype { C_INT, C_BOOL, C_STR, C_LOGLEVEL };
+enum ctype { C_INT, C_LLONG, C_BOOL, C_STR, C_LOGLEVEL };
 
 struct setting {
     const char *name;
@@ -67,6 +67,22 @@ static const struct setting settings[] = {
      "honour the X-Redeemd-Now header (tests only; never in production)"},
     {"port_file", C_STR, OFF(port_file), SZ(port_file), 0, 0, "",
      "write the bound port to this file once listening"},
+    {"shipper", C_BOOL, OFF(shipper), 0, 0, 1, "true",
+     "ship the outbox streams to PostgreSQL from this process"},
+    {"shipper_name", C_STR, OFF(shipper_name), SZ(shipper_name), 0, 0, "",
+     "consumer name in the streams' group (default redeemd-<hostname>); keep it stable"},
+    {"ship_batch", C_INT, OFF(ship_batch), 0, 1, 100000, "2000",
+     "entries per PostgreSQL transaction"},
+    {"ship_interval_ms", C_INT, OFF(ship_interval_ms), 0, 1, 60000, "50",
+     "how often the shipper looks for new entries when idle"},
+    {"max_backlog", C_LLONG, OFF(max_backlog), 0, 1, 1000000000000LL, "1000000",
+     "unshipped entries above which redemptions answer 503"},
+    {"ship_claim_idle_ms", C_INT, OFF(ship_claim_idle_ms), 0, 100, 86400000, "30000",
+     "entries pending this long with another consumer are claimed (XAUTOCLAIM)"},
+    {"ship_max_deliveries", C_INT, OFF(ship_max_deliveries), 0, 1, 1000, "10",
+     "deliveries after which an entry goes to the dead-letter stream"},
+    {"ship_pause_after_commit_ms", C_INT, OFF(ship_pause_after_commit_ms), 0, 0, 600000, "0",
+     "tests only: wait this long between COMMIT and XACK"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -101,6 +117,18 @@ static int set_value(struct rd_config *cfg, const struct setting *s, const char 
             return -1;
         }
         *(int *)(base + s->off) = (int)v;
+        return 0;
+    }
+    case C_LLONG: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno != 0 || v < s->min || v > s->max) {
+            snprintf(err, errlen, "%s: %s must be an integer from %lld to %lld (got \"%s\")",
+                     origin, s->name, s->min, s->max, value);
+            return -1;
+        }
+        *(long long *)(base + s->off) = v;
         return 0;
     }
     case C_BOOL: {

@@ -7,6 +7,7 @@
  */
 #include "http.h"
 #include "pgprobe.h"
+#include "shipper.h"
 
 void rd_h_healthz(struct rd_req *r)
 {
@@ -18,9 +19,14 @@ void rd_h_readyz(struct rd_req *r)
     int redis = r->w->redis.state == RD_REDIS_READY;
     int keys = r->w->keys.loaded;
     int pg = rd_pgprobe_ok();
-    int ok = redis && keys && pg;
+    long long backlog = rd_shipper_backlog();
+    int ledger = !r->w->cfg->shipper || backlog <= r->w->cfg->max_backlog;
+    int ok = redis && keys && pg && ledger;
     rd_reply_json(r, ok ? 200 : 503,
-                  json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", ok ? "ready" : "not_ready",
-                            "checks", "redis", redis ? "ok" : "down", "api_keys",
-                            keys ? "ok" : "loading", "postgres", pg ? "ok" : "down"));
+                  json_pack("{s:s, s:{s:s, s:s, s:s, s:s}, s:I, s:I}", "status",
+                            ok ? "ready" : "not_ready", "checks", "redis", redis ? "ok" : "down",
+                            "api_keys", keys ? "ok" : "loading", "postgres", pg ? "ok" : "down",
+                            "ledger", ledger ? "ok" : "backlog_over_limit", "outbox_backlog",
+                            (json_int_t)backlog, "shipped_rows",
+                            (json_int_t)rd_shipper_rows()));
 }

@@ -13,6 +13,7 @@
 #include "rd/discount.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
+#include "shipper.h"
 
 /* Reply element i as a C string ("" when absent or not a string). */
 static const char *el(const redisReply *reply, size_t i)
@@ -133,10 +134,24 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 201, o);
 }
 
+/* Past max_backlog the ledger is too far behind to risk more entries: writes answer 503
+ * (safe to retry with the same key) until the shipper catches up. */
+static int ledger_backlogged(struct rd_req *r)
+{
+    if (!r->w->cfg->shipper || rd_shipper_backlog() <= r->w->cfg->max_backlog)
+        return 0;
+    rd_reply_error(r, RD_E_UNAVAILABLE,
+                   "the transaction ledger is behind; retry with the same Idempotency-Key",
+                   NULL);
+    return 1;
+}
+
 static void redeem_or_validate(struct rd_req *r, int redeem)
 {
     struct rd_verr e;
     r->redeem_mode = redeem;
+    if (redeem && ledger_backlogged(r))
+        return;
     if (redeem) {
         r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
         if (!r->idem) {
@@ -341,7 +356,7 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
 
 void rd_h_reverse(struct rd_req *r)
 {
-    if (path_txn(r) < 0)
+    if (path_txn(r) < 0 || ledger_backlogged(r))
         return;
     if (json_object_size(r->body) != 0) {
         struct rd_verr e;

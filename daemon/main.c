@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pgprobe.h"
+#include "shipper.h"
 #include "rd/config.h"
 #include "rd/log.h"
 #include "worker.h"
@@ -118,6 +119,10 @@ int main(int argc, char **argv)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (cfg.shipper && rd_shipper_start(&cfg) < 0) {
+        fprintf(stderr, "redeemd: cannot start the ledger shipper\n");
+        return 1;
+    }
     if (rd_pgprobe_start(&cfg) < 0) {
         fprintf(stderr, "redeemd: cannot start the PostgreSQL probe\n");
         return 1;
@@ -152,6 +157,9 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < nworkers; i++)
         rd_worker_join(&workers[i]);
+    /* last: entries the workers wrote just before stopping may still go out */
+    if (cfg.shipper)
+        rd_shipper_stop();
     rd_pgprobe_stop();
     event_free(sigterm);
     event_free(sigint);

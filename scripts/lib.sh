@@ -88,9 +88,11 @@ rd_pg_start() {
     rd_as_pg "$RD_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null ||
         rd_die "PostgreSQL did not start (see $dir/server.log)"
+    # redeemd owns its database and creates the read-only redeemd_fraud role (migration 002)
     psql -h 127.0.0.1 -p "$port" -U postgres -qtAc \
         "SELECT 1 FROM pg_roles WHERE rolname='redeemd'" | grep -q 1 ||
         psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE redeemd LOGIN" >/dev/null
+    psql -h 127.0.0.1 -p "$port" -U postgres -qc "ALTER ROLE redeemd CREATEROLE" >/dev/null
     psql -h 127.0.0.1 -p "$port" -U postgres -qtAc \
         "SELECT 1 FROM pg_database WHERE datname='redeemd'" | grep -q 1 ||
         psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE redeemd OWNER redeemd" \

@@ -33,6 +33,15 @@ struct rd_config {
     bool access_log;
     bool test_clock;
     char port_file[1024];
+    /* ledger shipper */
+    bool shipper;
+    char shipper_name[128];
+    int ship_batch;
+    int ship_interval_ms;
+    long long max_backlog;
+    int ship_claim_idle_ms;
+    int ship_max_deliveries;
+    int ship_pause_after_commit_ms; /* tests only: widens the COMMIT..XACK window */
 };
 
 /** Fills every field with its default. */

@@ -40,9 +40,11 @@ if redeem then
   end
 end
 
+-- Validate changes nothing, with one exception: an unknown code is logged (kind "validate"),
+-- because probing for codes is exactly what the fraud team looks for.
 local function log(outcome, reason, c)
-  if not redeem then return end
-  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[2], 'kind', 'redeem',
+  if not redeem and reason ~= 'coupon_not_found' then return end
+  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[2], 'kind', mode,
     'outcome', outcome, 'reason', reason, 'code', ARGV[15],
     'campaign', (c and c[12]) or '', 'user', user, 'order', ARGV[10],
     'amount', amount, 'currency', currency,

@@ -95,7 +95,7 @@ class Postgres:
         with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
             f.write("fsync = off\nlisten_addresses = '127.0.0.1'\n")
         self.start()
-        self.psql("CREATE ROLE redeemd LOGIN")
+        self.psql("CREATE ROLE redeemd LOGIN CREATEROLE")
         self.psql("CREATE DATABASE redeemd OWNER redeemd")
 
     def start(self):
@@ -261,9 +261,17 @@ def workdir():
     shutil.rmtree(base, ignore_errors=True)
 
 
+def migrate(conninfo):
+    p = subprocess.run([REDEEMCTL, f"--pg_conninfo={conninfo}", "migrate", "--dir",
+                        os.path.join(ROOT, "scripts", "sql")], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
 @pytest.fixture(scope="session")
 def pg(workdir):
     p = Postgres(workdir)
+    migrate(p.conninfo)
     yield p
     p.stop()
 
@@ -308,5 +316,12 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
         d = item.funcargs.get("daemon")
+        stack = item.funcargs.get("stack")
+        if stack is not None:
+            d = stack[1]
         if d is not None:
             rep.sections.append(("redeemd log", d.log()))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "daemon_args(*flags, no_wait=False): extra redeemd flags")

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Rendering outbox entries as COPY rows.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rd/discount.h"
+#include "rd/ledger.h"
+#include "rd/rdtime.h"
+
+void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len)
+{
+    if (!s) {
+        rd_sbuf_add(out, "\\N", 2);
+        return;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *esc = NULL;
+        switch (s[i]) {
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        default:
+            continue;
+        }
+        rd_sbuf_add(out, s + start, i - start);
+        rd_sbuf_add(out, esc, 2);
+        start = i + 1;
+    }
+    rd_sbuf_add(out, s + start, len - start);
+}
+
+struct entry {
+    const char *const *names, *const *values;
+    const size_t *nl, *vl;
+    size_t n;
+};
+
+/* The value of field name, or NULL if absent. An empty value is returned as "". */
+static const char *get(const struct entry *e, const char *name, size_t *len)
+{
+    size_t want = strlen(name);
+    for (size_t i = 0; i < e->n; i++)
+        if (e->nl[i] == want && memcmp(e->names[i], name, want) == 0) {
+            *len = e->vl[i];
+            return e->values[i];
+        }
+    *len = 0;
+    return NULL;
+}
+
+/* A text column: absent or empty -> NULL. */
+static void text_col(struct rd_sbuf *out, const struct entry *e, const char *name)
+{
+    size_t len;
+    const char *v = get(e, name, &len);
+    rd_copy_field(out, v && len ? v : NULL, len);
+    rd_sbuf_add(out, "\t", 1);
+}
+
+static int parse_i64(const char *v, size_t len, long long *out)
+{
+    char buf[24];
+    if (!v || len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    char *end;
+    long long x = strtoll(buf, &end, 10);
+    if (*end)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static void num_col(struct rd_sbuf *out, int ok, long long v)
+{
+    if (ok)
+        rd_sbuf_addf(out, "%lld\t", v);
+    else
+        rd_sbuf_add(out, "\\N\t", 3);
+}
+
+int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
+                  const size_t *name_lens, const char *const *values, const size_t *value_lens,
+                  size_t n, long seq)
+{
+    struct entry e = {names, values, name_lens, value_lens, n};
+    size_t idl, tsl, kl, ol, len;
+    const char *id = get(&e, "id", &idl), *ts = get(&e, "ts", &tsl), *kind = get(&e, "kind", &kl),
+               *outcome = get(&e, "outcome", &ol);
+    long long ms;
+    /* years 1970..9999: anything else would fail the whole COPY */
+    if (!id || idl == 0 || idl > 64 || parse_i64(ts, tsl, &ms) < 0 || ms < 0 ||
+        ms > 253402300799999LL || !kind ||
+        kl == 0 || !outcome || ol == 0)
+        return -1;
+
+    char tsbuf[RD_TIME_BUFSZ];
+    rd_time_format(ms, tsbuf);
+    rd_copy_field(out, id, idl);
+    rd_sbuf_addf(out, "\t%s\t", tsbuf);
+    text_col(out, &e, "kind");
+    text_col(out, &e, "outcome");
+    text_col(out, &e, "reason");
+    text_col(out, &e, "code");
+    text_col(out, &e, "campaign");
+    text_col(out, &e, "user");
+    text_col(out, &e, "order");
+    text_col(out, &e, "ref");
+
+    long long amount = 0, v = 0;
+    const char *s = get(&e, "amount", &len);
+    int have_amount = parse_i64(s, len, &amount) == 0;
+    num_col(out, have_amount, amount);
+
+    /* The discount of an accepted redemption: the same function that answered the client. */
+    int have_discount = 0;
+    long long discount = 0;
+    if (have_amount && kl == 6 && memcmp(kind, "redeem", 6) == 0 && ol == 8 &&
+        memcmp(outcome, "accepted", 8) == 0) {
+        char t[16];
+        s = get(&e, "dtype", &len);
+        snprintf(t, sizeof(t), "%.*s", (int)(s ? len : 0), s ? s : "");
+        struct rd_discount d = {rd_dtype_parse(t), 0, -1, -1};
+        s = get(&e, "dvalue", &len);
+        if (parse_i64(s, len, &v) == 0)
+            d.value = v;
+        s = get(&e, "dmax", &len);
+        if (parse_i64(s, len, &v) == 0)
+            d.max_amount = v;
+        s = get(&e, "min_order", &len);
+        if (parse_i64(s, len, &v) == 0)
+            d.min_order = v;
+        int64_t out_d;
+        if (rd_discount_compute(&d, amount, &out_d) == RD_OK) {
+            have_discount = 1;
+            discount = out_d;
+        }
+    }
+    num_col(out, have_discount, discount);
+    s = get(&e, "paid", &len);
+    num_col(out, parse_i64(s, len, &v) == 0, v);
+    s = get(&e, "balance", &len);
+    num_col(out, parse_i64(s, len, &v) == 0, v);
+    text_col(out, &e, "currency");
+
+    /* client_ip is inet: anything that does not parse is stored as NULL */
+    s = get(&e, "ip", &len);
+    char ip[64];
+    unsigned char addr[16];
+    int ip_ok = s && len > 0 && len < sizeof(ip);
+    if (ip_ok) {
+        memcpy(ip, s, len);
+        ip[len] = '\0';
+        ip_ok = inet_pton(AF_INET, ip, addr) == 1 || inet_pton(AF_INET6, ip, addr) == 1;
+    }
+    rd_copy_field(out, ip_ok ? ip : NULL, ip_ok ? len : 0);
+    rd_sbuf_add(out, "\t", 1);
+    text_col(out, &e, "key");
+    text_col(out, &e, "req");
+    text_col(out, &e, "idem");
+    rd_copy_field(out, stream_id, strlen(stream_id));
+    rd_sbuf_add(out, "\t", 1);
+
+    /* details: admin changes carry before/after (JSON text written by coupon_write.lua) */
+    size_t bl, al;
+    const char *before = get(&e, "before", &bl), *after = get(&e, "after", &al);
+    if (before || after) {
+        struct rd_sbuf d;
+        rd_sbuf_init(&d);
+        rd_sbuf_addf(&d, "{\"before\":%.*s,\"after\":%.*s}", (int)(before && bl ? bl : 4),
+                     before && bl ? before : "null", (int)(after && al ? al : 4),
+                     after && al ? after : "null");
+        rd_copy_field(out, d.buf, d.len);
+        rd_sbuf_free(&d);
+    } else {
+        rd_copy_field(out, NULL, 0);
+    }
+    rd_sbuf_addf(out, "\t%ld\n", seq);
+    return 0;
+}

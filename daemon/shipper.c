@@ -1,0 +1,812 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Ledger shipper: Redis outbox streams -> PostgreSQL. See shipper.h for the protocol.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rd/keys.h"
+#include "rd/ledger.h"
+#include "rd/log.h"
+#include "rd/lua_script_ids.h"
+#include "rd/lua_scripts.h"
+#include "shipper.h"
+#include "worker.h"
+
+#define GROUP          "pgsink"
+#define READ_CHUNK     16   /* buckets per pipelined read */
+#define CLAIM_EVERY_MS 5000
+#define COUNT_EVERY_MS 250
+#define COPY_CHUNK     65536
+
+enum step {
+    ST_IDLE = 0,  /* no batch in PostgreSQL */
+    ST_BEGIN,     /* BEGIN + staging table */
+    ST_COPY,      /* COPY sent, waiting for COPY_IN, then streaming data */
+    ST_INSERT,    /* INSERT ... ON CONFLICT, admin rows, COMMIT */
+    ST_ROLLBACK,  /* after a failed statement */
+    ST_COMMITTED, /* committed; acknowledgements pending in Redis */
+};
+
+enum pgstate { PG_DOWN = 0, PG_CONNECTING, PG_READY };
+
+struct ack {
+    uint32_t bucket;
+    char id[48];
+};
+
+static struct {
+    const struct rd_config *cfg;
+    pthread_t thread;
+    struct event_base *base;
+    struct event *tick_ev, *stop_ev, *pg_ev, *pause_ev, *count_ev;
+    char consumer[160];
+    char conninfo[1400];
+
+    redisContext *rc;
+    int64_t redis_retry_ms;
+    int groups_ready;
+    int reading_pel; /* after a start: re-read this consumer's pending entries first */
+    uint32_t next_bucket;
+    int64_t next_claim_ms;
+
+    PGconn *pg;
+    enum pgstate pgstate;
+    short pg_waiting; /* EV_READ / EV_WRITE the connection waits for */
+    int pg_backoff_ms;
+    int64_t pg_retry_ms;
+
+    enum step step;
+    int failed;
+    struct rd_sbuf copy;
+    size_t copy_sent;
+    int copying; /* COPY_IN received, data or the end not yet all queued */
+    long rows;
+    struct ack *acks;
+    size_t nacks, cap;
+    int64_t batch_started_ms;
+
+    atomic_llong backlog;
+    atomic_ullong shipped;
+} S;
+
+long long rd_shipper_backlog(void)
+{
+    return atomic_load(&S.backlog);
+}
+
+unsigned long long rd_shipper_rows(void)
+{
+    return atomic_load(&S.shipped);
+}
+
+static void schedule_tick(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(S.tick_ev, &tv);
+}
+
+/* ---- Redis (synchronous: this thread has nothing else to do while it waits) ------------- */
+
+static void redis_drop(const char *why)
+{
+    if (!S.rc)
+        return;
+    rd_warn("event=shipper_redis_down err=\"%s\"", why);
+    redisFree(S.rc);
+    S.rc = NULL;
+    S.redis_retry_ms = rd_mono_ms() + 500;
+}
+
+static int redis_ensure(void)
+{
+    if (S.rc)
+        return 0;
+    if (rd_mono_ms() < S.redis_retry_ms)
+        return -1;
+    struct timeval ctv = {1, 0}, tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(S.cfg->redis_host, S.cfg->redis_port, ctv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        S.redis_retry_ms = rd_mono_ms() + 500;
+        return -1;
+    }
+    redisSetTimeout(c, tv);
+    S.rc = c;
+    S.groups_ready = 0;
+    return 0;
+}
+
+/* One command; NULL (and the connection dropped) on a transport error. */
+static redisReply *cmd(int argc, const char **argv, const size_t *lens)
+{
+    if (redis_ensure() < 0)
+        return NULL;
+    redisReply *r = redisCommandArgv(S.rc, argc, argv, lens);
+    if (!r)
+        redis_drop(S.rc->errstr);
+    return r;
+}
+
+static int is_err(const redisReply *r, const char *prefix)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+static void log_key(char *buf, uint32_t b)
+{
+    rd_key_log(buf, RD_KEY_MAX, b);
+}
+
+static int create_groups(void)
+{
+    char key[RD_KEY_MAX];
+    for (int b = 0; b < S.cfg->buckets; b++) {
+        log_key(key, (uint32_t)b);
+        redisAppendCommand(S.rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", key);
+    }
+    for (int b = 0; b < S.cfg->buckets; b++) {
+        redisReply *r;
+        if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
+            redis_drop(S.rc->errstr);
+            return -1;
+        }
+        int bad = r->type == REDIS_REPLY_ERROR && !is_err(r, "BUSYGROUP");
+        if (bad)
+            rd_error("event=shipper_group_failed err=\"%s\"", r->str);
+        freeReplyObject(r);
+        if (bad)
+            return -1;
+    }
+    S.groups_ready = 1;
+    return 0;
+}
+
+static void add_ack(uint32_t bucket, const char *id)
+{
+    if (S.nacks == S.cap) {
+        S.cap = S.cap ? S.cap * 2 : 256;
+        S.acks = realloc(S.acks, S.cap * sizeof(*S.acks));
+        if (!S.acks)
+            abort();
+    }
+    S.acks[S.nacks].bucket = bucket;
+    snprintf(S.acks[S.nacks].id, sizeof(S.acks[0].id), "%s", id);
+    S.nacks++;
+}
+
+/* Copies an entry that cannot be shipped to {b}:dead and acknowledges it there and then. */
+static void dead_letter(uint32_t bucket, const char *id, const redisReply *fields, const char *why)
+{
+    char key[RD_KEY_MAX], dead[RD_KEY_MAX];
+    log_key(key, bucket);
+    snprintf(dead, sizeof(dead), "{%04u}:dead", bucket);
+    const char *argv[260];
+    size_t lens[260];
+    int n = 0;
+    argv[n] = "XADD", lens[n++] = 4;
+    argv[n] = dead, lens[n++] = strlen(dead);
+    argv[n] = "*", lens[n++] = 1;
+    argv[n] = "source_id", lens[n++] = 9;
+    argv[n] = id, lens[n++] = strlen(id);
+    argv[n] = "error", lens[n++] = 5;
+    argv[n] = why, lens[n++] = strlen(why);
+    for (size_t i = 0; fields && i < fields->elements && n < 258; i++) {
+        argv[n] = fields->element[i]->str ? fields->element[i]->str : "";
+        lens[n++] = fields->element[i]->str ? fields->element[i]->len : 0;
+    }
+    redisReply *r = cmd(n, argv, lens);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            freeReplyObject(r);
+        return; /* not acknowledged: it will come round again */
+    }
+    freeReplyObject(r);
+    rd_error("event=dead_letter stream=%s id=%s reason=\"%s\"", key, id, why);
+    const char *ack[] = {"XACK", key, GROUP, id};
+    r = cmd(4, ack, NULL);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* Adds one stream entry [id, [f, v, ...]] of bucket b to the batch. */
+static void take_entry(uint32_t b, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *id = e->element[0]->str;
+    const redisReply *f = e->element[1];
+    if (f->type != REDIS_REPLY_ARRAY) {
+        /* pending but deleted from the stream: nothing is left to ship */
+        dead_letter(b, id, NULL, "entry deleted while pending");
+        return;
+    }
+    size_t n = f->elements / 2;
+    const char *names[64], *values[64];
+    size_t nl[64], vl[64];
+    if (n > 64)
+        n = 64;
+    for (size_t i = 0; i < n; i++) {
+        names[i] = f->element[2 * i]->str;
+        nl[i] = f->element[2 * i]->len;
+        values[i] = f->element[2 * i + 1]->str;
+        vl[i] = f->element[2 * i + 1]->len;
+    }
+    char sid[80];
+    snprintf(sid, sizeof(sid), "{%04u}:%s", b, id);
+    if (rd_ledger_row(&S.copy, sid, names, nl, values, vl, n, S.rows) < 0) {
+        dead_letter(b, id, f, "not a ledger entry");
+        return;
+    }
+    S.rows++;
+    add_ack(b, id);
+}
+
+/* Reads up to ship_batch entries, bucket chunk by bucket chunk, starting where the last
+ * read stopped so that every bucket gets its turn. */
+static void collect(void)
+{
+    const int nb = S.cfg->buckets;
+    int scanned = 0, got_any = 0;
+    char key[RD_KEY_MAX], count[24];
+    while (scanned < nb && S.rows < S.cfg->ship_batch) {
+        int chunk = nb - scanned < READ_CHUNK ? nb - scanned : READ_CHUNK;
+        snprintf(count, sizeof(count), "%ld", (long)S.cfg->ship_batch - S.rows);
+        uint32_t first = S.next_bucket;
+        for (int i = 0; i < chunk; i++) {
+            log_key(key, (first + (uint32_t)i) % (uint32_t)nb);
+            redisAppendCommand(S.rc, "XREADGROUP GROUP " GROUP " %s COUNT %s STREAMS %s %s",
+                               S.consumer, count, key, S.reading_pel ? "0" : ">");
+        }
+        /* All replies of the chunk are read before any entry is handled: handling may send
+         * commands of its own (dead letters), which must not interleave with the pipeline. */
+        redisReply *rs[READ_CHUNK];
+        for (int i = 0; i < chunk; i++) {
+            if (redisGetReply(S.rc, (void **)&rs[i]) != REDIS_OK) {
+                for (int k = 0; k < i; k++)
+                    freeReplyObject(rs[k]);
+                redis_drop(S.rc->errstr);
+                return;
+            }
+        }
+        for (int i = 0; i < chunk; i++) {
+            redisReply *r = rs[i];
+            uint32_t b = (first + (uint32_t)i) % (uint32_t)nb;
+            if (r->type == REDIS_REPLY_ERROR) {
+                if (is_err(r, "NOGROUP"))
+                    S.groups_ready = 0; /* Redis lost its data: recreate the groups */
+                else
+                    rd_warn("event=shipper_read_failed err=\"%s\"", r->str);
+            } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && S.rc) {
+                const redisReply *entries = r->element[0]->element[1];
+                for (size_t j = 0; j < entries->elements && S.rc; j++) {
+                    take_entry(b, entries->element[j]);
+                    got_any = 1;
+                }
+            }
+            freeReplyObject(r);
+        }
+        if (!S.rc)
+            return;
+        S.next_bucket = (first + (uint32_t)chunk) % (uint32_t)nb;
+        scanned += chunk;
+    }
+    if (S.reading_pel && scanned >= nb && !got_any) {
+        S.reading_pel = 0; /* the pending list is drained; new entries from now on */
+        rd_info("event=shipper_pending_drained consumer=%s", S.consumer);
+    }
+}
+
+/* Entries another consumer (a crashed process) left pending: claim them, or dead-letter
+ * those that have failed too often. */
+static void claim_stale(void)
+{
+    char key[RD_KEY_MAX], idle[16];
+    snprintf(idle, sizeof(idle), "%d", S.cfg->ship_claim_idle_ms);
+    for (int b = 0; b < S.cfg->buckets && S.rc && S.rows < S.cfg->ship_batch; b++) {
+        log_key(key, (uint32_t)b);
+        redisReply *p = redisCommand(S.rc, "XPENDING %s " GROUP " IDLE %s - + 100", key, idle);
+        if (!p) {
+            redis_drop(S.rc->errstr);
+            return;
+        }
+        for (size_t i = 0; p->type == REDIS_REPLY_ARRAY && i < p->elements && S.rc; i++) {
+            const redisReply *row = p->element[i];
+            if (row->type != REDIS_REPLY_ARRAY || row->elements < 4)
+                continue;
+            const char *id = row->element[0]->str;
+            long long deliveries = row->element[3]->integer;
+            redisReply *c = redisCommand(S.rc, "XCLAIM %s " GROUP " %s %s %s", key, S.consumer,
+                                         idle, id);
+            if (!c) {
+                redis_drop(S.rc->errstr);
+                break;
+            }
+            if (c->type == REDIS_REPLY_ARRAY && c->elements == 1) {
+                const redisReply *e = c->element[0];
+                if (deliveries >= S.cfg->ship_max_deliveries && e->type == REDIS_REPLY_ARRAY &&
+                    e->elements == 2)
+                    dead_letter((uint32_t)b, id, e->element[1], "too many deliveries");
+                else {
+                    rd_info("event=shipper_claimed stream=%s id=%s deliveries=%lld", key, id,
+                            deliveries);
+                    take_entry((uint32_t)b, e);
+                }
+            }
+            freeReplyObject(c);
+        }
+        freeReplyObject(p);
+    }
+}
+
+static void count_backlog(void)
+{
+    char key[RD_KEY_MAX];
+    for (int b = 0; b < S.cfg->buckets; b++) {
+        log_key(key, (uint32_t)b);
+        redisAppendCommand(S.rc, "XLEN %s", key);
+    }
+    long long total = 0;
+    for (int b = 0; b < S.cfg->buckets; b++) {
+        redisReply *r;
+        if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
+            redis_drop(S.rc->errstr);
+            return;
+        }
+        if (r->type == REDIS_REPLY_INTEGER)
+            total += r->integer;
+        freeReplyObject(r);
+    }
+    atomic_store(&S.backlog, total);
+}
+
+/* Acknowledges the committed batch, bucket by bucket. Returns 0 when all are done. */
+static int acknowledge(void)
+{
+    const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_SHIP_ACK];
+    size_t i = 0;
+    while (i < S.nacks) {
+        uint32_t b = S.acks[i].bucket;
+        char key[RD_KEY_MAX];
+        log_key(key, b);
+        const char *argv[1030];
+        size_t lens[1030];
+        int n = 0;
+        argv[n] = "EVALSHA", lens[n++] = 7;
+        argv[n] = s->sha1, lens[n++] = 40;
+        argv[n] = "1", lens[n++] = 1;
+        argv[n] = key, lens[n++] = strlen(key);
+        argv[n] = GROUP, lens[n++] = strlen(GROUP);
+        size_t j = i;
+        for (; j < S.nacks && S.acks[j].bucket == b && n < 1030; j++) {
+            argv[n] = S.acks[j].id;
+            lens[n++] = strlen(S.acks[j].id);
+        }
+        redisReply *r = cmd(n, argv, lens);
+        if (r && is_err(r, "NOSCRIPT")) {
+            freeReplyObject(r);
+            const char *la[] = {"SCRIPT", "LOAD", s->body};
+            size_t ll[] = {6, 4, s->len};
+            r = cmd(3, la, ll);
+            if (r)
+                freeReplyObject(r);
+            continue; /* try the same bucket again */
+        }
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            if (r) {
+                rd_warn("event=shipper_ack_failed err=\"%s\"",
+                        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                freeReplyObject(r);
+            }
+            /* keep what is left; the next tick retries (a re-ack is harmless) */
+            memmove(S.acks, S.acks + i, (S.nacks - i) * sizeof(*S.acks));
+            S.nacks -= i;
+            return -1;
+        }
+        freeReplyObject(r);
+        i = j;
+    }
+    S.nacks = 0;
+    return 0;
+}
+
+static int cmp_ack(const void *a, const void *b)
+{
+    const struct ack *x = a, *y = b;
+    return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
+}
+
+/* ---- PostgreSQL (nonblocking, on this loop) -------------------------------------------- */
+
+static void pg_io(evutil_socket_t fd, short what, void *arg);
+
+static void pg_wait(short what)
+{
+    if (S.pg_ev)
+        event_free(S.pg_ev);
+    S.pg_ev = event_new(S.base, PQsocket(S.pg), what, pg_io, NULL);
+    S.pg_waiting = what;
+    event_add(S.pg_ev, NULL);
+}
+
+static void pg_down(const char *why)
+{
+    char msg[300];
+    snprintf(msg, sizeof(msg), "%s", why);
+    msg[strcspn(msg, "\n")] = '\0';
+    if (S.pgstate != PG_DOWN)
+        rd_warn("event=shipper_pg_down err=\"%s\" batch_rows=%ld", msg, S.rows);
+    if (S.pg_ev) {
+        event_free(S.pg_ev); /* before PQfinish closes the socket it watches */
+        S.pg_ev = NULL;
+    }
+    if (S.pg)
+        PQfinish(S.pg);
+    S.pg = NULL;
+    S.pgstate = PG_DOWN;
+    if (S.step != ST_COMMITTED)
+        S.step = ST_IDLE; /* the batch stays in memory and is sent again */
+    S.pg_retry_ms = rd_mono_ms() + S.pg_backoff_ms;
+    S.pg_backoff_ms = S.pg_backoff_ms * 2 > 5000 ? 5000 : S.pg_backoff_ms * 2;
+    schedule_tick(S.pg_backoff_ms);
+}
+
+static void pg_connect(void)
+{
+    S.pg = PQconnectStart(S.conninfo);
+    if (!S.pg || PQstatus(S.pg) == CONNECTION_BAD) {
+        pg_down(S.pg ? PQerrorMessage(S.pg) : "out of memory");
+        return;
+    }
+    S.pgstate = PG_CONNECTING;
+    pg_wait(EV_WRITE);
+}
+
+static int pg_send(const char *sql, enum step next)
+{
+    if (!PQsendQuery(S.pg, sql)) {
+        pg_down(PQerrorMessage(S.pg));
+        return -1;
+    }
+    S.step = next;
+    S.failed = 0;
+    pg_wait(PQflush(S.pg) == 1 ? EV_READ | EV_WRITE : EV_READ);
+    return 0;
+}
+
+static void start_batch(void)
+{
+    S.copy_sent = 0;
+    S.copying = 0;
+    S.batch_started_ms = rd_mono_ms();
+    pg_send("BEGIN; CREATE TEMP TABLE IF NOT EXISTS staging (LIKE transactions INCLUDING "
+            "DEFAULTS, seq bigint) ON COMMIT DELETE ROWS",
+            ST_BEGIN);
+}
+
+static void batch_done(void)
+{
+    atomic_fetch_add(&S.shipped, (unsigned long long)S.rows);
+    rd_debug("event=shipped rows=%ld ms=%lld", S.rows,
+             (long long)(rd_mono_ms() - S.batch_started_ms));
+    S.copy.len = 0;
+    S.rows = 0;
+    S.step = ST_IDLE;
+    S.pg_backoff_ms = 100;
+}
+
+static void after_commit(void)
+{
+    S.step = ST_COMMITTED;
+    if (S.cfg->ship_pause_after_commit_ms > 0) {
+        rd_info("event=ship_committed rows=%ld action=pause_before_xack ms=%d", S.rows,
+                S.cfg->ship_pause_after_commit_ms);
+        int ms = S.cfg->ship_pause_after_commit_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(S.pause_ev, &tv);
+        return;
+    }
+    schedule_tick(0);
+}
+
+/* Streams the COPY data; returns 1 when all is queued and ended, 0 when it must wait for
+ * the socket (nonblocking libpq refuses to queue more), -1 when the connection failed. */
+static int pg_copy_data(void)
+{
+    while (S.copy_sent < S.copy.len) {
+        size_t n = S.copy.len - S.copy_sent;
+        if (n > COPY_CHUNK)
+            n = COPY_CHUNK;
+        int rc = PQputCopyData(S.pg, S.copy.buf + S.copy_sent, (int)n);
+        if (rc < 0) {
+            pg_down(PQerrorMessage(S.pg));
+            return -1;
+        }
+        if (rc == 0) {
+            pg_wait(EV_READ | EV_WRITE); /* the send buffer is full */
+            return 0;
+        }
+        S.copy_sent += n;
+    }
+    int rc = PQputCopyEnd(S.pg, NULL);
+    if (rc < 0) {
+        pg_down(PQerrorMessage(S.pg));
+        return -1;
+    }
+    if (rc == 0) {
+        pg_wait(EV_READ | EV_WRITE);
+        return 0;
+    }
+    S.copying = 0;
+    return 1;
+}
+
+/* All results of the current step are in. */
+static void step_finished(void)
+{
+    if (S.failed && S.step != ST_ROLLBACK) {
+        pg_send("ROLLBACK", ST_ROLLBACK);
+        return;
+    }
+    switch (S.step) {
+    case ST_BEGIN:
+        pg_send("COPY staging (" RD_LEDGER_COLUMNS ", seq) FROM STDIN", ST_COPY);
+        break;
+    case ST_COPY:
+        pg_send("SELECT rd_ensure_partition(min(ts)) FROM staging "
+                "GROUP BY date_trunc('month', ts AT TIME ZONE 'UTC'); "
+                "INSERT INTO transactions (" RD_LEDGER_COLUMNS ") SELECT " RD_LEDGER_COLUMNS
+                " FROM staging ORDER BY seq ON CONFLICT DO NOTHING; "
+                "SELECT rd_apply_admin_rows(); COMMIT",
+                ST_INSERT);
+        break;
+    case ST_INSERT:
+        after_commit();
+        break;
+    case ST_ROLLBACK:
+        /* a statement failed with the connection intact: retry the batch after a pause */
+        S.step = ST_IDLE;
+        S.pg_retry_ms = rd_mono_ms() + S.pg_backoff_ms;
+        schedule_tick(S.pg_backoff_ms);
+        S.pg_backoff_ms = S.pg_backoff_ms * 2 > 5000 ? 5000 : S.pg_backoff_ms * 2;
+        break;
+    default:
+        break;
+    }
+}
+
+static void pg_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)arg;
+    if (S.pgstate == PG_CONNECTING) {
+        switch (PQconnectPoll(S.pg)) {
+        case PGRES_POLLING_READING:
+            pg_wait(EV_READ); /* the socket may change between polls: re-armed each time */
+            return;
+        case PGRES_POLLING_WRITING:
+            pg_wait(EV_WRITE);
+            return;
+        case PGRES_POLLING_OK:
+            PQsetnonblocking(S.pg, 1);
+            S.pgstate = PG_READY;
+            S.pg_backoff_ms = 100;
+            rd_info("event=shipper_pg_connected");
+            event_free(S.pg_ev);
+            S.pg_ev = NULL;
+            schedule_tick(0);
+            return;
+        default:
+            pg_down(PQerrorMessage(S.pg));
+            return;
+        }
+    }
+    if (what & EV_WRITE) {
+        if (S.copying) {
+            if (PQflush(S.pg) < 0) {
+                pg_down(PQerrorMessage(S.pg));
+                return;
+            }
+            int rc = pg_copy_data();
+            if (rc <= 0)
+                return;
+        }
+        int f = PQflush(S.pg);
+        if (f < 0) {
+            pg_down(PQerrorMessage(S.pg));
+            return;
+        }
+        if (f == 1 && !(what & EV_READ)) {
+            pg_wait(EV_READ | EV_WRITE);
+            return;
+        }
+    }
+    if (!PQconsumeInput(S.pg)) {
+        pg_down(PQerrorMessage(S.pg));
+        return;
+    }
+    while (!PQisBusy(S.pg)) {
+        PGresult *res = PQgetResult(S.pg);
+        if (!res) {
+            step_finished();
+            return;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN) {
+            PQclear(res);
+            S.copying = 1;
+            int rc = pg_copy_data();
+            if (rc < 0)
+                return;
+            if (rc == 0)
+                return; /* waiting for the socket */
+            if (PQflush(S.pg) == 1) {
+                pg_wait(EV_READ | EV_WRITE);
+                return;
+            }
+            continue;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+            msg[strcspn(msg, "\n")] = '\0';
+            rd_error("event=shipper_statement_failed step=%d sqlstate=%s err=\"%s\"", S.step,
+                     PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                         ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                         : "-",
+                     msg);
+            S.failed = 1;
+        }
+        PQclear(res);
+    }
+    if (PQstatus(S.pg) == CONNECTION_BAD) {
+        pg_down(PQerrorMessage(S.pg));
+        return;
+    }
+    pg_wait(EV_READ); /* events are one-shot: wait for the rest of the results */
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    int64_t now = rd_mono_ms();
+    int again_ms = S.cfg->ship_interval_ms;
+
+    if (redis_ensure() == 0 && !S.groups_ready)
+        create_groups();
+    if (S.rc && S.groups_ready) {
+        if (S.step == ST_COMMITTED && S.rc) {
+            if (acknowledge() == 0)
+                batch_done();
+        }
+        if (S.step == ST_IDLE && S.rows == 0 && S.rc) {
+            if (now >= S.next_claim_ms && !S.reading_pel) {
+                claim_stale();
+                S.next_claim_ms = now + CLAIM_EVERY_MS;
+            }
+            if (S.rc)
+                collect();
+            if (S.nacks > 1)
+                qsort(S.acks, S.nacks, sizeof(*S.acks), cmp_ack);
+        }
+    }
+    if (S.step == ST_IDLE && S.rows > 0) {
+        if (S.pgstate == PG_READY)
+            start_batch();
+        else if (S.pgstate == PG_DOWN && now >= S.pg_retry_ms)
+            pg_connect();
+        if (S.rows >= S.cfg->ship_batch)
+            again_ms = 0;
+    }
+    if (S.step == ST_IDLE && S.rows == 0 && S.nacks == 0 && S.pgstate == PG_DOWN &&
+        now >= S.pg_retry_ms)
+        pg_connect(); /* connect ahead, so the first batch does not wait */
+    if (!evtimer_pending(S.tick_ev, NULL))
+        schedule_tick(again_ms);
+}
+
+/* Its own timer: the tick slows down to the PostgreSQL reconnect backoff during an outage,
+ * exactly when the backlog matters most. */
+static void on_count(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (redis_ensure() == 0 && S.groups_ready)
+        count_backlog();
+}
+
+static void on_pause_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    schedule_tick(0);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    event_base_loopexit(S.base, NULL);
+}
+
+static void *shipper_main(void *arg)
+{
+    (void)arg;
+    rd_log_set_thread_name("shipper");
+    rd_info("event=shipper_started consumer=%s buckets=%d batch=%d", S.consumer, S.cfg->buckets,
+            S.cfg->ship_batch);
+    schedule_tick(0);
+    event_base_dispatch(S.base);
+    if (S.pg_ev)
+        event_free(S.pg_ev);
+    if (S.pg)
+        PQfinish(S.pg);
+    if (S.rc)
+        redisFree(S.rc);
+    event_free(S.tick_ev);
+    event_free(S.stop_ev);
+    event_free(S.pause_ev);
+    event_free(S.count_ev);
+    event_base_free(S.base);
+    rd_sbuf_free(&S.copy);
+    free(S.acks);
+    return NULL;
+}
+
+int rd_shipper_start(const struct rd_config *cfg)
+{
+    memset(&S, 0, sizeof(S));
+    S.cfg = cfg;
+    atomic_store(&S.backlog, -1);
+    S.reading_pel = 1;
+    S.pg_backoff_ms = 100;
+    rd_sbuf_init(&S.copy);
+    if (cfg->shipper_name[0]) {
+        snprintf(S.consumer, sizeof(S.consumer), "%s", cfg->shipper_name);
+    } else {
+        char host[128] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(S.consumer, sizeof(S.consumer), "redeemd-%s", host);
+    }
+    /* statement_timeout bounds a stuck batch; NOTICEs (IF NOT EXISTS) stay out of our log */
+    snprintf(S.conninfo, sizeof(S.conninfo),
+             "%s connect_timeout=3 application_name=redeemd-shipper options='-c "
+             "statement_timeout=30000 -c client_min_messages=warning -c TimeZone=UTC'",
+             cfg->pg_conninfo);
+    S.base = event_base_new();
+    if (!S.base)
+        return -1;
+    S.tick_ev = evtimer_new(S.base, on_tick, NULL);
+    S.pause_ev = evtimer_new(S.base, on_pause_over, NULL);
+    S.stop_ev = event_new(S.base, -1, 0, on_stop, NULL);
+    S.count_ev = event_new(S.base, -1, EV_PERSIST, on_count, NULL);
+    if (!S.tick_ev || !S.stop_ev || !S.pause_ev || !S.count_ev)
+        return -1;
+    event_add(S.stop_ev, NULL);
+    struct timeval ctv = {0, COUNT_EVERY_MS * 1000};
+    event_add(S.count_ev, &ctv);
+    return pthread_create(&S.thread, NULL, shipper_main, NULL) == 0 ? 0 : -1;
+}
+
+void rd_shipper_stop(void)
+{
+    event_active(S.stop_ev, EV_TIMEOUT, 0);
+    pthread_join(S.thread, NULL);
+}

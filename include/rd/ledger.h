@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Outbox entry -> ledger row. The shipper reads entries (flat field/value lists written by
+ * the Redis scripts) and renders each as one line of PostgreSQL COPY text for the staging
+ * table, in the column order of RD_LEDGER_COLUMNS. Values that cannot be stored as typed
+ * (an unparsable client ip, a non-numeric amount) become NULL rather than failing the batch;
+ * an entry without an id or time cannot be a row at all and is refused (it goes to the
+ * dead-letter stream, never dropped). Pure: no I/O.
+ */
+#ifndef RD_LEDGER_H
+#define RD_LEDGER_H
+
+#include <stddef.h>
+
+#include "rd/json_util.h"
+
+#define RD_LEDGER_COLUMNS                                                                          \
+    "txn_id, ts, kind, outcome, reason, code, campaign, user_id, order_id, ref_id, "              \
+    "order_amount, discount_amount, paid_amount, balance_after, currency, client_ip, "            \
+    "api_key_id, request_id, idempotency_key, stream_id, details"
+
+/**
+ * Appends one COPY text line (with trailing newline) for the entry to out: the columns of
+ * RD_LEDGER_COLUMNS followed by seq. stream_id identifies the entry ("{0042}:1700-0").
+ * Arrays are borrowed. Returns 0, or -1 (out unchanged) if the entry is not a ledger row.
+ */
+int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
+                  const size_t *name_lens, const char *const *values, const size_t *value_lens,
+                  size_t n, long seq);
+
+/** Appends s as one COPY text field (escaped), or \N when s is NULL. */
+void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,319 @@
+"""The ledger: every attempt is one row in PostgreSQL, exactly once, whatever crashes in
+between. Checked against what the HTTP responses said."""
+import signal
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+import requests
+
+from conftest import Api, Daemon, RedisServer, make_key, wait_for, unique_code
+
+
+def pgconn(pg, user="redeemd"):
+    c = psycopg2.connect(host="127.0.0.1", port=pg.port, dbname="redeemd", user=user)
+    c.autocommit = True
+    return c
+
+
+def rows(pg, sql, *args):
+    c = pgconn(pg)
+    try:
+        with c.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        c.close()
+
+
+def drained(daemon, timeout=60):
+    """Waits until the outbox streams are empty (everything shipped and acknowledged).
+    The backlog is recounted every 250 ms, so a count taken before the last write is
+    skipped first."""
+    time.sleep(0.4)
+
+    def empty():
+        j = requests.get(daemon.url + "/readyz", timeout=5).json()
+        return j["outbox_backlog"] == 0
+    wait_for(empty, timeout=timeout, step=0.1, what="outbox backlog to drain")
+
+
+@pytest.fixture()
+def stack(workdir, pg, request):
+    """Own Redis and daemon; extra daemon flags via @pytest.mark.daemon_args(...)."""
+    m = request.node.get_closest_marker("daemon_args")
+    redis = RedisServer(workdir).start()
+    d = Daemon(workdir, redis.port, pg.conninfo, *(m.args if m else ())).start(
+        wait_ready=not (m and m.kwargs.get("no_wait")))
+    key = make_key(redis.port, "admin,redeem,fraud")
+    api = Api(d.url, key)
+    wait_for(lambda: api.get("/v1/coupons/NONE").status_code in (404, 503), what="key")
+    yield redis, d, api
+    d.stop(expect=None)
+    redis.stop()
+
+
+def test_mixed_run_matches_responses(stack, pg):
+    redis, d, api = stack
+    c = api.create(limits={"total": 30, "per_user": 2},
+                   discount={"type": "percent", "value": 1250, "max_amount": 700})
+    code = c["code"]
+    seen = {}  # txn id -> (status, body)
+    for i in range(12):
+        r = api.redeem(code, user=f"m{i % 5}", amount=1000 + 137 * i, key=f"mix-{i}",
+                       order_id=f"o-{i}", metadata={"n": str(i)})
+        seen.setdefault(r.json().get("id") or r.json()["error"]["details"]["attempt_id"], r)
+    replay = api.redeem(code, user="m0", amount=1000, key="mix-0", order_id="o-0",
+                        metadata={"n": "0"})
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    accepted = [r for r in seen.values() if r.status_code == 201]
+    rid = accepted[0].json()["id"]
+    rev = api.post(f"/v1/redemptions/{rid}/reverse")
+    assert rev.status_code == 200
+    again = api.post(f"/v1/redemptions/{rid}/reverse")
+    assert again.status_code == 409
+    unknown = api.redeem("NOPE-" + uuid.uuid4().hex[:6].upper())
+    assert unknown.status_code == 404
+    probe = api.validate("NOPE-" + uuid.uuid4().hex[:6].upper())  # logged: a probe
+    assert probe.status_code == 404
+    api.validate(code)  # a dry run of a real code changes nothing and is not logged
+    drained(d)
+
+    got = rows(pg, "SELECT txn_id, kind, outcome, reason, order_amount, discount_amount, "
+                   "user_id, order_id, currency, host(client_ip) FROM transactions "
+                   "WHERE code = %s AND kind = 'redeem'", code)
+    assert len(got) == 12 == len(seen)  # the replay added nothing
+    by_id = {g[0]: g for g in got}
+    for tid, r in seen.items():
+        g = by_id[tid]
+        if r.status_code == 201:
+            b = r.json()
+            assert g[2] == "accepted" and g[3] is None
+            assert g[4] == b["order_amount"] and g[5] == b["discount"]
+            assert g[6] == b["user_id"] and g[7] == b["order_id"] and g[8] == "EUR"
+            assert g[9] == "127.0.0.1"
+        else:
+            assert g[2] == "rejected" and g[3] == r.json()["error"]["code"] and g[5] is None
+    reversals = rows(pg, "SELECT outcome, reason, ref_id FROM transactions WHERE kind = "
+                         "'reverse' AND code = %s ORDER BY ts, outcome", code)
+    assert sorted(reversals) == sorted([("accepted", None, rid),
+                                        ("rejected", "already_reversed", rid)])
+    n = rows(pg, "SELECT count(*) FROM transactions WHERE kind = 'validate' AND reason = "
+                 "'coupon_not_found' AND request_id = %s", probe.headers["X-Request-Id"])
+    assert n[0][0] == 1
+    assert rows(pg, "SELECT count(*) FROM transactions WHERE code = %s AND kind = 'validate'",
+                code)[0][0] == 0
+    # ids are unique across the whole ledger
+    assert rows(pg, "SELECT count(*) - count(DISTINCT txn_id) FROM transactions")[0][0] == 0
+    # the admin side: audit trail with before/after, and the coupon mirror
+    api.patch(f"/v1/coupons/{code}", {"limits": {"total": 40}})
+    drained(d)
+    audit = rows(pg, "SELECT action, before, after FROM audit_log WHERE code = %s ORDER BY ts",
+                 code)
+    assert [a[0] for a in audit] == ["coupon_create", "coupon_update"]
+    assert audit[1][1]["l_total"] == "30" and audit[1][2]["l_total"] == "40"
+    mirror = rows(pg, "SELECT definition->>'l_total', definition->>'dvalue' FROM coupons "
+                      "WHERE code = %s", code)
+    assert mirror == [("40", "1250")]
+
+
+def test_concurrent_redeems_all_in_ledger(stack, pg):
+    redis, d, api = stack
+    c = api.create(limits={"total": 60})
+    results = []
+    lock = threading.Lock()
+
+    def worker(t):
+        a = Api(d.url, api.key)
+        for i in range(30):
+            r = a.redeem(c["code"], user=f"c{t}-{i}")
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = {r.json()["id"] for r in results if r.status_code == 201}
+    assert len(ok) == 60
+    drained(d)
+    got = rows(pg, "SELECT txn_id, outcome FROM transactions WHERE code = %s AND kind = "
+                   "'redeem'", c["code"])
+    assert len(got) == 180
+    assert {g[0] for g in got if g[1] == "accepted"} == ok
+
+
+def load(d, key, code, stop, results, lock, prefix):
+    """Redeems until stop is set. Each request is retried with its key until it has an
+    answer (also after stop), so the outcome of every attempt is known."""
+    a = Api(d.url, key)
+    i = 0
+    while not stop.is_set():
+        user = f"{prefix}-{i}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                r = a.redeem(code, user=user, key=f"k-{user}")
+                if r.status_code != 503:
+                    break
+            except requests.RequestException:
+                a = Api(d.url, key)
+            time.sleep(0.05)
+        with lock:
+            results.append((user, r.status_code, r.json().get("id")))
+        i += 1
+
+
+@pytest.mark.daemon_args("--ship_pause_after_commit_ms=1500", "--ship_batch=50")
+def test_kill_between_commit_and_xack(stack, pg):
+    redis, d, api = stack
+    c = api.create()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = [threading.Thread(target=load, args=(d, api.key, c["code"], stop, results, lock,
+                                                   f"k{t}"), daemon=True) for t in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: "action=pause_before_xack" in d.log(), timeout=20,
+                 what="a batch committed and waiting for XACK")
+    except AssertionError:
+        stop.set()
+        raise
+    d.proc.send_signal(signal.SIGKILL)  # between COMMIT and XACK
+    d.proc.wait()
+    d.proc = None
+    d.extra = [a for a in d.extra if not a.startswith("--ship_pause")]
+    time.sleep(0.3)
+    d.start()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    drained(d)
+    accepted = {rid for _, s, rid in results if s == 201}
+    assert accepted
+    got = rows(pg, "SELECT txn_id, count(*) FROM transactions WHERE code = %s AND outcome = "
+                   "'accepted' AND kind = 'redeem' GROUP BY 1", c["code"])
+    assert all(n == 1 for _, n in got)
+    assert {g[0] for g in got} == accepted
+    used = int(api.get(f"/v1/coupons/{c['code']}").json()["used"]["total"])
+    assert used == len(accepted)
+
+
+def test_postgres_outage(stack, pg):
+    redis, d, api = stack
+    c = api.create()
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = [threading.Thread(target=load, args=(d, api.key, c["code"], stop, results, lock,
+                                                   f"p{t}"), daemon=True) for t in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        pg.stop()
+        try:
+            before = len(results)
+            time.sleep(30)
+            with lock:
+                during = [s for _, s, _ in results[before:]]
+            assert during and all(s == 201 for s in during), set(during)
+            time.sleep(0.5)  # the backlog is recounted every 250 ms
+            backlog = requests.get(d.url + "/readyz", timeout=5).json()["outbox_backlog"]
+            assert backlog >= len(during) > 0
+        finally:
+            pg.start()
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    drained(d, timeout=90)
+    accepted = {rid for _, s, rid in results if s == 201}
+    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
+                   "AND kind = 'redeem'", c["code"])
+    assert len(got) == len(accepted) == len({g[0] for g in got})
+    assert {g[0] for g in got} == accepted
+
+
+@pytest.mark.daemon_args("--max_backlog=20", "--pg_conninfo=host=127.0.0.1 port=1 dbname=x",
+                         no_wait=True)
+def test_backlog_limit(stack, pg):
+    redis, d, api = stack
+    wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["checks"]["redis"] == "ok",
+             what="redis ready")
+    c = api.create()
+    statuses, accepted = [], set()
+    for i in range(40):
+        r = api.redeem(c["code"], user=f"b{i}", key=f"b{i}")
+        statuses.append(r.status_code)
+        if r.status_code == 201:
+            accepted.add(r.json()["id"])
+        else:
+            assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+            assert "ledger" in r.json()["error"]["message"]
+        time.sleep(0.02)
+    assert 503 in statuses and 20 <= len(accepted) < 40
+    assert requests.get(d.url + "/readyz", timeout=5).json()["checks"]["ledger"] != "ok"
+    # a daemon that can reach PostgreSQL drains it; nothing accepted is missing
+    d.stop()
+    d.extra = [a for a in d.extra if not a.startswith(("--pg_conninfo", "--max_backlog"))]
+    d.start()
+    drained(d)
+    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
+                   "AND kind = 'redeem'", c["code"])
+    assert {g[0] for g in got} == accepted
+    assert api.redeem(c["code"], user="after").status_code == 201
+
+
+@pytest.mark.daemon_args("--ship_pause_after_commit_ms=3000")
+def test_redelivery_changes_nothing(stack, pg):
+    redis, d, api = stack
+    c = api.create()
+    ids = {api.redeem(c["code"], user=f"r{i}").json()["id"] for i in range(25)}
+    wait_for(lambda: "action=pause_before_xack" in d.log(), what="committed batch")
+    shipped_before = requests.get(d.url + "/readyz", timeout=5).json()["shipped_rows"]
+    r = redis.client()
+    for b in {i.split("_")[1] for i in ids}:
+        key = f"{{{b}}}:log"
+        assert r.xlen(key) > 0  # committed, not yet acknowledged or trimmed
+        r.xgroup_setid(key, "pgsink", "0")  # the whole stream is delivered again
+    wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["shipped_rows"] >
+             shipped_before + 25, timeout=30, what="re-delivery shipped")
+    drained(d)
+    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND kind = 'redeem'",
+               c["code"])
+    assert sorted(g[0] for g in got) == sorted(ids)
+
+
+def test_fraud_role_reads_only(pg, daemon, api):
+    api.create()
+    pg.psql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analyst') "
+            "THEN CREATE ROLE analyst LOGIN IN ROLE redeemd_fraud; END IF; END $$")
+    c = pgconn(pg, "analyst")
+    with c.cursor() as cur:
+        for rel in ["transactions", "coupons", "audit_log", "user_attempts_hourly",
+                    "ip_failures_hourly", "coupon_redemptions_hourly",
+                    "rejection_reasons_hourly"]:
+            cur.execute(f"SELECT count(*) FROM {rel}")
+        for sql in ["INSERT INTO transactions (txn_id, ts, kind, outcome, stream_id) VALUES "
+                    "('x', now(), 'redeem', 'accepted', 's')",
+                    "UPDATE transactions SET reason = 'x'", "DELETE FROM audit_log",
+                    "UPDATE coupons SET kind = 'x'", "TRUNCATE transactions",
+                    "CREATE TABLE evil (a int)"]:
+            with pytest.raises(psycopg2.Error) as e:
+                cur.execute(sql)
+            assert e.value.pgcode == "42501", (sql, e.value.pgcode)  # insufficient_privilege
+    c.close()
+
+
+def test_partitions_for_any_month(daemon, api, pg):
+    c = api.create(limits={"per_user_daily": 5})
+    r = api.redeem(c["code"], now="2031-07-04T12:00:00Z")
+    assert r.status_code == 201
+    drained(daemon)
+    got = rows(pg, "SELECT tableoid::regclass::text, ts FROM transactions WHERE txn_id = %s",
+               r.json()["id"])
+    assert got[0][0] == "transactions_203107"

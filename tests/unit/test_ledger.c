@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT
+ * Outbox entry -> COPY row: columns, escaping, NULLs, discount, refusals. */
+#include <string.h>
+
+#include "test_util.h"
+
+#include "rd/ledger.h"
+
+/* Renders an entry given as "name", "value", ... NULL; returns the row or NULL. */
+static char *render(struct rd_sbuf *b, long seq, ...)
+{
+    const char *names[32], *values[32];
+    size_t nl[32], vl[32], n = 0;
+    va_list ap;
+    va_start(ap, seq);
+    const char *k;
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        names[n] = k;
+        values[n] = va_arg(ap, const char *);
+        nl[n] = strlen(k);
+        vl[n] = strlen(values[n]);
+        n++;
+    }
+    va_end(ap);
+    rd_sbuf_init(b);
+    if (rd_ledger_row(b, "{0001}:5-0", names, nl, values, vl, n, seq) < 0)
+        return NULL;
+    return b->buf;
+}
+
+static void accepted_redeem(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    char *row = render(&b, 7, "id", "rdm_1", "ts", "1795276277283", "kind", "redeem", "outcome",
+                       "accepted", "reason", "", "code", "SAVE", "campaign", "", "user", "u\t1",
+                       "order", "", "amount", "2599", "currency", "EUR", "dtype", "percent",
+                       "dvalue", "1000", "dmax", "", "min_order", "", "ip", "127.0.0.1", "key",
+                       "abcdefgh", "req", "r1", "idem", "k\\1", NULL);
+    assert_non_null(row);
+    assert_string_equal(row, "rdm_1\t2026-11-21T15:51:17.283Z\tredeem\taccepted\t\\N\tSAVE\t\\N\t"
+                             "u\\t1\t\\N\t\\N\t2599\t259\t\\N\t\\N\tEUR\t127.0.0.1\tabcdefgh\tr1\t"
+                             "k\\\\1\t{0001}:5-0\t\\N\t7\n");
+    rd_sbuf_free(&b);
+}
+
+static void rejected_and_admin(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    char *row = render(&b, 1, "id", "x", "ts", "0", "kind", "redeem", "outcome", "rejected",
+                       "reason", "limit_total_reached", "amount", "abc", "ip", "not-an-ip", NULL);
+    assert_non_null(row);
+    /* no discount for a rejection; unparsable amount and ip become NULL */
+    assert_non_null(strstr(row, "\tlimit_total_reached\t"));
+    assert_non_null(strstr(row, "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"));
+    rd_sbuf_free(&b);
+    row = render(&b, 2, "id", "a1", "ts", "1000", "kind", "coupon_update", "outcome", "accepted",
+                 "before", "{\"l_total\":\"5\"}", "after", "{\"l_total\":\"3\"}", "ip", "::1",
+                 NULL);
+    assert_non_null(row);
+    assert_non_null(strstr(row, "\t::1\t"));
+    assert_non_null(strstr(row, "{\"before\":{\"l_total\":\"5\"},\"after\":{\"l_total\":\"3\"}}"));
+    rd_sbuf_free(&b);
+}
+
+static void refused(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    assert_null(render(&b, 1, "ts", "1", "kind", "redeem", "outcome", "accepted", NULL));
+    rd_sbuf_free(&b);
+    assert_null(render(&b, 1, "id", "x", "ts", "soon", "kind", "redeem", "outcome", "a", NULL));
+    rd_sbuf_free(&b);
+    assert_null(render(&b, 1, "id", "x", "ts", "99999999999999999", "kind", "r", "outcome", "a",
+                       NULL));
+    rd_sbuf_free(&b);
+    assert_null(render(&b, 1, "id", "x", "ts", "1", "outcome", "a", NULL));
+    assert_int_equal(b.len, 0); /* nothing half-written */
+    rd_sbuf_free(&b);
+}
+
+static void copy_escaping(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_copy_field(&b, "a\\b\tc\nd\re", 9);
+    assert_string_equal(b.buf, "a\\\\b\\tc\\nd\\re");
+    rd_sbuf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(accepted_redeem),
+        cmocka_unit_test(rejected_and_admin),
+        cmocka_unit_test(refused),
+        cmocka_unit_test(copy_escaping),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
