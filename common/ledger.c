@@ -105,8 +105,7 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     long long ms;
     /* years 1970..9999: anything else would fail the whole COPY */
     if (!id || idl == 0 || idl > 64 || parse_i64(ts, tsl, &ms) < 0 || ms < 0 ||
-        ms > 253402300799999LL || !kind ||
-        kl == 0 || !outcome || ol == 0)
+        ms > 253402300799999LL || !kind || kl == 0 || !outcome || ol == 0)
         return -1;
 
     char tsbuf[RD_TIME_BUFSZ];

@@ -27,6 +27,5 @@ void rd_h_readyz(struct rd_req *r)
                             ok ? "ready" : "not_ready", "checks", "redis", redis ? "ok" : "down",
                             "api_keys", keys ? "ok" : "loading", "postgres", pg ? "ok" : "down",
                             "ledger", ledger ? "ok" : "backlog_over_limit", "outbox_backlog",
-                            (json_int_t)backlog, "shipped_rows",
-                            (json_int_t)rd_shipper_rows()));
+                            (json_int_t)backlog, "shipped_rows", (json_int_t)rd_shipper_rows()));
 }

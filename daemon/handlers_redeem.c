@@ -141,8 +141,7 @@ static int ledger_backlogged(struct rd_req *r)
     if (!r->w->cfg->shipper || rd_shipper_backlog() <= r->w->cfg->max_backlog)
         return 0;
     rd_reply_error(r, RD_E_UNAVAILABLE,
-                   "the transaction ledger is behind; retry with the same Idempotency-Key",
-                   NULL);
+                   "the transaction ledger is behind; retry with the same Idempotency-Key", NULL);
     return 1;
 }
 

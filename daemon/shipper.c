@@ -22,7 +22,7 @@
 #include "worker.h"
 
 #define GROUP          "pgsink"
-#define READ_CHUNK     16   /* buckets per pipelined read */
+#define READ_CHUNK     16 /* buckets per pipelined read */
 #define CLAIM_EVERY_MS 5000
 #define COUNT_EVERY_MS 250
 #define COPY_CHUNK     65536
@@ -326,8 +326,8 @@ static void claim_stale(void)
                 continue;
             const char *id = row->element[0]->str;
             long long deliveries = row->element[3]->integer;
-            redisReply *c = redisCommand(S.rc, "XCLAIM %s " GROUP " %s %s %s", key, S.consumer,
-                                         idle, id);
+            redisReply *c =
+                redisCommand(S.rc, "XCLAIM %s " GROUP " %s %s %s", key, S.consumer, idle, id);
             if (!c) {
                 redis_drop(S.rc->errstr);
                 break;
@@ -689,7 +689,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (redis_ensure() == 0 && !S.groups_ready)
         create_groups();
     if (S.rc && S.groups_ready) {
-        if (S.step == ST_COMMITTED && S.rc) {
+        if (S.step == ST_COMMITTED && S.rc && !evtimer_pending(S.pause_ev, NULL)) {
             if (acknowledge() == 0)
                 batch_done();
         }

@@ -15,8 +15,8 @@
 #include "rd/json_util.h"
 
 #define RD_LEDGER_COLUMNS                                                                          \
-    "txn_id, ts, kind, outcome, reason, code, campaign, user_id, order_id, ref_id, "              \
-    "order_amount, discount_amount, paid_amount, balance_after, currency, client_ip, "            \
+    "txn_id, ts, kind, outcome, reason, code, campaign, user_id, order_id, ref_id, "               \
+    "order_amount, discount_amount, paid_amount, balance_after, currency, client_ip, "             \
     "api_key_id, request_id, idempotency_key, stream_id, details"
 
 /**

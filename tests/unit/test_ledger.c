@@ -55,9 +55,9 @@ static void rejected_and_admin(void **state)
     assert_non_null(strstr(row, "\tlimit_total_reached\t"));
     assert_non_null(strstr(row, "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"));
     rd_sbuf_free(&b);
-    row = render(&b, 2, "id", "a1", "ts", "1000", "kind", "coupon_update", "outcome", "accepted",
-                 "before", "{\"l_total\":\"5\"}", "after", "{\"l_total\":\"3\"}", "ip", "::1",
-                 NULL);
+    row =
+        render(&b, 2, "id", "a1", "ts", "1000", "kind", "coupon_update", "outcome", "accepted",
+               "before", "{\"l_total\":\"5\"}", "after", "{\"l_total\":\"3\"}", "ip", "::1", NULL);
     assert_non_null(row);
     assert_non_null(strstr(row, "\t::1\t"));
     assert_non_null(strstr(row, "{\"before\":{\"l_total\":\"5\"},\"after\":{\"l_total\":\"3\"}}"));
@@ -72,8 +72,8 @@ static void refused(void **state)
     rd_sbuf_free(&b);
     assert_null(render(&b, 1, "id", "x", "ts", "soon", "kind", "redeem", "outcome", "a", NULL));
     rd_sbuf_free(&b);
-    assert_null(render(&b, 1, "id", "x", "ts", "99999999999999999", "kind", "r", "outcome", "a",
-                       NULL));
+    assert_null(
+        render(&b, 1, "id", "x", "ts", "99999999999999999", "kind", "r", "outcome", "a", NULL));
     rd_sbuf_free(&b);
     assert_null(render(&b, 1, "id", "x", "ts", "1", "outcome", "a", NULL));
     assert_int_equal(b.len, 0); /* nothing half-written */
