@@ -94,6 +94,16 @@ static void num_col(struct rd_sbuf *out, int ok, long long v)
         rd_sbuf_add(out, "\\N\t", 3);
 }
 
+/* A bigint column from field name: NULL when absent or not a number. */
+static void int_col(struct rd_sbuf *out, const struct entry *e, const char *name)
+{
+    size_t len;
+    long long v = 0;
+    const char *s = get(e, name, &len);
+    int ok = parse_i64(s, len, &v) == 0;
+    num_col(out, ok, v);
+}
+
 int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
                   const size_t *name_lens, const char *const *values, const size_t *value_lens,
                   size_t n, long seq)
@@ -151,10 +161,8 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
         }
     }
     num_col(out, have_discount, discount);
-    s = get(&e, "paid", &len);
-    num_col(out, parse_i64(s, len, &v) == 0, v);
-    s = get(&e, "balance", &len);
-    num_col(out, parse_i64(s, len, &v) == 0, v);
+    int_col(out, &e, "paid");
+    int_col(out, &e, "balance");
     text_col(out, &e, "currency");
 
     /* client_ip is inet: anything that does not parse is stored as NULL */
@@ -172,6 +180,8 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     text_col(out, &e, "key");
     text_col(out, &e, "req");
     text_col(out, &e, "idem");
+    int_col(out, &e, "day");
+    int_col(out, &e, "week");
     rd_copy_field(out, stream_id, strlen(stream_id));
     rd_sbuf_add(out, "\t", 1);
 

@@ -7,6 +7,7 @@
  *   redeemctl [settings] keys list
  *   redeemctl [settings] keys revoke ID
  *   redeemctl [settings] migrate [--dir scripts/sql]
+ *   redeemctl [settings] reconcile [--repair] [--now RFC3339]
  *
  * API keys are shown once, at creation; Redis keeps only their SHA-256.
  */
@@ -21,6 +22,8 @@
 #include <time.h>
 
 #include "rd/config.h"
+#include "rd/rdtime.h"
+#include "reconcile.h"
 #include "rd/keys.h"
 #include "rd/sha256.h"
 
@@ -34,7 +37,9 @@ static void usage(void)
             "  keys create --scope SCOPES [--name NAME]   SCOPES: admin,redeem,fraud\n"
             "  keys list\n"
             "  keys revoke ID\n"
-            "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n");
+            "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
+            "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
+            "ledger\n");
 }
 
 static redisContext *redis_open(const struct rd_config *cfg)
@@ -303,6 +308,37 @@ int main(int argc, char **argv)
             return keys_list(&cfg);
         if (!strcmp(args[1], "revoke") && rest == 3)
             return keys_revoke(&cfg, args[2]);
+    }
+    if (!strcmp(args[0], "reconcile")) {
+        int repair = 0;
+        int64_t now = (int64_t)time(NULL) * 1000;
+        for (int i = 1; i < rest; i++) {
+            if (!strcmp(args[i], "--repair"))
+                repair = 1;
+            else if (!strcmp(args[i], "--now") && i + 1 < rest) {
+                if (rd_time_parse(args[++i], &now) < 0) {
+                    fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
+                    return 2;
+                }
+            } else {
+                usage();
+                return 2;
+            }
+        }
+        PGconn *pg = PQconnectdb(cfg.pg_conninfo);
+        if (PQstatus(pg) != CONNECTION_OK) {
+            fprintf(stderr, "redeemctl: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+            return 2;
+        }
+        redisContext *rc = redis_open(&cfg);
+        redisReply *b = redisCommand(rc, "HGET %s buckets", RD_KEY_META);
+        uint32_t buckets =
+            b && b->type == REDIS_REPLY_STRING ? (uint32_t)atoi(b->str) : (uint32_t)cfg.buckets;
+        freeReplyObject(b);
+        int rc_ = rd_reconcile(rc, pg, buckets, now, repair);
+        redisFree(rc);
+        PQfinish(pg);
+        return rc_;
     }
     if (!strcmp(args[0], "migrate")) {
         const char *dir = opt(rest - 1, args + 1, "--dir");

@@ -28,6 +28,7 @@ local mode, now = ARGV[1], tonumber(ARGV[2])
 local user, amount, currency = ARGV[3], ARGV[4], ARGV[5]
 local fp, id = ARGV[6], ARGV[7]
 local redeem = mode == 'redeem'
+local day, week -- the day and ISO week a use counts in (set after the coupon is read)
 
 if redeem then
   local prev = redis.call('GET', KEYS[3])
@@ -50,6 +51,8 @@ local function log(outcome, reason, c)
     'amount', amount, 'currency', currency,
     'dtype', (c and c[1]) or '', 'dvalue', (c and c[2]) or '',
     'dmax', (c and c[3]) or '', 'min_order', (c and c[4]) or '',
+    'day', outcome == 'accepted' and string.format('%d', day) or '',
+    'week', outcome == 'accepted' and string.format('%d', week) or '',
     'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14])
 end
 
@@ -71,8 +74,8 @@ local function reject(reason, resets)
 end
 
 local off = tonumber(c[8]) or 0
-local day = math.floor((now + off * 60000) / 86400000)
-local week = math.floor((day + 3) / 7)
+day = math.floor((now + off * 60000) / 86400000)
+week = math.floor((day + 3) / 7)
 local function num(v) return tonumber(v or '') end
 
 if c[14] == 'disabled' then return reject('coupon_disabled') end
@@ -89,13 +92,21 @@ if l_total and used >= l_total then return reject('limit_total_reached') end
 
 local u = redis.call('HMGET', KEYS[2], 't:' .. user, 'd:' .. user, 'w:' .. user)
 local ut = tonumber(u[1] or '0')
+-- A period field only ever moves forward. If it already holds a later period than this
+-- request's clock says (a daemon whose clock lags another's, around midnight), that later
+-- period stays the current one and this use counts there: a lagging clock can never reopen
+-- a day or week that a faster clock has already moved past, so limits stay exact.
 local function period(v, idx)
-  if not v then return 0 end
+  if not v then return 0, idx end
   local p = string.find(v, ':', 1, true)
-  if tonumber(string.sub(v, 1, p - 1)) ~= idx then return 0 end
-  return tonumber(string.sub(v, p + 1))
+  local stored = tonumber(string.sub(v, 1, p - 1))
+  if stored > idx then return tonumber(string.sub(v, p + 1)), stored end
+  if stored < idx then return 0, idx end
+  return tonumber(string.sub(v, p + 1)), idx
 end
-local ud, uw = period(u[2], day), period(u[3], week)
+local ud, uw
+ud, day = period(u[2], day)
+uw, week = period(u[3], week)
 if l_user and ut >= l_user then return reject('limit_user_reached') end
 if l_daily and ud >= l_daily then
   return reject('limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000))

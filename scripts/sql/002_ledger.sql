@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     api_key_id      text,
     request_id      text,
     idempotency_key text,
+    day_index       integer,               -- redeem: the day and ISO week the use counts in
+    week_index      integer,               --   (days/weeks since the epoch, coupon's offset)
     stream_id       text        NOT NULL,  -- {bucket}:log entry, for tracing back to Redis
     details         jsonb,
     shipped_at      timestamptz NOT NULL DEFAULT now(),

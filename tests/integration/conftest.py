@@ -268,6 +268,20 @@ def migrate(conninfo):
     assert p.returncode == 0, p.stderr
 
 
+_dbs = [0]
+
+
+@pytest.fixture()
+def fresh_db(pg):
+    """A new, migrated database of its own: for tests that read the whole ledger."""
+    _dbs[0] += 1
+    name = f"redeemd_t{_dbs[0]}"
+    pg.psql(f"CREATE DATABASE {name} OWNER redeemd")
+    conninfo = f"host=127.0.0.1 port={pg.port} dbname={name} user=redeemd"
+    migrate(conninfo)
+    return conninfo
+
+
 @pytest.fixture(scope="session")
 def pg(workdir):
     p = Postgres(workdir)

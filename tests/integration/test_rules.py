@@ -266,3 +266,14 @@ def test_outbox_entry_for_every_attempt(api, rds):
     assert err(rej) == err(rep) == "limit_total_reached"
     admin = [f for _, f in entries if f.get("code") == code and f["kind"] == "coupon_create"]
     assert len(admin) == 1
+
+
+def test_lagging_clock_cannot_reopen_a_day(api):
+    """A daemon whose clock lags another's (around midnight) must not reset a daily count
+    that a faster clock has already moved to the next day."""
+    c = api.create(limits={"per_user_daily": 1})
+    assert api.redeem(c["code"], user="skew", now="2030-01-10T00:00:00.100Z").status_code == 201
+    r = api.redeem(c["code"], user="skew", now="2030-01-09T23:59:59.900Z")  # the lagging one
+    assert r.status_code == 422 and err(r) == "limit_user_daily_reached"
+    assert r.json()["error"]["details"]["resets_at"] == "2030-01-11T00:00:00Z"
+    assert api.redeem(c["code"], user="skew", now="2030-01-11T00:00:00Z").status_code == 201

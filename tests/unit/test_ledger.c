@@ -32,15 +32,16 @@ static void accepted_redeem(void **state)
 {
     (void)state;
     struct rd_sbuf b;
-    char *row = render(&b, 7, "id", "rdm_1", "ts", "1795276277283", "kind", "redeem", "outcome",
-                       "accepted", "reason", "", "code", "SAVE", "campaign", "", "user", "u\t1",
-                       "order", "", "amount", "2599", "currency", "EUR", "dtype", "percent",
-                       "dvalue", "1000", "dmax", "", "min_order", "", "ip", "127.0.0.1", "key",
-                       "abcdefgh", "req", "r1", "idem", "k\\1", NULL);
+    char *row =
+        render(&b, 7, "id", "rdm_1", "ts", "1795276277283", "kind", "redeem", "outcome", "accepted",
+               "reason", "", "code", "SAVE", "campaign", "", "user", "u\t1", "order", "", "amount",
+               "2599", "currency", "EUR", "dtype", "percent", "dvalue", "1000", "dmax", "",
+               "min_order", "", "ip", "127.0.0.1", "key", "abcdefgh", "req", "r1", "idem", "k\\1",
+               "day", "20778", "week", "2968", NULL);
     assert_non_null(row);
     assert_string_equal(row, "rdm_1\t2026-11-21T15:51:17.283Z\tredeem\taccepted\t\\N\tSAVE\t\\N\t"
                              "u\\t1\t\\N\t\\N\t2599\t259\t\\N\t\\N\tEUR\t127.0.0.1\tabcdefgh\tr1\t"
-                             "k\\\\1\t{0001}:5-0\t\\N\t7\n");
+                             "k\\\\1\t20778\t2968\t{0001}:5-0\t\\N\t7\n");
     rd_sbuf_free(&b);
 }
 
