@@ -83,6 +83,8 @@ static const struct setting settings[] = {
      "deliveries after which an entry goes to the dead-letter stream"},
     {"ship_pause_after_commit_ms", C_INT, OFF(ship_pause_after_commit_ms), 0, 0, 600000, "0",
      "tests only: wait this long between COMMIT and XACK"},
+    {"query_timeout_ms", C_INT, OFF(query_timeout_ms), 0, 100, 3600000, "300000",
+     "statement_timeout of ledger reads (GET /v1/transactions exports)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -253,7 +253,8 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     if (reply->elements == 0) {
-        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        /* the Redis record expires (redemption_ttl_s); the ledger keeps it for good */
+        rd_redemption_from_ledger(r);
         return;
     }
     int64_t amount = hnum(reply, "amount"), discount = 0;

@@ -34,6 +34,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/v1/redemptions", RD_SCOPE_REDEEM, 1, rd_h_redeem},
     {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
     {EVHTTP_REQ_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
+    {EVHTTP_REQ_GET, "/v1/transactions", RD_SCOPE_FRAUD, 0, rd_h_transactions},
 };
 
 /* Matches path against pattern; the '*' segment is stored in *param. */
@@ -62,6 +63,12 @@ static int match(const char *pattern, const char *path, const char **param)
 static void req_free(struct rd_req *r)
 {
     r->w->inflight--;
+    if (r->query) {
+        evhttp_clear_headers(r->query);
+        free(r->query);
+    }
+    if (r->chunk)
+        evbuffer_free(r->chunk);
     if (r->body)
         json_decref(r->body);
     rd_redeem_req_free(&r->rq);
@@ -87,6 +94,16 @@ static void send_body(struct rd_req *r, int http, const char *body, size_t len)
                 (int)evhttp_request_get_command(r->ev), r->path, http,
                 r->key_id[0] ? r->key_id : "-", (long long)(rd_mono_ms() - r->start_ms));
     req_free(r);
+}
+
+void rd_req_free_streamed(struct rd_req *r)
+{
+    req_free(r);
+}
+
+void rd_reply_raw(struct rd_req *r, int http, const char *body, size_t len)
+{
+    send_body(r, http, body, len);
 }
 
 void rd_reply_json(struct rd_req *r, int http, json_t *obj)

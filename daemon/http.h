@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "pgpool.h"
 #include "rd/coupon.h"
 #include "rd/keys.h"
 #include "rd/request.h"
@@ -51,6 +52,17 @@ struct rd_req {
     const char *action;
     char code[RD_CODE_MAX + 1];
     char scratch[RD_COUPON_SCRATCH];
+    /* ledger reads */
+    struct rd_pgq pgq;
+    struct evkeyvalq *query; /* owned: the parsed query string */
+    char sql[2048];
+    char pbuf[RD_PGQ_MAXPARAMS][136];
+    int csv;
+    int streaming; /* a chunked reply has started */
+    int client_gone;
+    long limit, rows;
+    char last_cursor[160];
+    struct evbuffer *chunk; /* owned while streaming */
 };
 
 typedef void rd_handler(struct rd_req *r);
@@ -60,6 +72,8 @@ void rd_http_dispatch(struct evhttp_request *ev, void *worker);
 
 /** Answers with obj (stolen) as JSON; frees r. */
 void rd_reply_json(struct rd_req *r, int http, json_t *obj);
+/** Answers with body (borrowed, JSON) as is; frees r. */
+void rd_reply_raw(struct rd_req *r, int http, const char *body, size_t len);
 /** Answers with the error envelope; details is stolen and may be NULL; message may be NULL. */
 void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, json_t *details);
 /** 400 invalid_request naming e->field. */
@@ -88,5 +102,10 @@ void rd_h_validate(struct rd_req *r);
 void rd_h_redeem(struct rd_req *r);
 void rd_h_redemption_get(struct rd_req *r);
 void rd_h_reverse(struct rd_req *r);
+void rd_h_transactions(struct rd_req *r);
+/** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */
+void rd_redemption_from_ledger(struct rd_req *r);
+/** Frees r after a streamed reply ended (or was cut off). */
+void rd_req_free_streamed(struct rd_req *r);
 
 #endif

@@ -198,7 +198,8 @@ static void *worker_main(void *arg)
     rd_log_set_thread_name(w->name);
     current_worker = w;
     if (rd_redis_start(&w->redis, w->base, w->cfg, on_redis_ready, w) < 0 ||
-        rd_apikeys_start(&w->keys, w->base, &w->redis, w->cfg->key_refresh_ms) < 0) {
+        rd_apikeys_start(&w->keys, w->base, &w->redis, w->cfg->key_refresh_ms) < 0 ||
+        rd_pgpool_init(&w->pgpool, w->base, w->cfg) < 0) {
         rd_error("event=worker_setup_failed");
         abort();
     }
@@ -208,6 +209,7 @@ static void *worker_main(void *arg)
     w->http = NULL;
     rd_redis_stop(&w->redis);
     rd_apikeys_stop(&w->keys);
+    rd_pgpool_free(&w->pgpool);
     rd_info("event=worker_stopped");
     return NULL;
 }

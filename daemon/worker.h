@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "apikeys.h"
+#include "pgpool.h"
 #include "rd/config.h"
 #include "redis_client.h"
 
@@ -38,6 +39,7 @@ struct rd_worker {
     struct event *relisten_ev;
     struct rd_redis redis;
     struct rd_apikeys keys;
+    struct rd_pgpool pgpool;
     int stopping;
     int64_t stop_deadline_ms;
     int inflight;

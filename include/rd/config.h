@@ -42,6 +42,7 @@ struct rd_config {
     int ship_claim_idle_ms;
     int ship_max_deliveries;
     int ship_pause_after_commit_ms; /* tests only: widens the COMMIT..XACK window */
+    int query_timeout_ms;
 };
 
 /** Fills every field with its default. */

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     stream_id       text        NOT NULL,  -- {bucket}:log entry, for tracing back to Redis
     details         jsonb,
     shipped_at      timestamptz NOT NULL DEFAULT now(),
+    -- the inserting transaction: GET /v1/transactions pages in this order, up to the oldest
+    -- transaction still running, so a row committed later can never land behind a cursor
+    txid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
     -- on a partitioned table a unique key must contain the partition key
     PRIMARY KEY (txn_id, ts)
 ) PARTITION BY RANGE (ts);
@@ -37,8 +40,8 @@ CREATE INDEX IF NOT EXISTS transactions_user_ts ON transactions (user_id, ts);
 CREATE INDEX IF NOT EXISTS transactions_code_ts ON transactions (code, ts);
 CREATE INDEX IF NOT EXISTS transactions_ip_ts ON transactions (client_ip, ts);
 CREATE INDEX IF NOT EXISTS transactions_ts_brin ON transactions USING brin (ts);
--- keyset pagination of GET /v1/transactions walks (ts, txn_id)
-CREATE INDEX IF NOT EXISTS transactions_ts_id ON transactions (ts, txn_id);
+-- keyset pagination of GET /v1/transactions walks (txid, txn_id)
+CREATE INDEX IF NOT EXISTS transactions_page ON transactions (txid, txn_id);
 
 -- Monthly partitions, created ahead by the shipper (and on demand for any month a batch
 -- touches: the injected test clock and back-dated rows land in their own month).

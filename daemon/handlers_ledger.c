@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Reads of the PostgreSQL ledger on the worker loops, through the worker's nonblocking
+ * pool (pgpool.h): GET /v1/transactions, and GET /v1/redemptions/{id} once the Redis record
+ * has expired.
+ *
+ * Pagination walks (txid, txn_id): the inserting transaction's id, then the transaction id.
+ * Each page stops below the oldest transaction still running, so a row committed after a
+ * cursor was handed out always sorts after it: pages neither skip nor repeat rows while the
+ * shipper keeps inserting. Rows therefore come in ledger order; ts is the event time.
+ *
+ * JSON pages hold at most 1000 rows. CSV (Accept: text/csv) is streamed in chunks; the query
+ * pauses whenever a chunk is waiting for the client, so an export of any size runs in
+ * constant memory, and a client that goes away ends the query.
+ */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "http.h"
+#include "rd/ledger.h"
+#include "rd/log.h"
+#include "rd/rdtime.h"
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX     1000
+#define CHUNK_BYTES  65536
+
+/* Output columns: the cursor, then the ledger's own. */
+static const char *const columns[] = {"txn_id",
+                                      "ts",
+                                      "kind",
+                                      "outcome",
+                                      "reason",
+                                      "code",
+                                      "campaign",
+                                      "user_id",
+                                      "order_id",
+                                      "ref_id",
+                                      "order_amount",
+                                      "discount_amount",
+                                      "paid_amount",
+                                      "balance_after",
+                                      "currency",
+                                      "client_ip",
+                                      "api_key_id",
+                                      "request_id",
+                                      NULL};
+enum { COL_CURSOR_TXID = 0, COL_FIRST = 1, COL_TS = 2, NCOLS = 19 };
+/* numeric columns are JSON numbers */
+static int is_numeric(int col)
+{
+    return col >= 11 && col <= 14;
+}
+
+#define SELECT_LIST                                                                                \
+    "SELECT txid::text, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, outcome, "          \
+    "reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "           \
+    "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
+    "FROM transactions"
+
+static int add_param(struct rd_req *r, const char *v)
+{
+    int i = r->pgq.nparams++;
+    snprintf(r->pbuf[i], sizeof(r->pbuf[i]), "%s", v);
+    r->pgq.params[i] = r->pbuf[i];
+    return i + 1;
+}
+
+/* Appends pre, the parameter number n, then post: " AND code = $3". */
+static void cond(struct rd_req *r, const char *pre, int n, const char *post)
+{
+    size_t len = strlen(r->sql);
+    snprintf(r->sql + len, sizeof(r->sql) - len, "%s%d%s", pre, n, post);
+}
+
+static int bad(struct rd_req *r, const char *field, const char *msg)
+{
+    struct rd_verr e;
+    rd_verr_set(&e, field, "%s", msg);
+    rd_reply_verr(r, &e);
+    return -1;
+}
+
+/* A client ip filter: an address, or a CIDR block. */
+static int valid_ip_filter(const char *s)
+{
+    char buf[64];
+    unsigned char addr[16];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *slash = strchr(buf, '/');
+    int max = 128;
+    if (slash)
+        *slash = '\0';
+    if (inet_pton(AF_INET, buf, addr) == 1)
+        max = 32;
+    else if (inet_pton(AF_INET6, buf, addr) != 1)
+        return 0;
+    if (!slash)
+        return 1;
+    char *end;
+    long bits = strtol(slash + 1, &end, 10);
+    return *end == '\0' && slash[1] && bits >= 0 && bits <= max;
+}
+
+static int in(const char *v, const char *const *set)
+{
+    for (; *set; set++)
+        if (!strcmp(v, *set))
+            return 1;
+    return 0;
+}
+
+static int build_query(struct rd_req *r)
+{
+    static const char *const params[] = {"code",    "user_id", "client_ip", "kind",
+                                         "outcome", "reason",  "from",      "to",
+                                         "limit",   "cursor",  NULL};
+    static const char *const kinds[] = {
+        "redeem",        "reverse",       "validate",       "pay",           "refund", "recharge",
+        "coupon_create", "coupon_update", "coupon_disable", "coupon_enable", NULL};
+    static const char *const outcomes[] = {"accepted", "rejected", NULL};
+    const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
+    r->query = calloc(1, sizeof(*r->query));
+    if (!r->query)
+        abort();
+    TAILQ_INIT(r->query);
+    if (q && evhttp_parse_query_str(q + 1, r->query) < 0)
+        return bad(r, "query", "the query string cannot be parsed");
+    snprintf(r->sql, sizeof(r->sql),
+             SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
+    r->limit = r->csv ? -1 : PAGE_DEFAULT;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, r->query, next)
+    {
+        const char *k = kv->key, *v = kv->value;
+        if (!in(k, params))
+            return bad(r, k, "unknown parameter");
+        if (strlen(v) == 0 || strlen(v) > 128 || rd_str_has_ctl(v, strlen(v)))
+            return bad(r, k, "must be 1 to 128 printable characters");
+        if (!strcmp(k, "code")) {
+            char code[RD_CODE_MAX + 1];
+            if (rd_code_normalize(v, strlen(v), code) < 0)
+                return bad(r, k, "is not a valid coupon code");
+            cond(r, " AND code = $", add_param(r, code), "");
+        } else if (!strcmp(k, "user_id")) {
+            cond(r, " AND user_id = $", add_param(r, v), "");
+        } else if (!strcmp(k, "client_ip")) {
+            if (!valid_ip_filter(v))
+                return bad(r, k, "must be an IP address or a CIDR block");
+            cond(r, " AND client_ip <<= $", add_param(r, v), "::inet");
+        } else if (!strcmp(k, "kind")) {
+            if (!in(v, kinds))
+                return bad(r, k, "is not a transaction kind");
+            cond(r, " AND kind = $", add_param(r, v), "");
+        } else if (!strcmp(k, "outcome")) {
+            if (!in(v, outcomes))
+                return bad(r, k, "must be accepted or rejected");
+            cond(r, " AND outcome = $", add_param(r, v), "");
+        } else if (!strcmp(k, "reason")) {
+            if (rd_status_from_name(v) == RD_E_INTERNAL && strcmp(v, "internal") != 0)
+                return bad(r, k, "is not an error code");
+            cond(r, " AND reason = $", add_param(r, v), "");
+        } else if (!strcmp(k, "from") || !strcmp(k, "to")) {
+            int64_t ms;
+            if (rd_time_parse(v, &ms) < 0)
+                return bad(r, k, "must be an RFC 3339 time");
+            char buf[RD_TIME_BUFSZ];
+            cond(r, !strcmp(k, "from") ? " AND ts >= $" : " AND ts < $",
+                 add_param(r, rd_time_format(ms, buf)), "::timestamptz");
+        } else if (!strcmp(k, "limit")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > PAGE_MAX)
+                return bad(r, k, "must be an integer from 1 to 1000");
+            r->limit = n;
+        } else if (!strcmp(k, "cursor")) {
+            /* opaque to clients: "<txid>.<txn_id>" */
+            const char *dot = strchr(v, '.');
+            size_t dl = dot ? (size_t)(dot - v) : 0;
+            if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
+                strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(dot + 1))
+                return bad(r, k, "is not a cursor this service issued");
+            char txid[24];
+            snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);
+            cond(r, " AND (txid, txn_id) > ($", add_param(r, txid), "::xid8, ");
+            cond(r, "$", add_param(r, dot + 1), ")");
+        }
+    }
+    size_t len = strlen(r->sql);
+    snprintf(r->sql + len, sizeof(r->sql) - len, " ORDER BY txid, txn_id");
+    if (r->limit > 0) /* one row more than asked tells whether there is a next page */
+        cond(r, " LIMIT ", (int)r->limit + 1, "");
+    return 0;
+}
+
+/* ---- JSON pages ------------------------------------------------------------------------ */
+
+static void row_json(struct rd_req *r, const PGresult *row)
+{
+    struct evbuffer *out = r->chunk;
+    evbuffer_add_printf(out, "%s{", r->rows ? "," : "");
+    for (int c = COL_FIRST; c < NCOLS; c++) {
+        const char *name = columns[c - 1];
+        struct rd_sbuf b;
+        rd_sbuf_init(&b);
+        rd_sbuf_add_jstr(&b, name, strlen(name));
+        evbuffer_add(out, b.buf, b.len);
+        evbuffer_add(out, ":", 1);
+        if (PQgetisnull(row, 0, c)) {
+            evbuffer_add(out, "null", 4);
+        } else if (c == COL_TS) {
+            char buf[RD_TIME_BUFSZ];
+            evbuffer_add_printf(out, "\"%s\"", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
+        } else if (is_numeric(c)) {
+            evbuffer_add(out, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+        } else {
+            b.len = 0;
+            rd_sbuf_add_jstr(&b, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+            evbuffer_add(out, b.buf, b.len);
+        }
+        rd_sbuf_free(&b);
+        evbuffer_add(out, c + 1 < NCOLS ? "," : "}", 1);
+    }
+}
+
+/* ---- CSV (RFC 4180) -------------------------------------------------------------------- */
+
+static void csv_field(struct evbuffer *out, const char *s, size_t len)
+{
+    if (strcspn(s, ",\"\r\n") >= len) {
+        evbuffer_add(out, s, len);
+        return;
+    }
+    evbuffer_add(out, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"')
+            evbuffer_add(out, "\"\"", 2);
+        else
+            evbuffer_add(out, s + i, 1);
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+static void row_csv(struct rd_req *r, const PGresult *row)
+{
+    for (int c = COL_FIRST; c < NCOLS; c++) {
+        if (c > COL_FIRST)
+            evbuffer_add(r->chunk, ",", 1);
+        if (PQgetisnull(row, 0, c))
+            continue;
+        if (c == COL_TS) {
+            char buf[RD_TIME_BUFSZ];
+            evbuffer_add_printf(r->chunk, "%s", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
+        } else {
+            csv_field(r->chunk, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+        }
+    }
+    /* the row's cursor, so an interrupted export can resume after it */
+    evbuffer_add_printf(r->chunk, ",%s.%s\r\n", PQgetvalue(row, 0, COL_CURSOR_TXID),
+                        PQgetvalue(row, 0, COL_FIRST));
+}
+
+static void on_client_close(struct evhttp_connection *con, void *arg);
+
+static void on_chunk_sent(struct evhttp_connection *con, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)con;
+    rd_pgq_resume(&r->pgq);
+}
+
+static int send_chunk(struct rd_req *r)
+{
+    if (!evhttp_request_get_connection(r->ev))
+        return 0;
+    evhttp_send_reply_chunk_with_cb(r->ev, r->chunk, on_chunk_sent, r);
+    return 1;
+}
+
+static void end_stream(struct rd_req *r)
+{
+    struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
+    if (con)
+        evhttp_connection_set_closecb(con, NULL, NULL);
+    /* with the client gone evcon is NULL and this only frees the request (evhttp 2.1.12) */
+    evhttp_send_reply_end(r->ev);
+    rd_req_free_streamed(r);
+}
+
+static void start_csv(struct rd_req *r)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Content-Type", "text/csv; charset=utf-8");
+    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    evhttp_send_reply_start(r->ev, 200, "OK");
+    r->streaming = 1;
+    struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
+    if (con)
+        evhttp_connection_set_closecb(con, on_client_close, r);
+    for (int c = 0; columns[c]; c++)
+        evbuffer_add_printf(r->chunk, "%s%s", c ? "," : "", columns[c]);
+    evbuffer_add_printf(r->chunk, ",cursor\r\n");
+}
+
+static int on_row(struct rd_pgq *q, const PGresult *row)
+{
+    struct rd_req *r = q->arg;
+    if (r->limit > 0 && r->rows >= r->limit) {
+        r->rows++; /* the look-ahead row: there is a next page */
+        return 0;
+    }
+    if (r->csv) {
+        if (!r->streaming)
+            start_csv(r);
+        row_csv(r, row);
+    } else {
+        row_json(r, row);
+    }
+    snprintf(r->last_cursor, sizeof(r->last_cursor), "%s.%s", PQgetvalue(row, 0, COL_CURSOR_TXID),
+             PQgetvalue(row, 0, COL_FIRST));
+    r->rows++;
+    /* pause until the client has taken this chunk: constant memory for any export size */
+    if (r->csv && evbuffer_get_length(r->chunk) >= CHUNK_BYTES)
+        return send_chunk(r);
+    return 0;
+}
+
+static void on_done(struct rd_pgq *q, int ok, const char *err)
+{
+    struct rd_req *r = q->arg;
+    if (!ok) {
+        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+        if (r->streaming) {
+            /* mid-export: the reply cannot turn into an error any more; cutting the
+             * connection (no final chunk) makes the truncation visible to the client */
+            struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
+            if (con) {
+                evhttp_connection_set_closecb(con, NULL, NULL);
+                evhttp_connection_free(con); /* frees the request with it */
+            } else {
+                evhttp_send_reply_end(r->ev);
+            }
+            rd_req_free_streamed(r);
+            return;
+        }
+        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        return;
+    }
+    if (r->csv) {
+        if (!r->streaming)
+            start_csv(r); /* no rows: the header alone */
+        if (evbuffer_get_length(r->chunk))
+            send_chunk(r);
+        end_stream(r);
+        return;
+    }
+    int more = r->limit > 0 && r->rows > r->limit;
+    evbuffer_add_printf(r->chunk, "],\"has_more\":%s,\"next_cursor\":", more ? "true" : "false");
+    if (more)
+        evbuffer_add_printf(r->chunk, "\"%s\"}", r->last_cursor);
+    else
+        evbuffer_add_printf(r->chunk, "null}");
+    size_t len = evbuffer_get_length(r->chunk);
+    char *body = malloc(len + 1);
+    if (!body)
+        abort();
+    evbuffer_remove(r->chunk, body, len);
+    body[len] = '\0';
+    rd_reply_raw(r, 200, body, len);
+    free(body);
+}
+
+static void on_client_close(struct evhttp_connection *con, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)con;
+    rd_info("event=export_abandoned req=%s rows=%ld", r->request_id, r->rows);
+    rd_pgq_abandon(&r->pgq);
+    evhttp_send_reply_end(r->ev); /* detached by evhttp: this frees it */
+    rd_req_free_streamed(r);
+}
+
+void rd_h_transactions(struct rd_req *r)
+{
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
+    r->csv = accept && strstr(accept, "text/csv") != NULL;
+    if (build_query(r) < 0)
+        return;
+    r->chunk = evbuffer_new();
+    if (!r->chunk)
+        abort();
+    if (!r->csv)
+        evbuffer_add_printf(r->chunk, "{\"data\":[");
+    r->pgq.sql = r->sql;
+    r->pgq.on_row = on_row;
+    r->pgq.on_done = on_done;
+    r->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->pgq);
+}
+
+/* ---- a redemption from the ledger ------------------------------------------------------ */
+
+static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
+{
+    struct rd_req *r = q->arg;
+    if (r->rows++ > 0)
+        return 0;
+    char buf[RD_TIME_BUFSZ];
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id", r->param, "code", PQgetvalue(row, 0, 0),
+        "user_id", PQgetvalue(row, 0, 1), "order_amount", (json_int_t)atoll(PQgetvalue(row, 0, 2)),
+        "discount", (json_int_t)atoll(PQgetvalue(row, 0, 3)), "currency", PQgetvalue(row, 0, 4),
+        "status", PQgetisnull(row, 0, 6) ? "active" : "reversed", "created_at",
+        rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf));
+    if (!PQgetisnull(row, 0, 8))
+        json_object_set_new(o, "order_id", json_string(PQgetvalue(row, 0, 8)));
+    if (!PQgetisnull(row, 0, 6)) {
+        json_object_set_new(o, "reversed_at",
+                            json_string(rd_time_format(atoll(PQgetvalue(row, 0, 6)), buf)));
+        json_object_set_new(o, "reversal_id", json_string(PQgetvalue(row, 0, 7)));
+    }
+    json_object_set_new(o, "source", json_string("ledger"));
+    r->body = o; /* kept until done; freed with the request */
+    return 0;
+}
+
+static void on_redemption_done(struct rd_pgq *q, int ok, const char *err)
+{
+    struct rd_req *r = q->arg;
+    if (!ok) {
+        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        return;
+    }
+    if (!r->body) {
+        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    json_t *o = r->body;
+    r->body = NULL;
+    rd_reply_json(r, 200, o);
+}
+
+void rd_redemption_from_ledger(struct rd_req *r)
+{
+    snprintf(r->sql, sizeof(r->sql),
+             "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
+             "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
+             "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id "
+             "FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id AND "
+             "v.kind = 'reverse' AND v.outcome = 'accepted' "
+             "WHERE t.txn_id = $1 AND t.kind = 'redeem' AND t.outcome = 'accepted' LIMIT 1");
+    r->pgq.nparams = 0;
+    add_param(r, r->param);
+    r->pgq.sql = r->sql;
+    r->pgq.on_row = on_redemption_row;
+    r->pgq.on_done = on_redemption_done;
+    r->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->pgq);
+}

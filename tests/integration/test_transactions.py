@@ -1,0 +1,217 @@
+"""GET /v1/transactions (scope fraud) and the ledger fallback of GET /v1/redemptions/{id}."""
+import csv
+import io
+import threading
+
+import psycopg2
+import pytest
+import requests
+
+from conftest import Api, Daemon, RedisServer, make_key, wait_for
+from test_ledger import drained
+
+NOW = "2030-06-03T10:00:00Z"
+
+
+@pytest.fixture()
+def stack(workdir, fresh_db):
+    redis = RedisServer(workdir).start()
+    d = Daemon(workdir, redis.port, fresh_db).start()
+    keys = {s: make_key(redis.port, s) for s in ("admin,redeem", "fraud", "redeem", "admin")}
+    api = Api(d.url, keys["admin,redeem"])
+    fraud = Api(d.url, keys["fraud"])
+    wait_for(lambda: fraud.get("/v1/transactions?limit=1").status_code == 200, what="ready")
+    yield redis, d, api, fraud, keys, fresh_db
+    d.stop(expect=None)
+    redis.stop()
+
+
+def sql(conninfo, stmt, *args):
+    c = psycopg2.connect(conninfo)
+    c.autocommit = True
+    try:
+        with c.cursor() as cur:
+            cur.execute(stmt, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        c.close()
+
+
+def all_pages(fraud, query="", limit=7, during=None):
+    seen, cursor, pages = [], None, 0
+    while True:
+        q = f"/v1/transactions?limit={limit}{query}" + (f"&cursor={cursor}" if cursor else "")
+        r = fraud.get(q)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        seen += body["data"]
+        pages += 1
+        if during and pages == 2:
+            during()
+        if not body["has_more"]:
+            assert body["next_cursor"] is None
+            return seen
+        cursor = body["next_cursor"]
+
+
+def test_filters_and_scopes(stack):
+    redis, d, api, fraud, keys, db = stack
+    a = api.create(limits={"per_user": 1})
+    b = api.create()
+    ok = api.redeem(a["code"], user="alice", now=NOW).json()
+    api.redeem(a["code"], user="alice", now=NOW)  # limit_user_reached
+    api.redeem(b["code"], user="bob", now="2030-06-04T10:00:00Z")
+    api.post(f"/v1/redemptions/{ok['id']}/reverse")
+    drained(d)
+    rows = all_pages(fraud)
+    assert {r["kind"] for r in rows} >= {"redeem", "reverse", "coupon_create"}
+    by = lambda q: all_pages(fraud, q)  # noqa: E731
+    assert {r["code"] for r in by(f"&code={a['code'].lower()}")} == {a["code"]}
+    assert {r["user_id"] for r in by("&user_id=alice")} == {"alice"}
+    assert len(by("&kind=redeem&outcome=rejected")) == 1
+    rej = by("&reason=limit_user_reached")
+    assert len(rej) == 1 and rej[0]["user_id"] == "alice" and rej[0]["discount_amount"] is None
+    acc = by(f"&kind=redeem&outcome=accepted&code={a['code']}")
+    assert acc[0]["txn_id"] == ok["id"] and acc[0]["discount_amount"] == ok["discount"]
+    assert acc[0]["ts"] == NOW and acc[0]["client_ip"] == "127.0.0.1"
+    assert len(by("&client_ip=127.0.0.1&kind=redeem")) == 3
+    assert len(by("&client_ip=127.0.0.0/8&kind=redeem")) == 3
+    assert len(by("&client_ip=10.0.0.0/8")) == 0
+    assert len(by("&kind=redeem&from=2030-06-04T00:00:00Z")) == 1
+    assert len(by("&kind=redeem&to=2030-06-04T00:00:00Z")) == 2
+    for q, field in [("nope=1", "nope"), ("limit=0", "limit"), ("limit=1001", "limit"),
+                     ("kind=steal", "kind"), ("outcome=maybe", "outcome"),
+                     ("client_ip=1.2.3", "client_ip"), ("client_ip=1.2.3.4/33", "client_ip"),
+                     ("from=yesterday", "from"), ("cursor=abc", "cursor"),
+                     ("reason=bogus", "reason"), ("code=a%20b", "code")]:
+        r = fraud.get(f"/v1/transactions?{q}")
+        assert r.status_code == 400 and r.json()["error"]["details"]["field"] == field, q
+    for k in ("redeem", "admin"):
+        assert Api(d.url, keys[k]).get("/v1/transactions").status_code == 403
+    assert requests.get(d.url + "/v1/transactions", timeout=5).status_code == 401
+
+
+def test_pagination_while_rows_arrive(stack):
+    redis, d, api, fraud, keys, db = stack
+    c = api.create()
+    for i in range(20):
+        api.redeem(c["code"], user=f"p{i}")
+    drained(d)
+    before = {r["txn_id"] for r in all_pages(fraud, limit=50)}
+
+    def more():  # new rows land while the client is paging
+        for i in range(15):
+            api.redeem(c["code"], user=f"late{i}")
+        drained(d)
+
+    seen = all_pages(fraud, limit=4, during=more)
+    ids = [r["txn_id"] for r in seen]
+    assert len(ids) == len(set(ids)), "a row was repeated"
+    assert before <= set(ids), "a row was skipped"
+    # a final walk sees exactly everything, once
+    final = [r["txn_id"] for r in all_pages(fraud, limit=9)]
+    assert len(final) == len(set(final)) == len(before) + 15
+
+
+def test_csv_quoting_and_resume(stack):
+    redis, d, api, fraud, keys, db = stack
+    c = api.create()
+    api.redeem(c["code"], user='quote"d,comma', order_id="o,1")
+    drained(d)
+    # no API input may hold a line break; a row written by another tool can
+    sql(db, "INSERT INTO transactions (txn_id, ts, kind, outcome, user_id, stream_id) "
+            "VALUES ('manual_1', now(), 'redeem', 'rejected', E'line\\nbreak\\r\\n\"x\"', 'm')")
+    r = fraud.get("/v1/transactions?user_id=x", headers={"Accept": "text/csv"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert r.text.splitlines()[0].startswith("txn_id,ts,kind,outcome")
+    r = fraud.get("/v1/transactions", headers={"Accept": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(r.text, newline="")))
+    users = {row["user_id"] for row in rows}
+    assert 'quote"d,comma' in users and 'line\nbreak\r\n"x"' in users
+    assert any(row["order_id"] == "o,1" for row in rows)
+    assert '"quote""d,comma"' in r.text
+    # the cursor column resumes an export after any row
+    mid = rows[len(rows) // 2]["cursor"]
+    rest = list(csv.DictReader(io.StringIO(fraud.get(
+        f"/v1/transactions?cursor={mid}", headers={"Accept": "text/csv"}).text, newline="")))
+    assert [x["txn_id"] for x in rest] == [x["txn_id"] for x in rows[len(rows) // 2 + 1:]]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_large_export_streams_in_constant_memory(stack):
+    redis, d, api, fraud, keys, db = stack
+    n = 300000
+    for month in ("2030-01-01", "2030-02-01", "2030-03-01", "2030-04-01"):
+        sql(db, "SELECT rd_ensure_partition(%s::timestamptz)", month)
+    sql(db, "INSERT INTO transactions (txn_id, ts, kind, outcome, code, user_id, order_amount, "
+            "stream_id) SELECT 'bulk_' || i, timestamptz '2030-01-01' + i * interval '1 second', "
+            "'redeem', 'accepted', 'BULK', 'user' || (i %% 977), i, 's' FROM "
+            "generate_series(1, %s) i", n)
+    start = rss_kb(d.proc.pid)
+    peak = start
+    lines = 0
+    with requests.get(d.url + "/v1/transactions?code=BULK", stream=True, timeout=120,
+                      headers={"Authorization": f"Bearer {fraud.key}",
+                               "Accept": "text/csv"}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_content(chunk_size=65536):
+            lines += chunk.count(b"\n")
+            peak = max(peak, rss_kb(d.proc.pid))
+    assert lines == n + 1
+    # the export is ~25 MB; the daemon may not hold it (allow 40 MB of noise, ASan included)
+    assert peak - start < 40 * 1024, (start, peak)
+    # a client that walks away mid-export ends the query, and the daemon carries on
+    with requests.get(d.url + "/v1/transactions?code=BULK", stream=True, timeout=60,
+                      headers={"Authorization": f"Bearer {fraud.key}",
+                               "Accept": "text/csv"}) as r:
+        next(r.iter_content(chunk_size=1024))
+    wait_for(lambda: "event=export_abandoned" in d.log(), timeout=30, what="export abandoned")
+    assert fraud.get("/v1/transactions?limit=1").status_code == 200
+
+
+def test_heavy_query_does_not_stall_redemptions(stack):
+    redis, d, api, fraud, keys, db = stack
+    sql(db, "INSERT INTO transactions (txn_id, ts, kind, outcome, code, stream_id) SELECT "
+            "'slow_' || i, now(), 'redeem', 'accepted', 'SLOW', 's' FROM generate_series(1, 50000) i")
+    c = api.create()
+    done = threading.Event()
+
+    def slow_export():
+        requests.get(d.url + "/v1/transactions?code=SLOW", timeout=120, headers={
+            "Authorization": f"Bearer {fraud.key}", "Accept": "text/csv"})
+        done.set()
+
+    t = threading.Thread(target=slow_export)
+    t.start()
+    for i in range(30):
+        r = api.redeem(c["code"], user=f"h{i}")
+        assert r.status_code == 201 and r.elapsed.total_seconds() < 1.0
+    t.join(timeout=120)
+    assert done.is_set()
+
+
+def test_redemption_from_ledger_after_expiry(stack):
+    redis, d, api, fraud, keys, db = stack
+    c = api.create()
+    kept = api.redeem(c["code"], user="old", now=NOW, order_id="o-77").json()
+    gone = api.redeem(c["code"], user="old2", now=NOW).json()
+    api.post(f"/v1/redemptions/{gone['id']}/reverse")
+    drained(d)
+    r = redis.client()
+    for rid in (kept["id"], gone["id"]):
+        b = rid.split("_")[1]
+        assert r.delete(f"{{{b}}}:r:{rid}") == 1  # as if redemption_ttl_s had passed
+    g = api.get(f"/v1/redemptions/{kept['id']}").json()
+    assert g["source"] == "ledger" and g["status"] == "active" and g["order_id"] == "o-77"
+    assert g["discount"] == kept["discount"] and g["created_at"] == NOW
+    g = api.get(f"/v1/redemptions/{gone['id']}").json()
+    assert g["status"] == "reversed" and g["reversal_id"].startswith("rdm_")
+    r404 = api.get("/v1/redemptions/rdm_0001_aaaaaaaaaaaaaaaaaaaa")
+    assert r404.status_code == 404 and r404.json()["error"]["code"] == "redemption_not_found"
