@@ -282,6 +282,23 @@ def fresh_db(pg):
     return conninfo
 
 
+@pytest.fixture()
+def stack(workdir, fresh_db, request):
+    """An isolated set: its own Redis, its own migrated database, a daemon and an API client
+    with every scope. Extra daemon flags come from @pytest.mark.daemon_args(...); with
+    no_wait=True the daemon is not required to be ready (a dependency is meant to be down).
+    Yields (redis, daemon, api, conninfo)."""
+    m = request.node.get_closest_marker("daemon_args")
+    redis = RedisServer(workdir).start()
+    d = Daemon(workdir, redis.port, fresh_db, *(m.args if m else ())).start(
+        wait_ready=not (m and m.kwargs.get("no_wait")))
+    api = Api(d.url, make_key(redis.port, "admin,redeem,fraud"))
+    wait_for(lambda: api.get("/v1/coupons/NONE").status_code in (404, 503), what="key loaded")
+    yield redis, d, api, fresh_db
+    d.stop(expect=None)
+    redis.stop()
+
+
 @pytest.fixture(scope="session")
 def pg(workdir):
     p = Postgres(workdir)

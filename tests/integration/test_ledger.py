@@ -9,17 +9,17 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import Api, Daemon, RedisServer, make_key, wait_for, unique_code
+from conftest import Api, wait_for
 
 
-def pgconn(pg, user="redeemd"):
-    c = psycopg2.connect(host="127.0.0.1", port=pg.port, dbname="redeemd", user=user)
+def pgconn(conninfo, user=None):
+    c = psycopg2.connect(conninfo, **({"user": user} if user else {}))
     c.autocommit = True
     return c
 
 
-def rows(pg, sql, *args):
-    c = pgconn(pg)
+def rows(conninfo, sql, *args):
+    c = pgconn(conninfo)
     try:
         with c.cursor() as cur:
             cur.execute(sql, args)
@@ -40,23 +40,8 @@ def drained(daemon, timeout=60):
     wait_for(empty, timeout=timeout, step=0.1, what="outbox backlog to drain")
 
 
-@pytest.fixture()
-def stack(workdir, pg, request):
-    """Own Redis and daemon; extra daemon flags via @pytest.mark.daemon_args(...)."""
-    m = request.node.get_closest_marker("daemon_args")
-    redis = RedisServer(workdir).start()
-    d = Daemon(workdir, redis.port, pg.conninfo, *(m.args if m else ())).start(
-        wait_ready=not (m and m.kwargs.get("no_wait")))
-    key = make_key(redis.port, "admin,redeem,fraud")
-    api = Api(d.url, key)
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code in (404, 503), what="key")
-    yield redis, d, api
-    d.stop(expect=None)
-    redis.stop()
-
-
-def test_mixed_run_matches_responses(stack, pg):
-    redis, d, api = stack
+def test_mixed_run_matches_responses(stack):
+    redis, d, api, db = stack
     c = api.create(limits={"total": 30, "per_user": 2},
                    discount={"type": "percent", "value": 1250, "max_amount": 700})
     code = c["code"]
@@ -81,7 +66,7 @@ def test_mixed_run_matches_responses(stack, pg):
     api.validate(code)  # a dry run of a real code changes nothing and is not logged
     drained(d)
 
-    got = rows(pg, "SELECT txn_id, kind, outcome, reason, order_amount, discount_amount, "
+    got = rows(db, "SELECT txn_id, kind, outcome, reason, order_amount, discount_amount, "
                    "user_id, order_id, currency, host(client_ip) FROM transactions "
                    "WHERE code = %s AND kind = 'redeem'", code)
     assert len(got) == 12 == len(seen)  # the replay added nothing
@@ -96,31 +81,31 @@ def test_mixed_run_matches_responses(stack, pg):
             assert g[9] == "127.0.0.1"
         else:
             assert g[2] == "rejected" and g[3] == r.json()["error"]["code"] and g[5] is None
-    reversals = rows(pg, "SELECT outcome, reason, ref_id FROM transactions WHERE kind = "
+    reversals = rows(db, "SELECT outcome, reason, ref_id FROM transactions WHERE kind = "
                          "'reverse' AND code = %s ORDER BY ts, outcome", code)
     assert sorted(reversals) == sorted([("accepted", None, rid),
                                         ("rejected", "already_reversed", rid)])
-    n = rows(pg, "SELECT count(*) FROM transactions WHERE kind = 'validate' AND reason = "
+    n = rows(db, "SELECT count(*) FROM transactions WHERE kind = 'validate' AND reason = "
                  "'coupon_not_found' AND request_id = %s", probe.headers["X-Request-Id"])
     assert n[0][0] == 1
-    assert rows(pg, "SELECT count(*) FROM transactions WHERE code = %s AND kind = 'validate'",
+    assert rows(db, "SELECT count(*) FROM transactions WHERE code = %s AND kind = 'validate'",
                 code)[0][0] == 0
     # ids are unique across the whole ledger
-    assert rows(pg, "SELECT count(*) - count(DISTINCT txn_id) FROM transactions")[0][0] == 0
+    assert rows(db, "SELECT count(*) - count(DISTINCT txn_id) FROM transactions")[0][0] == 0
     # the admin side: audit trail with before/after, and the coupon mirror
     api.patch(f"/v1/coupons/{code}", {"limits": {"total": 40}})
     drained(d)
-    audit = rows(pg, "SELECT action, before, after FROM audit_log WHERE code = %s ORDER BY ts",
+    audit = rows(db, "SELECT action, before, after FROM audit_log WHERE code = %s ORDER BY ts",
                  code)
     assert [a[0] for a in audit] == ["coupon_create", "coupon_update"]
     assert audit[1][1]["l_total"] == "30" and audit[1][2]["l_total"] == "40"
-    mirror = rows(pg, "SELECT definition->>'l_total', definition->>'dvalue' FROM coupons "
+    mirror = rows(db, "SELECT definition->>'l_total', definition->>'dvalue' FROM coupons "
                       "WHERE code = %s", code)
     assert mirror == [("40", "1250")]
 
 
-def test_concurrent_redeems_all_in_ledger(stack, pg):
-    redis, d, api = stack
+def test_concurrent_redeems_all_in_ledger(stack):
+    redis, d, api, db = stack
     c = api.create(limits={"total": 60})
     results = []
     lock = threading.Lock()
@@ -140,7 +125,7 @@ def test_concurrent_redeems_all_in_ledger(stack, pg):
     ok = {r.json()["id"] for r in results if r.status_code == 201}
     assert len(ok) == 60
     drained(d)
-    got = rows(pg, "SELECT txn_id, outcome FROM transactions WHERE code = %s AND kind = "
+    got = rows(db, "SELECT txn_id, outcome FROM transactions WHERE code = %s AND kind = "
                    "'redeem'", c["code"])
     assert len(got) == 180
     assert {g[0] for g in got if g[1] == "accepted"} == ok
@@ -167,15 +152,22 @@ def load(d, key, code, stop, results, lock, prefix):
         i += 1
 
 
-@pytest.mark.daemon_args("--ship_pause_after_commit_ms=1500", "--ship_batch=50")
-def test_kill_between_commit_and_xack(stack, pg):
-    redis, d, api = stack
-    c = api.create()
+def start_load(d, key, code, n, prefix):
+    """n daemon threads running load(); returns (stop, results, threads)."""
     stop, lock, results = threading.Event(), threading.Lock(), []
-    threads = [threading.Thread(target=load, args=(d, api.key, c["code"], stop, results, lock,
-                                                   f"k{t}"), daemon=True) for t in range(3)]
+    threads = [threading.Thread(target=load, args=(d, key, code, stop, results, lock,
+                                                   f"{prefix}{t}"), daemon=True)
+               for t in range(n)]
     for t in threads:
         t.start()
+    return stop, results, lock, threads
+
+
+@pytest.mark.daemon_args("--ship_pause_after_commit_ms=1500", "--ship_batch=50")
+def test_kill_between_commit_and_xack(stack):
+    redis, d, api, db = stack
+    c = api.create()
+    stop, results, lock, threads = start_load(d, api.key, c["code"], 3, "k")
     try:
         wait_for(lambda: "action=pause_before_xack" in d.log(), timeout=20,
                  what="a batch committed and waiting for XACK")
@@ -195,7 +187,7 @@ def test_kill_between_commit_and_xack(stack, pg):
     drained(d)
     accepted = {rid for _, s, rid in results if s == 201}
     assert accepted
-    got = rows(pg, "SELECT txn_id, count(*) FROM transactions WHERE code = %s AND outcome = "
+    got = rows(db, "SELECT txn_id, count(*) FROM transactions WHERE code = %s AND outcome = "
                    "'accepted' AND kind = 'redeem' GROUP BY 1", c["code"])
     assert all(n == 1 for _, n in got)
     assert {g[0] for g in got} == accepted
@@ -204,13 +196,9 @@ def test_kill_between_commit_and_xack(stack, pg):
 
 
 def test_postgres_outage(stack, pg):
-    redis, d, api = stack
+    redis, d, api, db = stack
     c = api.create()
-    stop, lock, results = threading.Event(), threading.Lock(), []
-    threads = [threading.Thread(target=load, args=(d, api.key, c["code"], stop, results, lock,
-                                                   f"p{t}"), daemon=True) for t in range(2)]
-    for t in threads:
-        t.start()
+    stop, results, lock, threads = start_load(d, api.key, c["code"], 2, "p")
     try:
         time.sleep(1)
         pg.stop()
@@ -232,7 +220,7 @@ def test_postgres_outage(stack, pg):
             t.join(timeout=30)
     drained(d, timeout=90)
     accepted = {rid for _, s, rid in results if s == 201}
-    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
+    got = rows(db, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
                    "AND kind = 'redeem'", c["code"])
     assert len(got) == len(accepted) == len({g[0] for g in got})
     assert {g[0] for g in got} == accepted
@@ -240,8 +228,8 @@ def test_postgres_outage(stack, pg):
 
 @pytest.mark.daemon_args("--max_backlog=20", "--pg_conninfo=host=127.0.0.1 port=1 dbname=x",
                          no_wait=True)
-def test_backlog_limit(stack, pg):
-    redis, d, api = stack
+def test_backlog_limit(stack):
+    redis, d, api, db = stack
     wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["checks"]["redis"] == "ok",
              what="redis ready")
     c = api.create()
@@ -262,15 +250,15 @@ def test_backlog_limit(stack, pg):
     d.extra = [a for a in d.extra if not a.startswith(("--pg_conninfo", "--max_backlog"))]
     d.start()
     drained(d)
-    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
+    got = rows(db, "SELECT txn_id FROM transactions WHERE code = %s AND outcome = 'accepted' "
                    "AND kind = 'redeem'", c["code"])
     assert {g[0] for g in got} == accepted
     assert api.redeem(c["code"], user="after").status_code == 201
 
 
 @pytest.mark.daemon_args("--ship_pause_after_commit_ms=3000")
-def test_redelivery_changes_nothing(stack, pg):
-    redis, d, api = stack
+def test_redelivery_changes_nothing(stack):
+    redis, d, api, db = stack
     c = api.create()
     ids = {api.redeem(c["code"], user=f"r{i}").json()["id"] for i in range(25)}
     wait_for(lambda: "action=pause_before_xack" in d.log(), what="committed batch")
@@ -283,7 +271,7 @@ def test_redelivery_changes_nothing(stack, pg):
     wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["shipped_rows"] >
              shipped_before + 25, timeout=30, what="re-delivery shipped")
     drained(d)
-    got = rows(pg, "SELECT txn_id FROM transactions WHERE code = %s AND kind = 'redeem'",
+    got = rows(db, "SELECT txn_id FROM transactions WHERE code = %s AND kind = 'redeem'",
                c["code"])
     assert sorted(g[0] for g in got) == sorted(ids)
 
@@ -292,7 +280,7 @@ def test_fraud_role_reads_only(pg, daemon, api):
     api.create()
     pg.psql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analyst') "
             "THEN CREATE ROLE analyst LOGIN IN ROLE redeemd_fraud; END IF; END $$")
-    c = pgconn(pg, "analyst")
+    c = pgconn(pg.conninfo, "analyst")
     with c.cursor() as cur:
         for rel in ["transactions", "coupons", "audit_log", "user_attempts_hourly",
                     "ip_failures_hourly", "coupon_redemptions_hourly",
@@ -314,6 +302,6 @@ def test_partitions_for_any_month(daemon, api, pg):
     r = api.redeem(c["code"], now="2031-07-04T12:00:00Z")
     assert r.status_code == 201
     drained(daemon)
-    got = rows(pg, "SELECT tableoid::regclass::text, ts FROM transactions WHERE txn_id = %s",
+    got = rows(pg.conninfo, "SELECT tableoid::regclass::text FROM transactions WHERE txn_id = %s",
                r.json()["id"])
     assert got[0][0] == "transactions_203107"

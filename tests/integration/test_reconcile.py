@@ -3,9 +3,8 @@ entries); --repair rebuilds Redis from the ledger. The clock is injected (--now)
 import subprocess
 
 import pytest
-import requests
 
-from conftest import REDEEMCTL, Api, Daemon, RedisServer, make_key, wait_for
+from conftest import REDEEMCTL, make_key, wait_for
 from test_ledger import drained
 
 NOW = "2030-05-15T12:00:00Z"  # a Wednesday
@@ -18,20 +17,6 @@ def reconcile(redis, db, *args):
     return p.returncode, p.stdout
 
 
-@pytest.fixture()
-def stack(workdir, fresh_db, request):
-    m = request.node.get_closest_marker("daemon_args")
-    redis = RedisServer(workdir).start()
-    d = Daemon(workdir, redis.port, fresh_db, *(m.args if m else ())).start(
-        wait_ready=not m)
-    key = make_key(redis.port, "admin,redeem,fraud")
-    api = Api(d.url, key)
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key")
-    yield redis, d, api
-    d.stop(expect=None)
-    redis.stop()
-
-
 def traffic(api):
     c = api.create(limits={"per_user": 3, "per_user_daily": 2, "total": 100})
     ids = [api.redeem(c["code"], user=f"u{i % 3}", now=NOW).json()["id"] for i in range(5)]
@@ -42,8 +27,8 @@ def traffic(api):
     return c["code"]
 
 
-def test_clean_then_planted_difference(stack, fresh_db):
-    redis, d, api = stack
+def test_clean_then_planted_difference(stack):
+    redis, d, api, fresh_db = stack
     code = traffic(api)
     drained(d)
     rc, out = reconcile(redis, fresh_db)
@@ -63,9 +48,9 @@ def test_clean_then_planted_difference(stack, fresh_db):
     assert r.hget(ckey, "used") == "5"
 
 
-@pytest.mark.daemon_args("--pg_conninfo=host=127.0.0.1 port=1 dbname=x")
-def test_unshipped_entries_count(stack, fresh_db):
-    redis, d, api = stack
+@pytest.mark.daemon_args("--pg_conninfo=host=127.0.0.1 port=1 dbname=x", no_wait=True)
+def test_unshipped_entries_count(stack):
+    redis, d, api, fresh_db = stack
     traffic(api)  # nothing reaches PostgreSQL: it all waits in the streams
     r = redis.client()
     assert sum(r.xlen(k) for k in r.scan_iter(match="{*}:log")) >= 8
@@ -76,8 +61,8 @@ def test_unshipped_entries_count(stack, fresh_db):
     assert rc == 1 and "used redis=0 ledger=5" in out
 
 
-def test_repair_after_redis_data_loss(stack, fresh_db):
-    redis, d, api = stack
+def test_repair_after_redis_data_loss(stack):
+    redis, d, api, fresh_db = stack
     code = traffic(api)
     drained(d)
     r = redis.client()

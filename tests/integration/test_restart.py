@@ -4,22 +4,9 @@ the daemon reconnects by itself."""
 import threading
 import time
 
-import pytest
 import requests
 
-from conftest import Api, Daemon, RedisServer, make_key, wait_for
-
-
-@pytest.fixture()
-def stack(workdir, pg):
-    redis = RedisServer(workdir).start()
-    d = Daemon(workdir, redis.port, pg.conninfo).start()
-    key = make_key(redis.port, "admin,redeem,fraud")
-    api = Api(d.url, key)
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
-    yield redis, d, api
-    d.stop(expect=None)
-    redis.stop()
+from conftest import Api, wait_for
 
 
 def used(api, code):
@@ -27,7 +14,7 @@ def used(api, code):
 
 
 def test_daemon_restart_keeps_counts(stack):
-    redis, d, api = stack
+    redis, d, api, _ = stack
     c = api.create(limits={"total": 5, "per_user": 2})
     for i in range(3):
         assert api.redeem(c["code"], user=f"u{i % 2}").status_code == 201
@@ -42,7 +29,7 @@ def test_daemon_restart_keeps_counts(stack):
 
 
 def test_redis_down_fails_fast_and_recovers(stack):
-    redis, d, api = stack
+    redis, d, api, _ = stack
     c = api.create(limits={"total": 100})
     rids = [api.redeem(c["code"], user=f"a{i}").json()["id"] for i in range(10)]
     redis.stop(kill=True)  # no shutdown save: only the AOF (appendfsync always) survives
@@ -73,7 +60,7 @@ def test_redis_restart_under_load(stack):
     """Redemptions run on several threads while Redis is killed and restarted: every answer
     is 201, 422 or 503 (never 500, never a hang), and afterwards Redis holds exactly the
     successes the clients saw, with no use counted twice."""
-    redis, d, api = stack
+    redis, d, api, _ = stack
     c = api.create(limits={"total": 400, "per_user": 1})
     results, stop = [], threading.Event()
     lock = threading.Lock()
@@ -116,7 +103,7 @@ def test_redis_restart_under_load(stack):
 
 
 def test_script_flush_is_survived(stack):
-    redis, d, api = stack
+    redis, d, api, _ = stack
     c = api.create()
     redis.client().script_flush()
     r = api.redeem(c["code"])
@@ -126,7 +113,7 @@ def test_script_flush_is_survived(stack):
 
 
 def test_sigterm_finishes_and_exits_zero(stack):
-    redis, d, api = stack
+    redis, d, api, _ = stack
     c = api.create()
     assert api.redeem(c["code"]).status_code == 201
     d.stop()  # asserts exit status 0 (and no sanitizer report)

@@ -7,23 +7,20 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import Api, Daemon, RedisServer, make_key, wait_for
+from conftest import SANITIZED, Api, make_key, wait_for
 from test_ledger import drained
 
 NOW = "2030-06-03T10:00:00Z"
 
 
 @pytest.fixture()
-def stack(workdir, fresh_db):
-    redis = RedisServer(workdir).start()
-    d = Daemon(workdir, redis.port, fresh_db).start()
-    keys = {s: make_key(redis.port, s) for s in ("admin,redeem", "fraud", "redeem", "admin")}
-    api = Api(d.url, keys["admin,redeem"])
+def ledger(stack):
+    """The shared stack plus a fraud-only client and single-scope keys."""
+    redis, d, api, db = stack
+    keys = {s: make_key(redis.port, s) for s in ("fraud", "redeem", "admin")}
     fraud = Api(d.url, keys["fraud"])
     wait_for(lambda: fraud.get("/v1/transactions?limit=1").status_code == 200, what="ready")
-    yield redis, d, api, fraud, keys, fresh_db
-    d.stop(expect=None)
-    redis.stop()
+    return redis, d, api, fraud, keys, db
 
 
 def sql(conninfo, stmt, *args):
@@ -54,8 +51,8 @@ def all_pages(fraud, query="", limit=7, during=None):
         cursor = body["next_cursor"]
 
 
-def test_filters_and_scopes(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_filters_and_scopes(ledger):
+    redis, d, api, fraud, keys, db = ledger
     a = api.create(limits={"per_user": 1})
     b = api.create()
     ok = api.redeem(a["code"], user="alice", now=NOW).json()
@@ -91,8 +88,8 @@ def test_filters_and_scopes(stack):
     assert requests.get(d.url + "/v1/transactions", timeout=5).status_code == 401
 
 
-def test_pagination_while_rows_arrive(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_pagination_while_rows_arrive(ledger):
+    redis, d, api, fraud, keys, db = ledger
     c = api.create()
     for i in range(20):
         api.redeem(c["code"], user=f"p{i}")
@@ -113,8 +110,8 @@ def test_pagination_while_rows_arrive(stack):
     assert len(final) == len(set(final)) == len(before) + 15
 
 
-def test_csv_quoting_and_resume(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_csv_quoting_and_resume(ledger):
+    redis, d, api, fraud, keys, db = ledger
     c = api.create()
     api.redeem(c["code"], user='quote"d,comma', order_id="o,1")
     drained(d)
@@ -145,8 +142,8 @@ def rss_kb(pid):
     return 0
 
 
-def test_large_export_streams_in_constant_memory(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_large_export_streams_in_constant_memory(ledger):
+    redis, d, api, fraud, keys, db = ledger
     n = 300000
     for month in ("2030-01-01", "2030-02-01", "2030-03-01", "2030-04-01"):
         sql(db, "SELECT rd_ensure_partition(%s::timestamptz)", month)
@@ -165,8 +162,11 @@ def test_large_export_streams_in_constant_memory(stack):
             lines += chunk.count(b"\n")
             peak = max(peak, rss_kb(d.proc.pid))
     assert lines == n + 1
-    # the export is ~25 MB; the daemon may not hold it (allow 40 MB of noise, ASan included)
-    assert peak - start < 40 * 1024, (start, peak)
+    # The export is ~25 MB; the daemon must not hold it. Under ASan, RSS follows the
+    # allocator's quarantine of freed memory (256 MB), not live memory, so the bound is
+    # checked on the uninstrumented build only.
+    if not SANITIZED:
+        assert peak - start < 20 * 1024, (start, peak)
     # a client that walks away mid-export ends the query, and the daemon carries on
     with requests.get(d.url + "/v1/transactions?code=BULK", stream=True, timeout=60,
                       headers={"Authorization": f"Bearer {fraud.key}",
@@ -176,8 +176,8 @@ def test_large_export_streams_in_constant_memory(stack):
     assert fraud.get("/v1/transactions?limit=1").status_code == 200
 
 
-def test_heavy_query_does_not_stall_redemptions(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_heavy_query_does_not_stall_redemptions(ledger):
+    redis, d, api, fraud, keys, db = ledger
     sql(db, "INSERT INTO transactions (txn_id, ts, kind, outcome, code, stream_id) SELECT "
             "'slow_' || i, now(), 'redeem', 'accepted', 'SLOW', 's' FROM generate_series(1, 50000) i")
     c = api.create()
@@ -197,8 +197,8 @@ def test_heavy_query_does_not_stall_redemptions(stack):
     assert done.is_set()
 
 
-def test_redemption_from_ledger_after_expiry(stack):
-    redis, d, api, fraud, keys, db = stack
+def test_redemption_from_ledger_after_expiry(ledger):
+    redis, d, api, fraud, keys, db = ledger
     c = api.create()
     kept = api.redeem(c["code"], user="old", now=NOW, order_id="o-77").json()
     gone = api.redeem(c["code"], user="old2", now=NOW).json()

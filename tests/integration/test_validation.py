@@ -4,8 +4,6 @@ import socket
 import pytest
 import requests
 
-from conftest import unique_code
-
 GOOD_REDEEM = {"code": "X-NONE", "user_id": "u1", "order_amount": 1000, "currency": "EUR"}
 GOOD_COUPON = {"discount": {"type": "percent", "value": 1000}, "currency": "EUR"}
 
