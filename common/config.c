@@ -73,7 +73,7 @@ static const struct setting settings[] = {
      "consumer name in the streams' group (default redeemd-<hostname>); keep it stable"},
     {"ship_batch", C_INT, OFF(ship_batch), 0, 1, 100000, "2000",
      "entries per PostgreSQL transaction"},
-    {"ship_interval_ms", C_INT, OFF(ship_interval_ms), 0, 1, 60000, "50",
+    {"ship_interval_ms", C_INT, OFF(ship_interval_ms), 0, 1, 60000, "200",
      "how often the shipper looks for new entries when idle"},
     {"max_backlog", C_LLONG, OFF(max_backlog), 0, 1, 1000000000000LL, "1000000",
      "unshipped entries above which redemptions answer 503"},
