@@ -66,17 +66,17 @@ static int is_numeric(int col)
 
 static int add_param(struct rd_req *r, const char *v)
 {
-    int i = r->pgq.nparams++;
-    snprintf(r->pbuf[i], sizeof(r->pbuf[i]), "%s", v);
-    r->pgq.params[i] = r->pbuf[i];
+    int i = r->lr->pgq.nparams++;
+    snprintf(r->lr->pbuf[i], sizeof(r->lr->pbuf[i]), "%s", v);
+    r->lr->pgq.params[i] = r->lr->pbuf[i];
     return i + 1;
 }
 
 /* Appends pre, the parameter number n, then post: " AND code = $3". */
 static void cond(struct rd_req *r, const char *pre, int n, const char *post)
 {
-    size_t len = strlen(r->sql);
-    snprintf(r->sql + len, sizeof(r->sql) - len, "%s%d%s", pre, n, post);
+    size_t len = strlen(r->lr->sql);
+    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, "%s%d%s", pre, n, post);
 }
 
 static int bad(struct rd_req *r, const char *field, const char *msg)
@@ -126,17 +126,17 @@ static int build_query(struct rd_req *r)
         "coupon_create", "coupon_update", "coupon_disable", "coupon_enable", NULL};
     static const char *const outcomes[] = {"accepted", "rejected", NULL};
     const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
-    r->query = calloc(1, sizeof(*r->query));
-    if (!r->query)
+    r->lr->query = calloc(1, sizeof(*r->lr->query));
+    if (!r->lr->query)
         abort();
-    TAILQ_INIT(r->query);
-    if (q && evhttp_parse_query_str(q + 1, r->query) < 0)
+    TAILQ_INIT(r->lr->query);
+    if (q && evhttp_parse_query_str(q + 1, r->lr->query) < 0)
         return bad(r, "query", "the query string cannot be parsed");
-    snprintf(r->sql, sizeof(r->sql),
+    snprintf(r->lr->sql, sizeof(r->lr->sql),
              SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
-    r->limit = r->csv ? -1 : PAGE_DEFAULT;
+    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
     struct evkeyval *kv;
-    TAILQ_FOREACH(kv, r->query, next)
+    TAILQ_FOREACH(kv, r->lr->query, next)
     {
         const char *k = kv->key, *v = kv->value;
         if (!in(k, params))
@@ -178,7 +178,7 @@ static int build_query(struct rd_req *r)
             long n = strtol(v, &end, 10);
             if (*end || n < 1 || n > PAGE_MAX)
                 return bad(r, k, "must be an integer from 1 to 1000");
-            r->limit = n;
+            r->lr->limit = n;
         } else if (!strcmp(k, "cursor")) {
             /* opaque to clients: "<txid>.<txn_id>" */
             const char *dot = strchr(v, '.');
@@ -192,10 +192,10 @@ static int build_query(struct rd_req *r)
             cond(r, "$", add_param(r, dot + 1), ")");
         }
     }
-    size_t len = strlen(r->sql);
-    snprintf(r->sql + len, sizeof(r->sql) - len, " ORDER BY txid, txn_id");
-    if (r->limit > 0) /* one row more than asked tells whether there is a next page */
-        cond(r, " LIMIT ", (int)r->limit + 1, "");
+    size_t len = strlen(r->lr->sql);
+    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, " ORDER BY txid, txn_id");
+    if (r->lr->limit > 0) /* one row more than asked tells whether there is a next page */
+        cond(r, " LIMIT ", (int)r->lr->limit + 1, "");
     return 0;
 }
 
@@ -203,8 +203,8 @@ static int build_query(struct rd_req *r)
 
 static void row_json(struct rd_req *r, const PGresult *row)
 {
-    struct evbuffer *out = r->chunk;
-    evbuffer_add_printf(out, "%s{", r->rows ? "," : "");
+    struct evbuffer *out = r->lr->chunk;
+    evbuffer_add_printf(out, "%s{", r->lr->rows ? "," : "");
     for (int c = COL_FIRST; c < NCOLS; c++) {
         const char *name = columns[c - 1];
         struct rd_sbuf b;
@@ -251,18 +251,19 @@ static void row_csv(struct rd_req *r, const PGresult *row)
 {
     for (int c = COL_FIRST; c < NCOLS; c++) {
         if (c > COL_FIRST)
-            evbuffer_add(r->chunk, ",", 1);
+            evbuffer_add(r->lr->chunk, ",", 1);
         if (PQgetisnull(row, 0, c))
             continue;
         if (c == COL_TS) {
             char buf[RD_TIME_BUFSZ];
-            evbuffer_add_printf(r->chunk, "%s", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
+            evbuffer_add_printf(r->lr->chunk, "%s",
+                                rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
         } else {
-            csv_field(r->chunk, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+            csv_field(r->lr->chunk, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
         }
     }
     /* the row's cursor, so an interrupted export can resume after it */
-    evbuffer_add_printf(r->chunk, ",%s.%s\r\n", PQgetvalue(row, 0, COL_CURSOR_TXID),
+    evbuffer_add_printf(r->lr->chunk, ",%s.%s\r\n", PQgetvalue(row, 0, COL_CURSOR_TXID),
                         PQgetvalue(row, 0, COL_FIRST));
 }
 
@@ -272,14 +273,14 @@ static void on_chunk_sent(struct evhttp_connection *con, void *arg)
 {
     struct rd_req *r = arg;
     (void)con;
-    rd_pgq_resume(&r->pgq);
+    rd_pgq_resume(&r->lr->pgq);
 }
 
 static int send_chunk(struct rd_req *r)
 {
     if (!evhttp_request_get_connection(r->ev))
         return 0;
-    evhttp_send_reply_chunk_with_cb(r->ev, r->chunk, on_chunk_sent, r);
+    evhttp_send_reply_chunk_with_cb(r->ev, r->lr->chunk, on_chunk_sent, r);
     return 1;
 }
 
@@ -299,34 +300,34 @@ static void start_csv(struct rd_req *r)
     evhttp_add_header(h, "Content-Type", "text/csv; charset=utf-8");
     evhttp_add_header(h, "X-Request-Id", r->request_id);
     evhttp_send_reply_start(r->ev, 200, "OK");
-    r->streaming = 1;
+    r->lr->streaming = 1;
     struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
     if (con)
         evhttp_connection_set_closecb(con, on_client_close, r);
     for (int c = 0; columns[c]; c++)
-        evbuffer_add_printf(r->chunk, "%s%s", c ? "," : "", columns[c]);
-    evbuffer_add_printf(r->chunk, ",cursor\r\n");
+        evbuffer_add_printf(r->lr->chunk, "%s%s", c ? "," : "", columns[c]);
+    evbuffer_add_printf(r->lr->chunk, ",cursor\r\n");
 }
 
 static int on_row(struct rd_pgq *q, const PGresult *row)
 {
     struct rd_req *r = q->arg;
-    if (r->limit > 0 && r->rows >= r->limit) {
-        r->rows++; /* the look-ahead row: there is a next page */
+    if (r->lr->limit > 0 && r->lr->rows >= r->lr->limit) {
+        r->lr->rows++; /* the look-ahead row: there is a next page */
         return 0;
     }
-    if (r->csv) {
-        if (!r->streaming)
+    if (r->lr->csv) {
+        if (!r->lr->streaming)
             start_csv(r);
         row_csv(r, row);
     } else {
         row_json(r, row);
     }
-    snprintf(r->last_cursor, sizeof(r->last_cursor), "%s.%s", PQgetvalue(row, 0, COL_CURSOR_TXID),
-             PQgetvalue(row, 0, COL_FIRST));
-    r->rows++;
+    snprintf(r->lr->last_cursor, sizeof(r->lr->last_cursor), "%s.%s",
+             PQgetvalue(row, 0, COL_CURSOR_TXID), PQgetvalue(row, 0, COL_FIRST));
+    r->lr->rows++;
     /* pause until the client has taken this chunk: constant memory for any export size */
-    if (r->csv && evbuffer_get_length(r->chunk) >= CHUNK_BYTES)
+    if (r->lr->csv && evbuffer_get_length(r->lr->chunk) >= CHUNK_BYTES)
         return send_chunk(r);
     return 0;
 }
@@ -336,7 +337,7 @@ static void on_done(struct rd_pgq *q, int ok, const char *err)
     struct rd_req *r = q->arg;
     if (!ok) {
         rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
-        if (r->streaming) {
+        if (r->lr->streaming) {
             /* mid-export: the reply cannot turn into an error any more; cutting the
              * connection (no final chunk) makes the truncation visible to the client */
             struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
@@ -352,25 +353,26 @@ static void on_done(struct rd_pgq *q, int ok, const char *err)
         rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
         return;
     }
-    if (r->csv) {
-        if (!r->streaming)
+    if (r->lr->csv) {
+        if (!r->lr->streaming)
             start_csv(r); /* no rows: the header alone */
-        if (evbuffer_get_length(r->chunk))
+        if (evbuffer_get_length(r->lr->chunk))
             send_chunk(r);
         end_stream(r);
         return;
     }
-    int more = r->limit > 0 && r->rows > r->limit;
-    evbuffer_add_printf(r->chunk, "],\"has_more\":%s,\"next_cursor\":", more ? "true" : "false");
+    int more = r->lr->limit > 0 && r->lr->rows > r->lr->limit;
+    evbuffer_add_printf(r->lr->chunk,
+                        "],\"has_more\":%s,\"next_cursor\":", more ? "true" : "false");
     if (more)
-        evbuffer_add_printf(r->chunk, "\"%s\"}", r->last_cursor);
+        evbuffer_add_printf(r->lr->chunk, "\"%s\"}", r->lr->last_cursor);
     else
-        evbuffer_add_printf(r->chunk, "null}");
-    size_t len = evbuffer_get_length(r->chunk);
+        evbuffer_add_printf(r->lr->chunk, "null}");
+    size_t len = evbuffer_get_length(r->lr->chunk);
     char *body = malloc(len + 1);
     if (!body)
         abort();
-    evbuffer_remove(r->chunk, body, len);
+    evbuffer_remove(r->lr->chunk, body, len);
     body[len] = '\0';
     rd_reply_raw(r, 200, body, len);
     free(body);
@@ -380,28 +382,36 @@ static void on_client_close(struct evhttp_connection *con, void *arg)
 {
     struct rd_req *r = arg;
     (void)con;
-    rd_info("event=export_abandoned req=%s rows=%ld", r->request_id, r->rows);
-    rd_pgq_abandon(&r->pgq);
+    rd_info("event=export_abandoned req=%s rows=%ld", r->request_id, r->lr->rows);
+    rd_pgq_abandon(&r->lr->pgq);
     evhttp_send_reply_end(r->ev); /* detached by evhttp: this frees it */
     rd_req_free_streamed(r);
 }
 
+static void lread_new(struct rd_req *r)
+{
+    r->lr = calloc(1, sizeof(*r->lr));
+    if (!r->lr)
+        abort();
+}
+
 void rd_h_transactions(struct rd_req *r)
 {
+    lread_new(r);
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
-    r->csv = accept && strstr(accept, "text/csv") != NULL;
+    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
     if (build_query(r) < 0)
         return;
-    r->chunk = evbuffer_new();
-    if (!r->chunk)
+    r->lr->chunk = evbuffer_new();
+    if (!r->lr->chunk)
         abort();
-    if (!r->csv)
-        evbuffer_add_printf(r->chunk, "{\"data\":[");
-    r->pgq.sql = r->sql;
-    r->pgq.on_row = on_row;
-    r->pgq.on_done = on_done;
-    r->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->pgq);
+    if (!r->lr->csv)
+        evbuffer_add_printf(r->lr->chunk, "{\"data\":[");
+    r->lr->pgq.sql = r->lr->sql;
+    r->lr->pgq.on_row = on_row;
+    r->lr->pgq.on_done = on_done;
+    r->lr->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
 }
 
 /* ---- a redemption from the ledger ------------------------------------------------------ */
@@ -409,7 +419,7 @@ void rd_h_transactions(struct rd_req *r)
 static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
 {
     struct rd_req *r = q->arg;
-    if (r->rows++ > 0)
+    if (r->lr->rows++ > 0)
         return 0;
     char buf[RD_TIME_BUFSZ];
     json_t *o = json_pack(
@@ -449,18 +459,19 @@ static void on_redemption_done(struct rd_pgq *q, int ok, const char *err)
 
 void rd_redemption_from_ledger(struct rd_req *r)
 {
-    snprintf(r->sql, sizeof(r->sql),
+    lread_new(r);
+    snprintf(r->lr->sql, sizeof(r->lr->sql),
              "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
              "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
              "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id "
              "FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id AND "
              "v.kind = 'reverse' AND v.outcome = 'accepted' "
              "WHERE t.txn_id = $1 AND t.kind = 'redeem' AND t.outcome = 'accepted' LIMIT 1");
-    r->pgq.nparams = 0;
+    r->lr->pgq.nparams = 0;
     add_param(r, r->param);
-    r->pgq.sql = r->sql;
-    r->pgq.on_row = on_redemption_row;
-    r->pgq.on_done = on_redemption_done;
-    r->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->pgq);
+    r->lr->pgq.sql = r->lr->sql;
+    r->lr->pgq.on_row = on_redemption_row;
+    r->lr->pgq.on_done = on_redemption_done;
+    r->lr->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
 }

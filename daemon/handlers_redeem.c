@@ -230,17 +230,9 @@ static int path_txn(struct rd_req *r)
     return 0;
 }
 
-static const char *hget(const redisReply *reply, const char *name)
-{
-    for (size_t i = 0; i + 1 < reply->elements; i += 2)
-        if (strcmp(reply->element[i]->str, name) == 0)
-            return reply->element[i + 1]->str;
-    return "";
-}
-
 static int64_t hnum(const redisReply *reply, const char *name)
 {
-    const char *s = hget(reply, name);
+    const char *s = rd_redis_field(reply, name);
     return *s ? strtoll(s, NULL, 10) : -1;
 }
 
@@ -258,22 +250,23 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     int64_t amount = hnum(reply, "amount"), discount = 0;
-    if (discount_of(hget(reply, "dtype"), hnum(reply, "dvalue"), hnum(reply, "dmax"),
+    if (discount_of(rd_redis_field(reply, "dtype"), hnum(reply, "dvalue"), hnum(reply, "dmax"),
                     hnum(reply, "min_order"), amount, &discount) != RD_OK) {
         rd_error("event=redemption_corrupt req=%s id=%s", r->request_id, r->param);
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code",
-                          hget(reply, "code"), "user_id", hget(reply, "user"), "order_amount",
-                          (json_int_t)amount, "discount", (json_int_t)discount, "currency",
-                          hget(reply, "currency"), "status", hget(reply, "status"), "created_at",
-                          time_json(hnum(reply, "created_at")));
-    if (*hget(reply, "order"))
-        json_object_set_new(o, "order_id", json_string(hget(reply, "order")));
-    if (*hget(reply, "reversed_at")) {
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code",
+                  rd_redis_field(reply, "code"), "user_id", rd_redis_field(reply, "user"),
+                  "order_amount", (json_int_t)amount, "discount", (json_int_t)discount, "currency",
+                  rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
+                  "created_at", time_json(hnum(reply, "created_at")));
+    if (*rd_redis_field(reply, "order"))
+        json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
+    if (*rd_redis_field(reply, "reversed_at")) {
         json_object_set_new(o, "reversed_at", time_json(hnum(reply, "reversed_at")));
-        json_object_set_new(o, "reversal_id", json_string(hget(reply, "reversal_id")));
+        json_object_set_new(o, "reversal_id", json_string(rd_redis_field(reply, "reversal_id")));
     }
     rd_reply_json(r, 200, o);
 }

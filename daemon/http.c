@@ -63,12 +63,15 @@ static int match(const char *pattern, const char *path, const char **param)
 static void req_free(struct rd_req *r)
 {
     r->w->inflight--;
-    if (r->query) {
-        evhttp_clear_headers(r->query);
-        free(r->query);
+    if (r->lr) {
+        if (r->lr->query) {
+            evhttp_clear_headers(r->lr->query);
+            free(r->lr->query);
+        }
+        if (r->lr->chunk)
+            evbuffer_free(r->lr->chunk);
+        free(r->lr);
     }
-    if (r->chunk)
-        evbuffer_free(r->chunk);
     if (r->body)
         json_decref(r->body);
     rd_redeem_req_free(&r->rq);

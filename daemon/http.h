@@ -47,22 +47,25 @@ struct rd_req {
     int redeem_mode;
     struct rd_redeem_req rq;
     struct rd_coupon coupon;
-    int have_coupon;
     int attempts;
     const char *action;
     char code[RD_CODE_MAX + 1];
     char scratch[RD_COUPON_SCRATCH];
-    /* ledger reads */
+    struct rd_lread *lr; /* owned; only requests that read the ledger have one */
+};
+
+/* The state of a ledger read (handlers_ledger.c), kept out of struct rd_req so that the
+ * checkout path does not allocate and clear it on every request. */
+struct rd_lread {
     struct rd_pgq pgq;
     struct evkeyvalq *query; /* owned: the parsed query string */
     char sql[2048];
     char pbuf[RD_PGQ_MAXPARAMS][136];
     int csv;
     int streaming; /* a chunked reply has started */
-    int client_gone;
     long limit, rows;
     char last_cursor[160];
-    struct evbuffer *chunk; /* owned while streaming */
+    struct evbuffer *chunk; /* owned */
 };
 
 typedef void rd_handler(struct rd_req *r);

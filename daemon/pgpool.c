@@ -172,6 +172,16 @@ static void conn_start(struct rd_pgq_conn *c)
     conn_wait(c, EV_WRITE);
 }
 
+static struct rd_pgq *pop(struct rd_pgpool *p)
+{
+    struct rd_pgq *q = p->queue_head;
+    p->queue_head = q->_next;
+    if (!p->queue_head)
+        p->queue_tail = NULL;
+    q->_next = NULL;
+    return q;
+}
+
 static void run_queue(struct rd_pgpool *p)
 {
     while (p->queue_head) {
@@ -192,20 +202,11 @@ static void run_queue(struct rd_pgpool *p)
                 any_live |= p->conns[i]->state != C_DOWN;
             if (any_live)
                 return;
-            struct rd_pgq *q = p->queue_head;
-            p->queue_head = q->_next;
-            if (!p->queue_head)
-                p->queue_tail = NULL;
-            p->queued--;
+            struct rd_pgq *q = pop(p);
             q->on_done(q, 0, "PostgreSQL is not reachable");
             continue;
         }
-        struct rd_pgq *q = p->queue_head;
-        p->queue_head = q->_next;
-        if (!p->queue_head)
-            p->queue_tail = NULL;
-        p->queued--;
-        q->_next = NULL;
+        struct rd_pgq *q = pop(p);
         q->_conn = c;
         c->q = q;
         if (c->state == C_IDLE) {
@@ -273,7 +274,6 @@ void rd_pgpool_submit(struct rd_pgpool *p, struct rd_pgq *q)
     else
         p->queue_head = q;
     p->queue_tail = q;
-    p->queued++;
     event_active(p->kick_ev, EV_TIMEOUT, 0);
 }
 
@@ -302,7 +302,6 @@ void rd_pgq_abandon(struct rd_pgq *q)
             *pp = q->_next;
             if (p->queue_tail == q)
                 p->queue_tail = prev;
-            p->queued--;
         }
         return;
     }

@@ -49,7 +49,6 @@ struct rd_pgpool {
     char conninfo[1400];
     struct rd_pgq_conn *conns[RD_PGPOOL_CONNS];
     struct rd_pgq *queue_head, *queue_tail;
-    int queued;
     struct event *kick_ev; /* runs queued work outside the caller's stack */
 };
 

@@ -21,6 +21,7 @@
 #include "rd/keys.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
+#include "redis_client.h"
 
 /* ---- a small string-keyed table ----------------------------------------------------------- */
 
@@ -231,15 +232,6 @@ static int read_ledger(struct ctx *c)
     return 0;
 }
 
-/* Field value of a stream entry's flat field list. */
-static const char *fv(const redisReply *f, const char *name)
-{
-    for (size_t i = 0; i + 1 < f->elements; i += 2)
-        if (strcmp(f->element[i]->str, name) == 0)
-            return f->element[i + 1]->str;
-    return "";
-}
-
 static int in_ledger(struct ctx *c, const char *txn)
 {
     const char *p[] = {txn};
@@ -259,27 +251,27 @@ static int read_streams(struct ctx *c)
         redisReply *r = redisCommand(c->rc, "XRANGE %s - +", key);
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
             const redisReply *f = r->element[i]->element[1];
-            const char *kind = fv(f, "kind"), *outcome = fv(f, "outcome");
+            const char *kind = rd_redis_field(f, "kind"), *outcome = rd_redis_field(f, "outcome");
             if (strcmp(outcome, "accepted") != 0 ||
                 (strcmp(kind, "redeem") != 0 && strcmp(kind, "reverse") != 0))
                 continue;
-            if (in_ledger(c, fv(f, "id")))
+            if (in_ledger(c, rd_redis_field(f, "id")))
                 continue; /* committed, acknowledgement still to come */
             unshipped++;
-            const char *code = fv(f, "code");
+            const char *code = rd_redis_field(f, "code");
             int off = off_of(c, code);
-            struct rec *u = pair(&c->users, code, fv(f, "user"));
+            struct rec *u = pair(&c->users, code, rd_redis_field(f, "user"));
             struct rec *cp = get(&c->coupons, code, 1);
             if (strcmp(kind, "redeem") == 0) {
-                int64_t ts = atoll(fv(f, "ts"));
+                int64_t ts = atoll(rd_redis_field(f, "ts"));
                 u->live++;
-                u->today += same_period(fv(f, "day"), ts, c->now, off, 0);
-                u->week += same_period(fv(f, "week"), ts, c->now, off, 1);
+                u->today += same_period(rd_redis_field(f, "day"), ts, c->now, off, 0);
+                u->week += same_period(rd_redis_field(f, "week"), ts, c->now, off, 1);
                 cp->live++;
                 continue;
             }
             /* a reversal: the redemption it reverses is in the ledger or in this bucket */
-            const char *p[] = {fv(f, "ref")};
+            const char *p[] = {rd_redis_field(f, "ref")};
             PGresult *res = q(c,
                               "SELECT (extract(epoch FROM ts) * 1000)::bigint, "
                               "coalesce(day_index::text, ''), coalesce(week_index::text, '') "
@@ -295,10 +287,10 @@ static int read_streams(struct ctx *c)
             PQclear(res);
             for (size_t j = 0; ts < 0 && j < r->elements; j++) {
                 const redisReply *g = r->element[j]->element[1];
-                if (strcmp(fv(g, "id"), p[0]) == 0) {
-                    ts = atoll(fv(g, "ts"));
-                    snprintf(day, sizeof(day), "%s", fv(g, "day"));
-                    snprintf(week, sizeof(week), "%s", fv(g, "week"));
+                if (strcmp(rd_redis_field(g, "id"), p[0]) == 0) {
+                    ts = atoll(rd_redis_field(g, "ts"));
+                    snprintf(day, sizeof(day), "%s", rd_redis_field(g, "day"));
+                    snprintf(week, sizeof(week), "%s", rd_redis_field(g, "week"));
                 }
             }
             if (ts < 0)

@@ -247,6 +247,15 @@ void rd_redis_stop(struct rd_redis *r)
     r->reconnect_ev = r->watchdog_ev = NULL;
 }
 
+const char *rd_redis_field(const redisReply *flat, const char *name)
+{
+    for (size_t i = 0; i + 1 < flat->elements; i += 2)
+        if (flat->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(flat->element[i]->str, name) == 0)
+            return flat->element[i + 1]->str ? flat->element[i + 1]->str : "";
+    return "";
+}
+
 int rd_redis_error_is_unavailable(const redisReply *reply)
 {
     static const char *const prefixes[] = {"LOADING",  "BUSY",     "OOM",         "MASTERDOWN",

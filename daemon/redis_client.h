@@ -85,6 +85,12 @@ void rd_redis_stop(struct rd_redis *r);
  */
 int rd_redis_call(struct rd_redis *r, struct rd_rcall *c);
 
+/**
+ * The value of field name in a flat field/value array reply (HGETALL, a stream entry's
+ * fields): borrowed from reply, "" when absent.
+ */
+const char *rd_redis_field(const redisReply *flat, const char *name);
+
 /** Classifies an error reply: 1 if it means "Redis unavailable" (LOADING, BUSY, OOM...). */
 int rd_redis_error_is_unavailable(const redisReply *reply);
 
