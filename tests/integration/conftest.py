@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -174,6 +175,38 @@ class Api:
         return self.post("/v1/validate", {"code": code, "user_id": user,
                                           "order_amount": amount, "currency": currency},
                          headers=headers)
+
+
+def load(d, key, code, stop, results, lock, prefix):
+    """Redeems until stop is set. Each request is retried with its key until it has an
+    answer (also after stop), so the outcome of every attempt is known."""
+    a = Api(d.url, key)
+    i = 0
+    while not stop.is_set():
+        user = f"{prefix}-{i}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                r = a.redeem(code, user=user, key=f"k-{user}")
+                if r.status_code != 503:
+                    break
+            except requests.RequestException:
+                a = Api(d.url, key)
+            time.sleep(0.05)
+        with lock:
+            results.append((user, r.status_code, r.json().get("id")))
+        i += 1
+
+
+def start_load(d, key, code, n, prefix):
+    """n daemon threads running load(); returns (stop, results, threads)."""
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = [threading.Thread(target=load, args=(d, key, code, stop, results, lock,
+                                                   f"{prefix}{t}"), daemon=True)
+               for t in range(n)]
+    for t in threads:
+        t.start()
+    return stop, results, lock, threads
 
 
 def unique_code(prefix="T"):

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import Api, wait_for
+from conftest import Api, start_load, wait_for
 
 
 def pgconn(conninfo, user=None):
@@ -129,38 +129,6 @@ def test_concurrent_redeems_all_in_ledger(stack):
                    "'redeem'", c["code"])
     assert len(got) == 180
     assert {g[0] for g in got if g[1] == "accepted"} == ok
-
-
-def load(d, key, code, stop, results, lock, prefix):
-    """Redeems until stop is set. Each request is retried with its key until it has an
-    answer (also after stop), so the outcome of every attempt is known."""
-    a = Api(d.url, key)
-    i = 0
-    while not stop.is_set():
-        user = f"{prefix}-{i}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                r = a.redeem(code, user=user, key=f"k-{user}")
-                if r.status_code != 503:
-                    break
-            except requests.RequestException:
-                a = Api(d.url, key)
-            time.sleep(0.05)
-        with lock:
-            results.append((user, r.status_code, r.json().get("id")))
-        i += 1
-
-
-def start_load(d, key, code, n, prefix):
-    """n daemon threads running load(); returns (stop, results, threads)."""
-    stop, lock, results = threading.Event(), threading.Lock(), []
-    threads = [threading.Thread(target=load, args=(d, key, code, stop, results, lock,
-                                                   f"{prefix}{t}"), daemon=True)
-               for t in range(n)]
-    for t in threads:
-        t.start()
-    return stop, results, lock, threads
 
 
 @pytest.mark.daemon_args("--ship_pause_after_commit_ms=1500", "--ship_batch=50")

@@ -1,12 +1,11 @@
 """Restarts and outages: redeemd restarted and Redis restarted with its AOF in the middle of a
 test keep every count; while Redis is down requests fail fast with 503, never hang, never 500;
 the daemon reconnects by itself."""
-import threading
 import time
 
 import requests
 
-from conftest import Api, wait_for
+from conftest import start_load, wait_for
 
 
 def used(api, code):
@@ -62,26 +61,8 @@ def test_redis_restart_under_load(stack):
     successes the clients saw, with no use counted twice."""
     redis, d, api, _ = stack
     c = api.create(limits={"total": 400, "per_user": 1})
-    results, stop = [], threading.Event()
-    lock = threading.Lock()
-
-    def client(t):
-        a = Api(d.url, api.key)
-        i = 0
-        while not stop.is_set():
-            user = f"t{t}-{i}"
-            r = a.redeem(c["code"], user=user, key=f"k-{user}")
-            # 503 means "outcome unknown": retry with the same key until it is known
-            while r.status_code == 503 and not stop.is_set():
-                time.sleep(0.05)
-                r = a.redeem(c["code"], user=user, key=f"k-{user}")
-            with lock:
-                results.append((user, r.status_code))
-            i += 1
-
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
+    # each client retries a 503 ("outcome unknown") with the same key until it is answered
+    stop, results, lock, threads = start_load(d, api.key, c["code"], 4, "t")
     time.sleep(0.7)
     redis.stop(kill=True)
     time.sleep(0.5)
@@ -89,16 +70,16 @@ def test_redis_restart_under_load(stack):
     time.sleep(1.0)
     stop.set()
     for t in threads:
-        t.join(timeout=30)
-    codes = {s for _, s in results}
+        t.join(timeout=90)
+    codes = {s for _, s, _ in results}
     assert codes <= {201, 422, 503}, codes
-    accepted = [u for u, s in results if s == 201]
+    accepted = [u for u, s, _ in results if s == 201]
     assert len(accepted) == len(set(accepted))
     wait_for(lambda: api.get("/readyz").status_code == 200, what="ready again")
     total = used(api, c["code"])
     # every success the clients saw is counted; an answer lost to the restart (503 at stop)
     # may have been applied without being seen, never the other way round
-    unresolved = sum(1 for _, s in results if s == 503)
+    unresolved = sum(1 for _, s, _ in results if s == 503)
     assert len(accepted) <= total <= len(accepted) + unresolved
 
 
