@@ -62,6 +62,8 @@ static const struct setting settings[] = {
      "how long SIGTERM waits for in-flight requests"},
     {"log_level", C_LOGLEVEL, OFF(log_level), SZ(log_level), 0, 0, "info",
      "debug, info, warn or error"},
+    {"metrics", C_STR, OFF(metrics), SZ(metrics), 0, 0, "loopback",
+     "who may read GET /metrics: loopback (clients on 127.0.0.0/8), any, or off"},
     {"access_log", C_BOOL, OFF(access_log), 0, 0, 1, "false", "log one line per request"},
     {"test_clock", C_BOOL, OFF(test_clock), 0, 0, 1, "false",
      "honour the X-Redeemd-Now header (tests only; never in production)"},
@@ -347,6 +349,11 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
     }
     if (cfg->redis_host[0] == '\0') {
         snprintf(err, errlen, "redis_host must not be empty");
+        return -1;
+    }
+    if (strcmp(cfg->metrics, "loopback") != 0 && strcmp(cfg->metrics, "any") != 0 &&
+        strcmp(cfg->metrics, "off") != 0) {
+        snprintf(err, errlen, "metrics must be loopback, any or off (got \"%s\")", cfg->metrics);
         return -1;
     }
     if (cfg->pg_conninfo[0] == '\0') {

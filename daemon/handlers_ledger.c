@@ -299,6 +299,7 @@ static void start_csv(struct rd_req *r)
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
     evhttp_add_header(h, "Content-Type", "text/csv; charset=utf-8");
     evhttp_add_header(h, "X-Request-Id", r->request_id);
+    r->status = 200;
     evhttp_send_reply_start(r->ev, 200, "OK");
     r->lr->streaming = 1;
     struct evhttp_connection *con = evhttp_request_get_connection(r->ev);

@@ -35,7 +35,21 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
     {EVHTTP_REQ_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
     {EVHTTP_REQ_GET, "/v1/transactions", RD_SCOPE_FRAUD, 0, rd_h_transactions},
+    {EVHTTP_REQ_GET, "/metrics", 0, 0, rd_h_metrics},
 };
+
+#define NROUTES    (sizeof(routes) / sizeof(routes[0]))
+#define ROUTE_NONE (RD_MROUTES - 1)
+_Static_assert(NROUTES < RD_MROUTES, "raise RD_MROUTES");
+
+const char *rd_http_route_name(int i)
+{
+    if (i < 0 || i >= RD_MROUTES)
+        return NULL;
+    if (i == ROUTE_NONE)
+        return "unmatched";
+    return (size_t)i < NROUTES ? routes[i].path : "";
+}
 
 /* Matches path against pattern; the '*' segment is stored in *param. */
 static int match(const char *pattern, const char *path, const char **param)
@@ -62,6 +76,9 @@ static int match(const char *pattern, const char *path, const char **param)
 
 static void req_free(struct rd_req *r)
 {
+    struct rd_wmetrics *m = &r->w->m;
+    rd_counter_inc(&m->requests[r->route][rd_mstatus_slot(r->status)], 1);
+    rd_mhist_observe(&m->latency[r->route], (uint64_t)(rd_mono_us() - r->start_us));
     r->w->inflight--;
     if (r->lr) {
         if (r->lr->query) {
@@ -79,23 +96,25 @@ static void req_free(struct rd_req *r)
     free(r);
 }
 
-static void send_body(struct rd_req *r, int http, const char *body, size_t len)
+static void send_body(struct rd_req *r, int http, const char *ctype, const char *body, size_t len)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Content-Type", ctype);
     evhttp_add_header(h, "X-Request-Id", r->request_id);
     if (r->replayed)
         evhttp_add_header(h, "Idempotent-Replayed", "true");
     if (r->w->stopping)
         evhttp_add_header(h, "Connection", "close");
     evbuffer_add(evhttp_request_get_output_buffer(r->ev), body, len);
-    evbuffer_add(evhttp_request_get_output_buffer(r->ev), "\n", 1);
+    if (len == 0 || body[len - 1] != '\n')
+        evbuffer_add(evhttp_request_get_output_buffer(r->ev), "\n", 1);
     const char *reason = http < 300 ? "OK" : http < 500 ? "Client Error" : "Server Error";
+    r->status = http;
     evhttp_send_reply(r->ev, http, reason, NULL);
     if (r->w->cfg->access_log)
         rd_info("event=access req=%s method=%d path=\"%s\" status=%d key=%s ms=%lld", r->request_id,
                 (int)evhttp_request_get_command(r->ev), r->path, http,
-                r->key_id[0] ? r->key_id : "-", (long long)(rd_mono_ms() - r->start_ms));
+                r->key_id[0] ? r->key_id : "-", (long long)(rd_mono_us() - r->start_us) / 1000);
     req_free(r);
 }
 
@@ -106,7 +125,12 @@ void rd_req_free_streamed(struct rd_req *r)
 
 void rd_reply_raw(struct rd_req *r, int http, const char *body, size_t len)
 {
-    send_body(r, http, body, len);
+    send_body(r, http, "application/json", body, len);
+}
+
+void rd_reply_text(struct rd_req *r, int http, const char *ctype, const char *body, size_t len)
+{
+    send_body(r, http, ctype, body, len);
 }
 
 void rd_reply_json(struct rd_req *r, int http, json_t *obj)
@@ -115,12 +139,13 @@ void rd_reply_json(struct rd_req *r, int http, json_t *obj)
     json_decref(obj);
     if (!s)
         abort();
-    send_body(r, http, s, strlen(s));
+    send_body(r, http, "application/json", s, strlen(s));
     free(s);
 }
 
 void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, json_t *details)
 {
+    rd_counter_inc(&r->w->m.errors[st], 1);
     json_t *err = json_pack("{s:s, s:s, s:s}", "code", rd_status_name(st), "message",
                             message ? message : rd_status_message(st), "request_id", r->request_id);
     if (details)
@@ -263,7 +288,8 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
         abort();
     r->w = w;
     r->ev = ev;
-    r->start_ms = rd_mono_ms();
+    r->start_us = rd_mono_us();
+    r->route = ROUTE_NONE;
     r->now_ms = rd_now_ms();
     rd_coupon_init(&r->coupon);
     w->inflight++;
@@ -312,13 +338,14 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
     }
 
     int method = (int)evhttp_request_get_command(ev), path_found = 0;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    for (size_t i = 0; i < NROUTES; i++) {
         const char *param = NULL;
         if (!match(routes[i].path, r->path, &param))
             continue;
         path_found = 1;
         if (routes[i].method != method)
             continue;
+        r->route = (int)i;
         if (param) {
             /* the segment ends at the next '/' or the end of path; cut it there */
             char *slash = strchr(param, '/');

@@ -31,7 +31,9 @@ struct rd_req {
     char key_id[RD_APIKEY_ID_LEN + 1];
     unsigned scopes;
     int64_t now_ms;
-    int64_t start_ms;
+    int64_t start_us;
+    int route;         /* index into the routing table (metrics label); RD_MROUTES - 1 if none */
+    int status;        /* the HTTP status sent, for the metrics counted when r is freed */
     const char *param; /* the {code} or {id} path segment, borrowed from path */
     char path[512];
     json_t *body;
@@ -73,6 +75,8 @@ typedef void rd_handler(struct rd_req *r);
 /** evhttp's generic callback: builds the context, authenticates and routes. */
 void rd_http_dispatch(struct evhttp_request *ev, void *worker);
 
+/** Answers with body (borrowed) of content type ctype; frees r. */
+void rd_reply_text(struct rd_req *r, int http, const char *ctype, const char *body, size_t len);
 /** Answers with obj (stolen) as JSON; frees r. */
 void rd_reply_json(struct rd_req *r, int http, json_t *obj);
 /** Answers with body (borrowed, JSON) as is; frees r. */
@@ -106,6 +110,9 @@ void rd_h_redeem(struct rd_req *r);
 void rd_h_redemption_get(struct rd_req *r);
 void rd_h_reverse(struct rd_req *r);
 void rd_h_transactions(struct rd_req *r);
+void rd_h_metrics(struct rd_req *r);
+/** The label of route i (its path pattern), for /metrics; NULL past the last route. */
+const char *rd_http_route_name(int i);
 /** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */
 void rd_redemption_from_ledger(struct rd_req *r);
 /** Frees r after a streamed reply ended (or was cut off). */

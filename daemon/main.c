@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "pgprobe.h"
 #include "shipper.h"
 #include "rd/config.h"
@@ -114,6 +115,8 @@ int main(int argc, char **argv)
         }
         port = got;
     }
+
+    rd_metrics_register(workers, nworkers);
 
     /* Workers inherit this mask: signals reach only the main thread's base. */
     sigset_t all, old;

@@ -67,6 +67,7 @@ static void conn_fail(struct rd_pgq_conn *c, const char *why)
     snprintf(msg, sizeof(msg), "%s", why && *why ? why : "connection failed");
     msg[strcspn(msg, "\n")] = '\0';
     rd_warn("event=pg_read_conn_failed err=\"%s\"", msg);
+    atomic_fetch_add_explicit(&c->pool->failures, 1, memory_order_relaxed);
     conn_close(c);
     c->retry_ms = rd_mono_ms() + c->backoff_ms;
     c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
@@ -163,6 +164,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 
 static void conn_start(struct rd_pgq_conn *c)
 {
+    atomic_fetch_add_explicit(&c->pool->connects, 1, memory_order_relaxed);
     c->pg = PQconnectStart(c->pool->conninfo);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");

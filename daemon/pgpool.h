@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
 
 #include "rd/config.h"
 
@@ -49,7 +50,8 @@ struct rd_pgpool {
     char conninfo[1400];
     struct rd_pgq_conn *conns[RD_PGPOOL_CONNS];
     struct rd_pgq *queue_head, *queue_tail;
-    struct event *kick_ev; /* runs queued work outside the caller's stack */
+    struct event *kick_ev;            /* runs queued work outside the caller's stack */
+    atomic_ullong connects, failures; /* read by /metrics on any worker */
 };
 
 int rd_pgpool_init(struct rd_pgpool *p, struct event_base *base, const struct rd_config *cfg);

@@ -10,18 +10,12 @@
 
 #include "redis_client.h"
 #include "rd/log.h"
+#include "rd/rdtime.h"
 #include "rd/lua_scripts.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define WATCHDOG_MS    50
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void schedule_reconnect(struct rd_redis *r)
 {
@@ -88,7 +82,7 @@ static void load_done(struct rd_redis *r, int ok, const char *what)
     r->state = RD_REDIS_READY;
     r->backoff_ms = BACKOFF_MIN_MS;
     rd_info("event=redis_ready scripts=%zu reconnects=%llu", rd_lua_script_count,
-            (unsigned long long)r->reconnects);
+            rd_counter_get(&r->reconnects));
     if (r->on_ready)
         r->on_ready(r, r->on_ready_arg);
 }
@@ -101,7 +95,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply_, void *priv)
     if (!r)
         return;
     r->inflight--;
-    r->last_progress_ms = mono_ms();
+    r->last_progress_ms = rd_mono_ms();
     if (!reply)
         return; /* the connection failed; on_connect/on_disconnect handle it */
     int ok = reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 &&
@@ -123,7 +117,7 @@ static void on_meta(redisAsyncContext *ac, void *reply_, void *priv)
     if (!r)
         return;
     r->inflight--;
-    r->last_progress_ms = mono_ms();
+    r->last_progress_ms = rd_mono_ms();
     if (!reply)
         return;
     int ok = 0;
@@ -145,7 +139,7 @@ static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
     (void)priv;
     if (r) {
         r->inflight--;
-        r->last_progress_ms = mono_ms();
+        r->last_progress_ms = rd_mono_ms();
     }
 }
 
@@ -162,11 +156,11 @@ static void connect_now(struct rd_redis *r)
         schedule_reconnect(r);
         return;
     }
-    r->reconnects++;
+    rd_counter_inc(&r->reconnects, 1);
     r->ac = ac;
     ac->data = r;
     r->state = RD_REDIS_CONNECTING;
-    r->connect_started_ms = r->last_progress_ms = mono_ms();
+    r->connect_started_ms = r->last_progress_ms = rd_mono_ms();
     r->load_failed = 0;
     r->inflight = 0;
     redisLibeventAttach(ac, r->base);
@@ -204,7 +198,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (!r->ac)
         return;
-    int64_t now = mono_ms();
+    int64_t now = rd_mono_ms();
     if (r->state == RD_REDIS_CONNECTING && now - r->connect_started_ms > r->cfg->redis_timeout_ms) {
         drop(r, "connect timeout");
     } else if (r->inflight > 0 && now - r->last_progress_ms > r->cfg->redis_timeout_ms) {
@@ -278,7 +272,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
     /* ac->data is NULL once we dropped the connection; c->redis stays valid regardless. */
     if (ac->data) {
         r->inflight--;
-        r->last_progress_ms = mono_ms();
+        r->last_progress_ms = rd_mono_ms();
     }
     if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0 && ac->data) {
@@ -295,11 +289,14 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
             return;
         reply = NULL;
     }
+    if (reply)
+        rd_mhist_observe(&r->rtt, (uint64_t)(rd_mono_us() - c->sent_us));
     c->cb(r, reply, c->arg);
 }
 
 static int send_call(struct rd_redis *r, struct rd_rcall *c)
 {
+    c->sent_us = rd_mono_us();
     if (c->script >= 0) {
         const char *argv[RD_RCALL_MAXARGS + 2];
         size_t lens[RD_RCALL_MAXARGS + 2];
@@ -316,7 +313,7 @@ static int send_call(struct rd_redis *r, struct rd_rcall *c)
         return -1;
     }
     if (r->inflight++ == 0)
-        r->last_progress_ms = mono_ms();
+        r->last_progress_ms = rd_mono_ms();
     return 0;
 }
 

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "rd/config.h"
+#include "rd/metrics.h"
 #include "rd/lua_script_ids.h"
 
 enum rd_redis_state {
@@ -50,6 +51,7 @@ struct rd_rcall {
     int argc;
     int script; /* enum rd_lua_id, or -1 for a plain command */
     int retried;
+    int64_t sent_us;
     const char *argv[RD_RCALL_MAXARGS];
     size_t argvlen[RD_RCALL_MAXARGS];
 };
@@ -67,7 +69,8 @@ struct rd_redis {
     int inflight;
     int64_t last_progress_ms;
     int64_t connect_started_ms;
-    uint64_t reconnects;
+    atomic_ullong reconnects; /* read by /metrics on any worker */
+    struct rd_mhist rtt;      /* send to reply, per call */
     void (*on_ready)(struct rd_redis *r, void *arg);
     void *on_ready_arg;
 };

@@ -26,6 +26,7 @@
 #define CLAIM_EVERY_MS 5000
 #define COUNT_EVERY_MS 250
 #define COPY_CHUNK     65536
+#define RATE_SAMPLES   5 /* 4 intervals of COUNT_EVERY_MS: one second */
 
 enum step {
     ST_IDLE = 0,  /* no batch in PostgreSQL */
@@ -76,6 +77,12 @@ static struct {
 
     atomic_llong backlog;
     atomic_ullong shipped;
+    atomic_ullong batches, dead, pg_connects, pg_failures, redis_failures;
+    atomic_llong rows_per_sec_milli;
+    struct rd_mhist batch_time;
+    unsigned long long rate_rows[RATE_SAMPLES]; /* shipped, sampled each backlog count */
+    int64_t rate_ms[RATE_SAMPLES];
+    unsigned rate_next;
 } S;
 
 long long rd_shipper_backlog(void)
@@ -86,6 +93,36 @@ long long rd_shipper_backlog(void)
 unsigned long long rd_shipper_rows(void)
 {
     return atomic_load(&S.shipped);
+}
+
+void rd_shipper_stats(struct rd_shipper_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->backlog = atomic_load(&S.backlog);
+    st->rows = atomic_load(&S.shipped);
+    st->batches = rd_counter_get(&S.batches);
+    st->dead_letters = rd_counter_get(&S.dead);
+    st->pg_connects = rd_counter_get(&S.pg_connects);
+    st->pg_failures = rd_counter_get(&S.pg_failures);
+    st->redis_failures = rd_counter_get(&S.redis_failures);
+    st->rows_per_sec = (double)atomic_load(&S.rows_per_sec_milli) / 1000.0;
+    rd_mhist_add(&st->batch_time, &S.batch_time);
+}
+
+/* The shipping rate over the last second, from samples taken with each backlog count. */
+static void sample_rate(void)
+{
+    unsigned i = S.rate_next % RATE_SAMPLES;
+    unsigned oldest = (S.rate_next + 1) % RATE_SAMPLES;
+    S.rate_rows[i] = atomic_load(&S.shipped);
+    S.rate_ms[i] = rd_mono_ms();
+    S.rate_next++;
+    if (S.rate_next < RATE_SAMPLES)
+        return;
+    int64_t dt = S.rate_ms[i] - S.rate_ms[oldest];
+    if (dt > 0)
+        atomic_store(&S.rows_per_sec_milli, (long long)((S.rate_rows[i] - S.rate_rows[oldest]) *
+                                                        1000000ULL / (unsigned long long)dt));
 }
 
 static void schedule_tick(int ms)
@@ -101,6 +138,7 @@ static void redis_drop(const char *why)
     if (!S.rc)
         return;
     rd_warn("event=shipper_redis_down err=\"%s\"", why);
+    rd_counter_inc(&S.redis_failures, 1);
     redisFree(S.rc);
     S.rc = NULL;
     S.redis_retry_ms = rd_mono_ms() + 500;
@@ -210,6 +248,7 @@ static void dead_letter(uint32_t bucket, const char *id, const redisReply *field
             freeReplyObject(r);
         return; /* not acknowledged: it will come round again */
     }
+    rd_counter_inc(&S.dead, 1);
     freeReplyObject(r);
     rd_error("event=dead_letter stream=%s id=%s reason=\"%s\"", key, id, why);
     const char *ack[] = {"XACK", key, GROUP, id};
@@ -444,8 +483,10 @@ static void pg_down(const char *why)
     char msg[300];
     snprintf(msg, sizeof(msg), "%s", why);
     msg[strcspn(msg, "\n")] = '\0';
-    if (S.pgstate != PG_DOWN)
+    if (S.pgstate != PG_DOWN) {
         rd_warn("event=shipper_pg_down err=\"%s\" batch_rows=%ld", msg, S.rows);
+        rd_counter_inc(&S.pg_failures, 1);
+    }
     if (S.pg_ev) {
         event_free(S.pg_ev); /* before PQfinish closes the socket it watches */
         S.pg_ev = NULL;
@@ -463,6 +504,7 @@ static void pg_down(const char *why)
 
 static void pg_connect(void)
 {
+    rd_counter_inc(&S.pg_connects, 1);
     S.pg = PQconnectStart(S.conninfo);
     if (!S.pg || PQstatus(S.pg) == CONNECTION_BAD) {
         pg_down(S.pg ? PQerrorMessage(S.pg) : "out of memory");
@@ -497,6 +539,8 @@ static void start_batch(void)
 static void batch_done(void)
 {
     atomic_fetch_add(&S.shipped, (unsigned long long)S.rows);
+    rd_counter_inc(&S.batches, 1);
+    rd_mhist_observe(&S.batch_time, (uint64_t)(rd_mono_ms() - S.batch_started_ms) * 1000);
     rd_debug("event=shipped rows=%ld ms=%lld", S.rows,
              (long long)(rd_mono_ms() - S.batch_started_ms));
     S.copy.len = 0;
@@ -726,6 +770,7 @@ static void on_count(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
+    sample_rate();
     if (redis_ensure() == 0 && S.groups_ready)
         count_backlog();
 }

@@ -27,6 +27,16 @@
 #define RD_SHIPPER_H
 
 #include "rd/config.h"
+#include "rd/metrics.h"
+
+/** A snapshot for /metrics. */
+struct rd_shipper_stats {
+    long long backlog;
+    unsigned long long rows, batches, dead_letters;
+    unsigned long long pg_connects, pg_failures, redis_failures;
+    double rows_per_sec; /* over the last second */
+    struct rd_mhist_snap batch_time;
+};
 
 int rd_shipper_start(const struct rd_config *cfg);
 /** Any thread: stops the loop and joins. An unacknowledged batch stays pending in Redis. */
@@ -35,5 +45,7 @@ void rd_shipper_stop(void);
 long long rd_shipper_backlog(void);
 /** Rows committed to PostgreSQL since start. */
 unsigned long long rd_shipper_rows(void);
+/** Any thread: the shipper's counters. */
+void rd_shipper_stats(struct rd_shipper_stats *st);
 
 #endif

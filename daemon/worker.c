@@ -18,20 +18,6 @@
 #include "rd/log.h"
 #include "worker.h"
 
-int64_t rd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t rd_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void rd_worker_random(struct rd_worker *w, void *buf, size_t n)
 {
     uint8_t *out = buf;

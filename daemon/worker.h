@@ -19,11 +19,14 @@
 #include <event2/http.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "apikeys.h"
+#include "metrics.h"
 #include "pgpool.h"
 #include "rd/config.h"
+#include "rd/rdtime.h"
 #include "redis_client.h"
 
 struct rd_worker {
@@ -40,10 +43,11 @@ struct rd_worker {
     struct rd_redis redis;
     struct rd_apikeys keys;
     struct rd_pgpool pgpool;
+    struct rd_wmetrics m;
     int stopping;
     int64_t stop_deadline_ms;
-    int inflight;
-    uint8_t rnd[4096]; /* getrandom() pool: one syscall per 4 KiB of ids */
+    atomic_int inflight; /* read by /metrics on any worker */
+    uint8_t rnd[4096];   /* getrandom() pool: one syscall per 4 KiB of ids */
     size_t rnd_used;
 };
 
@@ -61,8 +65,5 @@ void rd_worker_join(struct rd_worker *w);
 void rd_worker_random(struct rd_worker *w, void *buf, size_t n);
 /** Same, shaped for rd_code_generate(). */
 int rd_worker_random_cb(void *buf, size_t n, void *arg);
-
-int64_t rd_now_ms(void);
-int64_t rd_mono_ms(void);
 
 #endif

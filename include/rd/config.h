@@ -31,6 +31,7 @@ struct rd_config {
     int shutdown_timeout_s;
     char log_level[16];
     bool access_log;
+    char metrics[16]; /* who may read /metrics: loopback, any or off */
     bool test_clock;
     char port_file[1024];
     /* ledger shipper */

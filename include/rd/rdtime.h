@@ -43,4 +43,10 @@ char *rd_time_format(int64_t ms, char *buf);
  */
 int rd_time_parse(const char *s, int64_t *ms);
 
+/* Clocks. The wall clock is read only where a request is stamped (tests inject theirs);
+ * durations use the monotonic one. */
+int64_t rd_now_ms(void);
+int64_t rd_mono_ms(void);
+int64_t rd_mono_us(void);
+
 #endif

@@ -20,6 +20,20 @@ static void defaults_are_valid(void **state)
     assert_int_equal(c.buckets, 1024);
     assert_int_equal(c.max_body_bytes, 65536);
     assert_false(c.test_clock);
+    assert_string_equal(c.metrics, "loopback");
+}
+
+static void metrics_access_is_one_of_three(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[512];
+    rd_config_defaults(&c);
+    assert_int_equal(rd_config_set(&c, "metrics", "any", "t", err, sizeof(err)), 0);
+    assert_int_equal(rd_config_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(rd_config_set(&c, "metrics", "public", "t", err, sizeof(err)), 0);
+    assert_int_equal(rd_config_validate(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "metrics must be loopback, any or off"));
 }
 
 static void set_values(void **state)
@@ -118,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_are_valid),
         cmocka_unit_test(set_values),
+        cmocka_unit_test(metrics_access_is_one_of_three),
         cmocka_unit_test(precedence),
         cmocka_unit_test(bad_sources),
     };
