@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * What redeemd answered, kept client-side, and the checks that compare it with what Redis
+ * and the ledger hold after the run. Any difference is a bug in redeemd (or in this file)
+ * and fails the run.
+ */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "rd/keys.h"
+#include "rd/rdtime.h"
+
+/* ---- (coupon, user) -> net uses: open addressing, grows at 50 % ------------------------ */
+
+struct uentry {
+    uint64_t key; /* coupon << 40 | user, + 1 so that 0 means empty */
+    int64_t net;
+};
+
+struct usermap {
+    struct uentry *t;
+    size_t cap, n;
+};
+
+struct usermap *usermap_new(void)
+{
+    struct usermap *m = calloc(1, sizeof(*m));
+    m->cap = 1 << 16;
+    m->t = calloc(m->cap, sizeof(*m->t));
+    if (!m->t)
+        abort();
+    return m;
+}
+
+void usermap_free(struct usermap *m)
+{
+    if (m) {
+        free(m->t);
+        free(m);
+    }
+}
+
+static size_t slot_for(const struct usermap *m, uint64_t key)
+{
+    uint64_t h = key * 0x9E3779B97F4A7C15ULL;
+    size_t i = (size_t)(h >> 20) & (m->cap - 1);
+    while (m->t[i].key && m->t[i].key != key)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+int64_t usermap_add(struct usermap *m, uint32_t coupon, uint64_t user, int64_t delta)
+{
+    if (m->n * 2 >= m->cap) {
+        struct usermap old = *m;
+        m->cap *= 2;
+        m->t = calloc(m->cap, sizeof(*m->t));
+        if (!m->t)
+            abort();
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.t[i].key)
+                m->t[slot_for(m, old.t[i].key)] = old.t[i];
+        free(old.t);
+    }
+    uint64_t key = ((uint64_t)coupon << 40 | user) + 1;
+    size_t i = slot_for(m, key);
+    if (!m->t[i].key) {
+        m->t[i].key = key;
+        m->n++;
+    }
+    m->t[i].net += delta;
+    return m->t[i].net;
+}
+
+size_t usermap_size(const struct usermap *m)
+{
+    return m->n;
+}
+
+void user_id(const struct bench *b, uint64_t user, char *out, size_t n)
+{
+    snprintf(out, n, "u%s-%llu", b->run, (unsigned long long)user);
+}
+
+/* ---- answers --------------------------------------------------------------------------- */
+
+static void push_redemption(struct bench *b, const struct job *j, const char *body, size_t len)
+{
+    const char *p = memmem(body, len, "\"id\":\"", 6);
+    if (!p) {
+        b->unexpected++;
+        return;
+    }
+    p += 6;
+    const char *q = memchr(p, '"', len - (size_t)(p - body));
+    if (!q || q - p >= 64) {
+        b->unexpected++;
+        return;
+    }
+    if (b->nreds == b->capreds) {
+        b->capreds = b->capreds ? b->capreds * 2 : 4096;
+        b->reds = realloc(b->reds, b->capreds * sizeof(*b->reds));
+        if (!b->reds)
+            abort();
+    }
+    struct redemption *r = &b->reds[b->nreds++];
+    memcpy(r->id, p, (size_t)(q - p));
+    r->id[q - p] = '\0';
+    r->coupon = j->coupon;
+    r->user = j->user;
+    r->reversed = 0;
+}
+
+void track_answer(struct bench *b, const struct job *j, int status, const char *body, size_t len)
+{
+    struct coupon_track *ct = j->op == OP_UNKNOWN ? NULL : &b->coupons[j->coupon];
+    switch (j->op) {
+    case OP_REDEEM:
+        if (status == 201) {
+            ct->accepted++;
+            usermap_add(b->users, j->coupon, j->user, 1);
+            b->ledger_expect[OP_REDEEM][1]++;
+            if (b->o.wl == WL_MIXED)
+                push_redemption(b, j, body, len);
+        } else if (status == 422) {
+            ct->rejected++;
+            b->ledger_expect[OP_REDEEM][0]++;
+        } else {
+            b->unexpected++;
+        }
+        break;
+    case OP_VALIDATE:
+        if (status != 200)
+            b->unexpected++;
+        break;
+    case OP_UNKNOWN:
+        if (status == 404)
+            b->ledger_expect[OP_UNKNOWN][0]++;
+        else
+            b->unexpected++;
+        break;
+    case OP_REVERSE:
+        if (status == 200) {
+            ct->reversed++;
+            usermap_add(b->users, j->coupon, j->user, -1);
+            b->ledger_expect[OP_REVERSE][1]++;
+        } else {
+            b->unexpected++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void track_unknown(struct bench *b, const struct job *j)
+{
+    b->unknown_outcomes++;
+    if (j->op != OP_UNKNOWN)
+        b->coupons[j->coupon].unknown++;
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+static int violations;
+
+__attribute__((format(printf, 1, 2))) static void violation(const char *fmt, ...)
+{
+    if (violations++ >= 20)
+        return; /* the first ones say enough */
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "INVARIANT VIOLATED: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void check_coupons(struct bench *b)
+{
+    char path[128];
+    for (int i = 0; i < b->ncoupons; i++) {
+        struct coupon_track *ct = &b->coupons[i];
+        snprintf(path, sizeof(path), "/v1/coupons/%s", ct->code);
+        char *body;
+        int st = sync_http(b, "GET", path, b->o.admin_key, NULL, &body);
+        json_t *o = st == 200 ? json_loads(body, 0, NULL) : NULL;
+        free(body);
+        if (!o) {
+            violation("coupon %s unreadable after the run (HTTP %d)", ct->code, st);
+            continue;
+        }
+        long long used = json_integer_value(json_object_get(json_object_get(o, "used"), "total"));
+        json_decref(o);
+        long long net = (long long)(ct->accepted - ct->reversed);
+        if (used < net || used > net + (long long)ct->unknown)
+            violation("coupon %s: Redis says used=%lld, the answers say accepted-reversed=%lld",
+                      ct->code, used, net);
+        if (b->o.total && net > b->o.total)
+            violation("coupon %s: %lld uses accepted over a total limit of %lld", ct->code, net,
+                      b->o.total);
+    }
+    if (b->o.per_user) {
+        for (size_t i = 0; i < b->users->cap; i++) {
+            const struct uentry *e = &b->users->t[i];
+            if (e->key && e->net > b->o.per_user)
+                violation("coupon %s: one user was granted %lld uses over a limit of %lld",
+                          b->coupons[(e->key - 1) >> 40].code, (long long)e->net, b->o.per_user);
+        }
+    }
+}
+
+static void check_redis_users(struct bench *b)
+{
+    char host[128];
+    snprintf(host, sizeof(host), "%s", b->o.redis);
+    char *colon = strrchr(host, ':');
+    int port = colon ? atoi(colon + 1) : 6379;
+    if (colon)
+        *colon = '\0';
+    redisContext *rc = redisConnect(host, port);
+    if (!rc || rc->err) {
+        violation("cannot connect to Redis at %s", b->o.redis);
+        if (rc)
+            redisFree(rc);
+        return;
+    }
+    redisReply *r = redisCommand(rc, "HGET rd:meta buckets");
+    uint32_t nb = r && r->type == REDIS_REPLY_STRING ? (uint32_t)atoi(r->str) : 0;
+    if (r)
+        freeReplyObject(r);
+    if (nb == 0) {
+        violation("Redis at %s holds no redeemd install", b->o.redis);
+        redisFree(rc);
+        return;
+    }
+    /* pipelined in chunks: one HGET per (coupon, user) this run touched */
+    enum { CHUNK = 1000 };
+    size_t idx[CHUNK], n = 0;
+    char key[RD_KEY_MAX], field[96];
+    for (size_t i = 0; i <= b->users->cap; i++) {
+        if (i < b->users->cap && b->users->t[i].key) {
+            const struct uentry *e = &b->users->t[i];
+            const struct coupon_track *ct = &b->coupons[(e->key - 1) >> 40];
+            uint32_t bucket = rd_bucket_of(ct->code, strlen(ct->code), nb);
+            rd_key_users(key, sizeof(key), bucket, ct->code);
+            char uid[64];
+            user_id(b, (e->key - 1) & ((1ULL << 40) - 1), uid, sizeof(uid));
+            snprintf(field, sizeof(field), "t:%s", uid);
+            redisAppendCommand(rc, "HGET %s %s", key, field);
+            idx[n++] = i;
+        }
+        if (n == CHUNK || (i == b->users->cap && n > 0)) {
+            for (size_t k = 0; k < n; k++) {
+                if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+                    violation("Redis connection lost during the check");
+                    redisFree(rc);
+                    return;
+                }
+                const struct uentry *e = &b->users->t[idx[k]];
+                const struct coupon_track *ct = &b->coupons[(e->key - 1) >> 40];
+                long long got = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+                freeReplyObject(r);
+                if (got < e->net || got > e->net + (long long)ct->unknown)
+                    violation("coupon %s: a user's Redis count is %lld, the answers say %lld",
+                              ct->code, got, (long long)e->net);
+            }
+            n = 0;
+        }
+    }
+    redisFree(rc);
+}
+
+static long long backlog_now(const struct bench *b)
+{
+    char *body;
+    int st = sync_http(b, "GET", "/metrics", NULL, NULL, &body);
+    long long v = st == 200 ? (long long)metrics_value(body, "redeemd_outbox_backlog") : -2;
+    free(body);
+    return v;
+}
+
+static const char *kind_of(int op)
+{
+    static const char *const k[] = {"validate", "redeem", "reverse", "validate"};
+    return k[op];
+}
+
+static void check_ledger(struct bench *b)
+{
+    /* the ledger is complete once the outbox is empty */
+    int64_t deadline = rd_mono_ms() + (int64_t)(b->o.drain_timeout_s * 1000);
+    long long bl;
+    while ((bl = backlog_now(b)) != 0 && rd_mono_ms() < deadline)
+        usleep(100000);
+    if (bl != 0) {
+        violation("the outbox did not drain (backlog %lld after %.0f s)", bl, b->o.drain_timeout_s);
+        return;
+    }
+    PGconn *pg = PQconnectdb(b->o.pg);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        violation("cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return;
+    }
+    char like[40];
+    snprintf(like, sizeof(like), "RB%s-%%", b->run);
+    const char *params[] = {like};
+    PGresult *res = PQexecParams(pg,
+                                 "SELECT kind, outcome, count(*), count(DISTINCT txn_id) FROM "
+                                 "transactions WHERE code LIKE $1 AND kind IN ('redeem', "
+                                 "'reverse', 'validate') GROUP BY 1, 2",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        violation("ledger query failed: %s", PQerrorMessage(pg));
+        PQclear(res);
+        PQfinish(pg);
+        return;
+    }
+    long long got[3][2] = {{0}}; /* validate, redeem, reverse */
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *kind = PQgetvalue(res, i, 0);
+        int acc = strcmp(PQgetvalue(res, i, 1), "accepted") == 0;
+        int k = strcmp(kind, "redeem") == 0 ? 1 : strcmp(kind, "reverse") == 0 ? 2 : 0;
+        got[k][acc] = atoll(PQgetvalue(res, i, 2));
+        if (atoll(PQgetvalue(res, i, 3)) != got[k][acc])
+            violation("ledger: %s rows with repeated transaction ids (%lld rows, %lld ids)", kind,
+                      got[k][acc], atoll(PQgetvalue(res, i, 3)));
+    }
+    PQclear(res);
+    long long want[3][2] = {
+        {(long long)b->ledger_expect[OP_UNKNOWN][0], 0},
+        {(long long)b->ledger_expect[OP_REDEEM][0], (long long)b->ledger_expect[OP_REDEEM][1]},
+        {(long long)b->ledger_expect[OP_REVERSE][0], (long long)b->ledger_expect[OP_REVERSE][1]},
+    };
+    long long slack = (long long)b->unknown_outcomes;
+    for (int k = 0; k < 3; k++)
+        for (int a = 0; a < 2; a++)
+            if (got[k][a] < want[k][a] || got[k][a] > want[k][a] + slack) {
+                char what[64];
+                snprintf(what, sizeof(what), "%s/%s", kind_of(k == 0 ? OP_UNKNOWN : k),
+                         a ? "accepted" : "rejected");
+                violation("ledger: %s rows %lld, answers %lld", what, got[k][a], want[k][a]);
+            }
+    /* and coupon by coupon: accepted redemptions and reversals */
+    res = PQexecParams(pg,
+                       "SELECT code, count(*) FILTER (WHERE kind = 'redeem' AND outcome = "
+                       "'accepted'), count(*) FILTER (WHERE kind = 'reverse' AND outcome = "
+                       "'accepted') FROM transactions WHERE code LIKE $1 GROUP BY code",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        long long seen = 0;
+        for (int i = 0; i < PQntuples(res); i++) {
+            const char *code = PQgetvalue(res, i, 0);
+            for (int c = 0; c < b->ncoupons; c++) {
+                const struct coupon_track *ct = &b->coupons[c];
+                if (strcmp(ct->code, code) != 0)
+                    continue;
+                seen++;
+                long long acc = atoll(PQgetvalue(res, i, 1));
+                long long rev = atoll(PQgetvalue(res, i, 2));
+                if (acc < (long long)ct->accepted || acc > (long long)(ct->accepted + ct->unknown))
+                    violation("ledger: coupon %s has %lld accepted rows, answers %lld", code, acc,
+                              (long long)ct->accepted);
+                if (rev != (long long)ct->reversed)
+                    violation("ledger: coupon %s has %lld reversal rows, answers %lld", code, rev,
+                              (long long)ct->reversed);
+            }
+        }
+        (void)seen;
+    }
+    PQclear(res);
+    PQfinish(pg);
+}
+
+int check_invariants(struct bench *b)
+{
+    violations = 0;
+    check_coupons(b);
+    if (b->o.redis[0])
+        check_redis_users(b);
+    if (b->o.pg[0])
+        check_ledger(b);
+    return violations;
+}
