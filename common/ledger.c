@@ -106,7 +106,7 @@ static void int_col(struct rd_sbuf *out, const struct entry *e, const char *name
 
 int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
                   const size_t *name_lens, const char *const *values, const size_t *value_lens,
-                  size_t n, long seq)
+                  size_t n)
 {
     struct entry e = {names, values, name_lens, value_lens, n};
     size_t idl, tsl, kl, ol, len;
@@ -199,6 +199,6 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     } else {
         rd_copy_field(out, NULL, 0);
     }
-    rd_sbuf_addf(out, "\t%ld\n", seq);
+    rd_sbuf_add(out, "\n", 1);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "shipper.h"
 #include "rd/log.h"
 
 #define GENERATE_ATTEMPTS 5
@@ -55,6 +56,8 @@ static void on_written(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
+    if (reply)
+        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         rd_reply_redis_failure(r, reply, "coupon_write");
         return;

@@ -73,6 +73,8 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
+    if (reply)
+        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         rd_reply_redis_failure(r, reply, r->redeem_mode ? "redeem" : "validate");
         return;
@@ -286,6 +288,8 @@ static void on_reversed(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
+    if (reply)
+        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
         rd_reply_redis_failure(r, reply, "reverse");
         return;

@@ -33,6 +33,8 @@ enum step {
     ST_BEGIN,     /* BEGIN + staging table */
     ST_COPY,      /* COPY sent, waiting for COPY_IN, then streaming data */
     ST_INSERT,    /* INSERT ... ON CONFLICT, admin rows, COMMIT */
+    ST_FAST_COPY, /* fast path: BEGIN + COPY straight into transactions */
+    ST_FAST_COMMIT,
     ST_ROLLBACK,  /* after a failed statement */
     ST_COMMITTED, /* committed; acknowledgements pending in Redis */
 };
@@ -58,6 +60,9 @@ static struct {
     int reading_pel; /* after a start: re-read this consumer's pending entries first */
     uint32_t next_bucket;
     int64_t next_claim_ms;
+    int64_t next_full_scan_ms;
+    uint32_t *scan;                               /* room for every bucket number */
+    atomic_ullong dirty[RD_BUCKETS_MAX / 64 + 1]; /* set by workers: buckets written to */
 
     PGconn *pg;
     enum pgstate pgstate;
@@ -71,6 +76,9 @@ static struct {
     size_t copy_sent;
     int copying; /* COPY_IN received, data or the end not yet all queued */
     long rows;
+    int batch_admin; /* the batch holds admin rows (coupon_*): they need the staging path */
+    int fast;        /* this attempt takes the fast path */
+    int fast_failed; /* the fast path failed for this batch: the staging path takes it */
     struct ack *acks;
     size_t nacks, cap;
     int64_t batch_started_ms;
@@ -88,6 +96,15 @@ static struct {
 long long rd_shipper_backlog(void)
 {
     return atomic_load(&S.backlog);
+}
+
+void rd_shipper_hint(uint32_t bucket)
+{
+    atomic_ullong *w = &S.dirty[bucket / 64];
+    unsigned long long bit = 1ULL << (bucket % 64);
+    /* test first: a worker setting a bit already set does not take the line from others */
+    if (!(atomic_load_explicit(w, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(w, bit, memory_order_release);
 }
 
 unsigned long long rd_shipper_rows(void)
@@ -283,7 +300,11 @@ static void take_entry(uint32_t b, const redisReply *e)
     }
     char sid[80];
     snprintf(sid, sizeof(sid), "{%04u}:%s", b, id);
-    if (rd_ledger_row(&S.copy, sid, names, nl, values, vl, n, S.rows) < 0) {
+    for (size_t i = 0; i < n; i++)
+        if (nl[i] == 4 && memcmp(names[i], "kind", 4) == 0 && vl[i] > 7 &&
+            memcmp(values[i], "coupon_", 7) == 0)
+            S.batch_admin = 1;
+    if (rd_ledger_row(&S.copy, sid, names, nl, values, vl, n) < 0) {
         dead_letter(b, id, f, "not a ledger entry");
         return;
     }
@@ -291,19 +312,19 @@ static void take_entry(uint32_t b, const redisReply *e)
     add_ack(b, id);
 }
 
-/* Reads up to ship_batch entries, bucket chunk by bucket chunk, starting where the last
- * read stopped so that every bucket gets its turn. */
-static void collect(void)
+/* Reads the given buckets' new entries (pending ones while S.reading_pel), a pipelined
+ * chunk at a time, until the batch is full. A bucket that may hold more than it gave is
+ * marked dirty again. Returns the number of buckets read, or -1 if Redis was lost. */
+static int read_buckets(const uint32_t *list, int n, int *got_any)
 {
-    const int nb = S.cfg->buckets;
-    int scanned = 0, got_any = 0;
     char key[RD_KEY_MAX], count[24];
-    while (scanned < nb && S.rows < S.cfg->ship_batch) {
-        int chunk = nb - scanned < READ_CHUNK ? nb - scanned : READ_CHUNK;
-        snprintf(count, sizeof(count), "%ld", (long)S.cfg->ship_batch - S.rows);
-        uint32_t first = S.next_bucket;
+    int done = 0;
+    while (done < n && S.rows < S.cfg->ship_batch) {
+        int chunk = n - done < READ_CHUNK ? n - done : READ_CHUNK;
+        long want = (long)S.cfg->ship_batch - S.rows;
+        snprintf(count, sizeof(count), "%ld", want);
         for (int i = 0; i < chunk; i++) {
-            log_key(key, (first + (uint32_t)i) % (uint32_t)nb);
+            log_key(key, list[done + i]);
             redisAppendCommand(S.rc, "XREADGROUP GROUP " GROUP " %s COUNT %s STREAMS %s %s",
                                S.consumer, count, key, S.reading_pel ? "0" : ">");
         }
@@ -315,12 +336,12 @@ static void collect(void)
                 for (int k = 0; k < i; k++)
                     freeReplyObject(rs[k]);
                 redis_drop(S.rc->errstr);
-                return;
+                return -1;
             }
         }
         for (int i = 0; i < chunk; i++) {
             redisReply *r = rs[i];
-            uint32_t b = (first + (uint32_t)i) % (uint32_t)nb;
+            uint32_t b = list[done + i];
             if (r->type == REDIS_REPLY_ERROR) {
                 if (is_err(r, "NOGROUP"))
                     S.groups_ready = 0; /* Redis lost its data: recreate the groups */
@@ -330,16 +351,61 @@ static void collect(void)
                 const redisReply *entries = r->element[0]->element[1];
                 for (size_t j = 0; j < entries->elements && S.rc; j++) {
                     take_entry(b, entries->element[j]);
-                    got_any = 1;
+                    *got_any = 1;
                 }
+                if ((long)entries->elements >= want)
+                    rd_shipper_hint(b); /* a full read: there may be more */
             }
             freeReplyObject(r);
         }
         if (!S.rc)
-            return;
-        S.next_bucket = (first + (uint32_t)chunk) % (uint32_t)nb;
-        scanned += chunk;
+            return -1;
+        done += chunk;
     }
+    return done;
+}
+
+/* Fills the batch. Buckets the workers of this process wrote to (rd_shipper_hint) are read
+ * first: with a hot coupon that is one stream instead of all of them. Every
+ * ship_interval_ms, and until the pending list is drained after a start, every bucket is
+ * read in turn, which also picks up what other redeemd processes wrote. */
+static void collect(void)
+{
+    const int nb = S.cfg->buckets;
+    int got_any = 0;
+    if (!S.reading_pel) {
+        uint32_t *list = S.scan, n = 0;
+        for (int w = 0; w < (nb + 63) / 64; w++) {
+            uint64_t bits = atomic_exchange_explicit(&S.dirty[w], 0, memory_order_acquire);
+            while (bits) {
+                int bit = __builtin_ctzll(bits);
+                bits &= bits - 1;
+                list[n++] = (uint32_t)(w * 64 + bit);
+            }
+        }
+        if (read_buckets(list, (int)n, &got_any) < 0)
+            return;
+    }
+    int64_t now = rd_mono_ms();
+    if (!S.reading_pel && now < S.next_full_scan_ms)
+        return;
+    /* the full round, from where the last one stopped so that every bucket gets its turn */
+    int scanned = 0;
+    while (scanned < nb && S.rows < S.cfg->ship_batch) {
+        int chunk = nb - scanned < READ_CHUNK ? nb - scanned : READ_CHUNK;
+        uint32_t list[READ_CHUNK];
+        for (int i = 0; i < chunk; i++)
+            list[i] = (S.next_bucket + (uint32_t)i) % (uint32_t)nb;
+        int done = read_buckets(list, chunk, &got_any);
+        if (done < 0)
+            return;
+        S.next_bucket = (S.next_bucket + (uint32_t)done) % (uint32_t)nb;
+        scanned += done;
+        if (done < chunk)
+            break;
+    }
+    if (scanned >= nb)
+        S.next_full_scan_ms = now + S.cfg->ship_interval_ms;
     if (S.reading_pel && scanned >= nb && !got_any) {
         S.reading_pel = 0; /* the pending list is drained; new entries from now on */
         rd_info("event=shipper_pending_drained consumer=%s", S.consumer);
@@ -531,8 +597,19 @@ static void start_batch(void)
     S.copy_sent = 0;
     S.copying = 0;
     S.batch_started_ms = rd_mono_ms();
+    /* The fast path COPYs straight into the ledger: one pass, no staging table, no sort. It
+     * fails only when a row is already there (a batch shipped again after a crash between
+     * COMMIT and XACK) or its month has no partition yet; the batch then rolls back and
+     * takes the staging path, which inserts ON CONFLICT DO NOTHING and creates partitions.
+     * Admin rows always take the staging path (they also update the audit log and the
+     * coupon mirror, in stream order). */
+    S.fast = !S.batch_admin && !S.fast_failed;
+    if (S.fast) {
+        pg_send("BEGIN; COPY transactions (" RD_LEDGER_COLUMNS ") FROM STDIN", ST_FAST_COPY);
+        return;
+    }
     pg_send("BEGIN; CREATE TEMP TABLE IF NOT EXISTS staging (LIKE transactions INCLUDING "
-            "DEFAULTS, seq bigint) ON COMMIT DELETE ROWS",
+            "DEFAULTS, seq bigserial) ON COMMIT DELETE ROWS",
             ST_BEGIN);
 }
 
@@ -545,6 +622,7 @@ static void batch_done(void)
              (long long)(rd_mono_ms() - S.batch_started_ms));
     S.copy.len = 0;
     S.rows = 0;
+    S.batch_admin = S.fast_failed = 0;
     S.step = ST_IDLE;
     S.pg_backoff_ms = 100;
 }
@@ -604,7 +682,13 @@ static void step_finished(void)
     }
     switch (S.step) {
     case ST_BEGIN:
-        pg_send("COPY staging (" RD_LEDGER_COLUMNS ", seq) FROM STDIN", ST_COPY);
+        pg_send("COPY staging (" RD_LEDGER_COLUMNS ") FROM STDIN", ST_COPY);
+        break;
+    case ST_FAST_COPY:
+        pg_send("COMMIT", ST_FAST_COMMIT);
+        break;
+    case ST_FAST_COMMIT:
+        after_commit();
         break;
     case ST_COPY:
         pg_send("SELECT rd_ensure_partition(min(ts)) FROM staging "
@@ -618,6 +702,13 @@ static void step_finished(void)
         after_commit();
         break;
     case ST_ROLLBACK:
+        if (S.fast) {
+            /* expected now and then (see start_batch): the staging path, at once */
+            S.fast_failed = 1;
+            S.step = ST_IDLE;
+            start_batch();
+            break;
+        }
         /* a statement failed with the connection intact: retry the batch after a pause */
         S.step = ST_IDLE;
         S.pg_retry_ms = rd_mono_ms() + S.pg_backoff_ms;
@@ -704,11 +795,10 @@ static void pg_io(evutil_socket_t fd, short what, void *arg)
             char msg[300];
             snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
             msg[strcspn(msg, "\n")] = '\0';
-            rd_error("event=shipper_statement_failed step=%d sqlstate=%s err=\"%s\"", S.step,
-                     PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                         ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                         : "-",
-                     msg);
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            rd_log(S.fast ? RD_LOG_INFO : RD_LOG_ERROR,
+                   "event=shipper_statement_failed step=%d sqlstate=%s err=\"%s\"%s", S.step,
+                   state ? state : "-", msg, S.fast ? " action=staging_path" : "");
             S.failed = 1;
         }
         PQclear(res);
@@ -812,6 +902,7 @@ static void *shipper_main(void *arg)
     event_base_free(S.base);
     rd_sbuf_free(&S.copy);
     free(S.acks);
+    free(S.scan);
     return NULL;
 }
 
@@ -821,6 +912,9 @@ int rd_shipper_start(const struct rd_config *cfg)
     S.cfg = cfg;
     atomic_store(&S.backlog, -1);
     S.reading_pel = 1;
+    S.scan = malloc((size_t)cfg->buckets * sizeof(*S.scan));
+    if (!S.scan)
+        return -1;
     S.pg_backoff_ms = 100;
     rd_sbuf_init(&S.copy);
     if (cfg->shipper_name[0]) {

@@ -26,6 +26,8 @@
 #ifndef RD_SHIPPER_H
 #define RD_SHIPPER_H
 
+#include <stdint.h>
+
 #include "rd/config.h"
 #include "rd/metrics.h"
 
@@ -43,6 +45,11 @@ int rd_shipper_start(const struct rd_config *cfg);
 void rd_shipper_stop(void);
 /** Entries not yet shipped, summed over the bucket streams; -1 before the first count. */
 long long rd_shipper_backlog(void);
+/**
+ * A worker wrote to bucket's outbox stream (any thread, lock-free): the shipper reads that
+ * stream next instead of waiting for its round of all streams.
+ */
+void rd_shipper_hint(uint32_t bucket);
 /** Rows committed to PostgreSQL since start. */
 unsigned long long rd_shipper_rows(void);
 /** Any thread: the shipper's counters. */

@@ -53,9 +53,17 @@ rd_redis_start() {
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         --appendonly yes --appendfsync always --maxmemory-policy noeviction \
         --save '' >/dev/null || rd_die "redis-server did not start (see $dir/redis.log)"
-    local i
-    for i in $(seq 1 100); do
-        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+    # A large data set takes a while to load from the AOF; Redis answers LOADING meanwhile.
+    local i out said=
+    for i in $(seq 1 6000); do
+        out=$(redis-cli -p "$port" ping 2>&1 || true)
+        case $out in
+        PONG) return 0 ;;
+        *LOADING*) [ -n "$said" ] || { rd_say "Redis is loading its data set..."; said=1; } ;;
+        esac
+        if [ "$i" -gt 100 ] && [ -z "$said" ]; then
+            break
+        fi
         sleep 0.1
     done
     rd_die "redis-server on port $port did not answer (see $dir/redis.log)"

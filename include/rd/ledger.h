@@ -21,12 +21,12 @@
 
 /**
  * Appends one COPY text line (with trailing newline) for the entry to out: the columns of
- * RD_LEDGER_COLUMNS followed by seq. stream_id identifies the entry ("{0042}:1700-0").
+ * RD_LEDGER_COLUMNS. stream_id identifies the entry ("{0042}:1700-0").
  * Arrays are borrowed. Returns 0, or -1 (out unchanged) if the entry is not a ledger row.
  */
 int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
                   const size_t *name_lens, const char *const *values, const size_t *value_lens,
-                  size_t n, long seq);
+                  size_t n);
 
 /** Appends s as one COPY text field (escaped), or \N when s is NULL. */
 void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len);

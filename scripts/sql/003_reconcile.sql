@@ -1,3 +1,3 @@
 -- reconcile looks up the reversal of each redemption by its id
 CREATE INDEX IF NOT EXISTS transactions_ref ON transactions (ref_id) WHERE ref_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS transactions_txn ON transactions (txn_id);
+-- transactions_txn was created here; 004_ingest.sql drops it (the primary key serves it).
