@@ -112,10 +112,26 @@ void bench_write_request(struct conn *c, struct evbuffer *out)
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+static double scrape_cpu(struct bench *b, long long *backlog);
+
+/* The measured window closes: the server's CPU counter is read at its edge. */
+static void end_measurement(struct bench *b)
+{
+    if (!b->measuring)
+        return;
+    int64_t now = rd_mono_us();
+    b->measuring = 0;
+    if (b->o.requests || now < b->measure_to)
+        b->measure_to = now;
+    if (b->metrics_ok)
+        b->cpu_after = scrape_cpu(b, &b->backlog_end);
+}
+
 static void maybe_finish(struct bench *b)
 {
     if (!b->stopping || b->finished)
         return;
+    end_measurement(b);
     for (int i = 0; i < b->o.conns; i++)
         if (b->conns[i].busy)
             return;
@@ -233,8 +249,10 @@ void bench_on_answer(struct conn *c, int status, const char *body, size_t len, i
             count_body_code(&b->counts, body, len);
         b->op_done[c->job.op]++;
         b->measured++;
-        if (b->o.requests > 0 && b->measured >= (uint64_t)b->o.requests)
+        if (b->o.requests > 0 && b->measured >= (uint64_t)b->o.requests) {
             b->stopping = 1;
+            end_measurement(b);
+        }
     }
     b->completed++;
     if (status == 503 || status == 429) {
@@ -300,12 +318,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (b->measuring && !b->stopping && b->o.requests == 0 && now >= b->measure_to)
         b->stopping = 1;
     if (b->stopping) {
-        if (b->measuring) {
-            b->measuring = 0;
-            b->measure_to = now < b->measure_to || b->o.requests ? now : b->measure_to;
-            if (b->metrics_ok)
-                b->cpu_after = scrape_cpu(b, &b->backlog_end);
-        }
+        end_measurement(b);
         maybe_finish(b);
         if (!b->finished) {
             struct timeval tv = {0, 20000};

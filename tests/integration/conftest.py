@@ -24,6 +24,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.environ.get("RD_BUILD_DIR", os.path.join(ROOT, "build")))
 REDEEMD = os.path.join(BUILD, "redeemd")
 REDEEMCTL = os.path.join(BUILD, "redeemctl")
+REDEEM_BENCH = os.path.join(BUILD, "redeem-bench")
 PGBIN = "/usr/lib/postgresql/15/bin"
 SANITIZED = os.environ.get("RD_SANITIZED") == "1"
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
