@@ -3,6 +3,7 @@
  * Line logger. Each line is formatted into a stack buffer and written with one write(2), so
  * lines from different threads never interleave.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -31,6 +32,10 @@ void rd_log_set_level(int level)
 void rd_log_set_thread_name(const char *name)
 {
     thread_name = name;
+    /* the same name in top -H, perf and /proc/<pid>/task/<tid>/comm */
+    char comm[16];
+    snprintf(comm, sizeof(comm), "rd-%s", name);
+    pthread_setname_np(pthread_self(), comm);
 }
 
 void rd_log_vwrite(int level, const char *fmt, va_list ap)

@@ -29,6 +29,8 @@
 #include "rd/rdtime.h"
 #include "redis_client.h"
 
+struct rd_req;
+
 struct rd_worker {
     int idx;
     char name[16];
@@ -46,8 +48,11 @@ struct rd_worker {
     struct rd_wmetrics m;
     int stopping;
     int64_t stop_deadline_ms;
-    atomic_int inflight; /* read by /metrics on any worker */
-    uint8_t rnd[4096];   /* getrandom() pool: one syscall per 4 KiB of ids */
+    atomic_int inflight;  /* read by /metrics on any worker */
+    struct rd_req *spare; /* freed request contexts, reused (each is 5.7 KB: past malloc's
+                             fast paths, so a fresh one per request costs) */
+    int nspare;
+    uint8_t rnd[4096]; /* getrandom() pool: one syscall per 4 KiB of ids */
     size_t rnd_used;
 };
 

@@ -52,7 +52,7 @@ rd_redis_start() {
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         --appendonly yes --appendfsync always --maxmemory-policy noeviction \
-        --save '' >/dev/null || rd_die "redis-server did not start (see $dir/redis.log)"
+        --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/redis.log)"
     # A large data set takes a while to load from the AOF; Redis answers LOADING meanwhile.
     local i out said=
     for i in $(seq 1 6000); do
@@ -94,7 +94,7 @@ rd_pg_start() {
             rd_die "initdb failed"
     fi
     rd_as_pg "$RD_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null ||
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null 9>&- ||
         rd_die "PostgreSQL did not start (see $dir/server.log)"
     # redeemd owns its database and creates the read-only redeemd_fraud role (migration 002)
     psql -h 127.0.0.1 -p "$port" -U postgres -qtAc \
