@@ -21,12 +21,17 @@
 #include "shipper.h"
 #include "worker.h"
 
-#define GROUP          "pgsink"
-#define READ_CHUNK     16 /* buckets per pipelined read */
+#define GROUP      "pgsink"
+#define READ_CHUNK 16 /* buckets per pipelined read */
+/* Redis runs one command (or one script) at a time: every command the shipper sends is kept
+ * short, so that checkout calls never wait long behind it. */
+#define READ_SLICE     200 /* entries per XREADGROUP */
+#define ACK_SLICE      200 /* entries per ship_ack call */
+#define SLICE          64  /* XLENs per pipelined round trip */
 #define CLAIM_EVERY_MS 5000
-#define COUNT_EVERY_MS 250
+#define COUNT_EVERY_MS 500
 #define COPY_CHUNK     65536
-#define RATE_SAMPLES   5 /* 4 intervals of COUNT_EVERY_MS: one second */
+#define RATE_SAMPLES   3 /* 2 intervals of COUNT_EVERY_MS: one second */
 
 enum step {
     ST_IDLE = 0,  /* no batch in PostgreSQL */
@@ -322,6 +327,8 @@ static int read_buckets(const uint32_t *list, int n, int *got_any)
     while (done < n && S.rows < S.cfg->ship_batch) {
         int chunk = n - done < READ_CHUNK ? n - done : READ_CHUNK;
         long want = (long)S.cfg->ship_batch - S.rows;
+        if (want > READ_SLICE)
+            want = READ_SLICE;
         snprintf(count, sizeof(count), "%ld", want);
         for (int i = 0; i < chunk; i++) {
             log_key(key, list[done + i]);
@@ -373,7 +380,9 @@ static void collect(void)
 {
     const int nb = S.cfg->buckets;
     int got_any = 0;
-    if (!S.reading_pel) {
+    /* a bucket read in full is hinted again, so this goes on until the batch is full or
+     * every hinted stream is drained */
+    while (!S.reading_pel && S.rows < S.cfg->ship_batch) {
         uint32_t *list = S.scan, n = 0;
         for (int w = 0; w < (nb + 63) / 64; w++) {
             uint64_t bits = atomic_exchange_explicit(&S.dirty[w], 0, memory_order_acquire);
@@ -383,8 +392,13 @@ static void collect(void)
                 list[n++] = (uint32_t)(w * 64 + bit);
             }
         }
-        if (read_buckets(list, (int)n, &got_any) < 0)
+        if (n == 0)
+            break;
+        int done = read_buckets(list, (int)n, &got_any);
+        if (done < 0)
             return;
+        for (uint32_t i = (uint32_t)done; i < n; i++)
+            rd_shipper_hint(list[i]); /* the batch filled up first: next time */
     }
     int64_t now = rd_mono_ms();
     if (!S.reading_pel && now < S.next_full_scan_ms)
@@ -454,23 +468,28 @@ static void claim_stale(void)
     }
 }
 
+/* Sums XLEN over the streams, SLICE at a time: Redis runs a whole pipeline it has read in
+ * one go, and a thousand XLENs at once would hold every checkout call behind them. */
 static void count_backlog(void)
 {
     char key[RD_KEY_MAX];
-    for (int b = 0; b < S.cfg->buckets; b++) {
-        log_key(key, (uint32_t)b);
-        redisAppendCommand(S.rc, "XLEN %s", key);
-    }
     long long total = 0;
-    for (int b = 0; b < S.cfg->buckets; b++) {
-        redisReply *r;
-        if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
-            redis_drop(S.rc->errstr);
-            return;
+    for (int first = 0; first < S.cfg->buckets; first += SLICE) {
+        int n = S.cfg->buckets - first < SLICE ? S.cfg->buckets - first : SLICE;
+        for (int b = first; b < first + n; b++) {
+            log_key(key, (uint32_t)b);
+            redisAppendCommand(S.rc, "XLEN %s", key);
         }
-        if (r->type == REDIS_REPLY_INTEGER)
-            total += r->integer;
-        freeReplyObject(r);
+        for (int i = 0; i < n; i++) {
+            redisReply *r;
+            if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
+                redis_drop(S.rc->errstr);
+                return;
+            }
+            if (r->type == REDIS_REPLY_INTEGER)
+                total += r->integer;
+            freeReplyObject(r);
+        }
     }
     atomic_store(&S.backlog, total);
 }
@@ -484,8 +503,8 @@ static int acknowledge(void)
         uint32_t b = S.acks[i].bucket;
         char key[RD_KEY_MAX];
         log_key(key, b);
-        const char *argv[1030];
-        size_t lens[1030];
+        const char *argv[5 + ACK_SLICE];
+        size_t lens[5 + ACK_SLICE];
         int n = 0;
         argv[n] = "EVALSHA", lens[n++] = 7;
         argv[n] = s->sha1, lens[n++] = 40;
@@ -493,7 +512,7 @@ static int acknowledge(void)
         argv[n] = key, lens[n++] = strlen(key);
         argv[n] = GROUP, lens[n++] = strlen(GROUP);
         size_t j = i;
-        for (; j < S.nacks && S.acks[j].bucket == b && n < 1030; j++) {
+        for (; j < S.nacks && S.acks[j].bucket == b && j - i < ACK_SLICE; j++) {
             argv[n] = S.acks[j].id;
             lens[n++] = strlen(S.acks[j].id);
         }

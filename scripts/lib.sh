@@ -45,13 +45,15 @@ rd_free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# rd_redis_start DIR PORT: durable settings of DESIGN §2 (AOF always, noeviction).
+# rd_redis_start DIR PORT: durable settings of DESIGN §2 (AOF always, noeviction). An AOF
+# rewrite forks and rewrites the whole data set, a latency spike each time: not before 1 GB.
 rd_redis_start() {
     local dir=$1 port=$2
     mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-        --appendonly yes --appendfsync always --maxmemory-policy noeviction \
+        --appendonly yes --appendfsync "${RD_REDIS_APPENDFSYNC:-always}" \
+        --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
         --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/redis.log)"
     # A large data set takes a while to load from the AOF; Redis answers LOADING meanwhile.
     local i out said=
