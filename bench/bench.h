@@ -21,9 +21,9 @@
 
 #include "rd/hist.h"
 
-enum op { OP_VALIDATE, OP_REDEEM, OP_REVERSE, OP_UNKNOWN, OP__COUNT };
+enum op { OP_VALIDATE, OP_REDEEM, OP_REVERSE, OP_UNKNOWN, OP_PAY, OP__COUNT };
 
-enum workload { WL_VALIDATE, WL_REDEEM_HOT, WL_REDEEM_MANY, WL_MIXED, WL_UNKNOWN };
+enum workload { WL_VALIDATE, WL_REDEEM_HOT, WL_REDEEM_MANY, WL_MIXED, WL_UNKNOWN, WL_VOUCHER };
 
 struct opts {
     char host[64];
@@ -40,6 +40,8 @@ struct opts {
     long long users;    /* 0 = a new user for every request */
     long long total;    /* coupon limit; 0 = none */
     long long per_user; /* 0 = none */
+    long long balance;  /* voucher-pay: each voucher's initial balance */
+    long long amount;   /* voucher-pay: each payment */
     int json;
     int quiet;
     char pg[512];    /* conninfo for the ledger check; "" skips it */

@@ -21,8 +21,9 @@
 #include "bench.h"
 #include "rd/rdtime.h"
 
-static const char *const wl_names[] = {"validate", "redeem-hot", "redeem-many", "mixed", "unknown"};
-static const char *const op_names[] = {"validate", "redeem", "reverse", "unknown"};
+static const char *const wl_names[] = {"validate", "redeem-hot", "redeem-many",
+                                       "mixed",    "unknown",    "voucher-pay"};
+static const char *const op_names[] = {"validate", "redeem", "reverse", "unknown", "pay"};
 
 uint64_t bench_rand(struct bench *b)
 {
@@ -58,6 +59,9 @@ static void next_job(struct bench *b, struct job *j)
     case WL_UNKNOWN:
         j->op = OP_UNKNOWN;
         break;
+    case WL_VOUCHER:
+        j->op = OP_PAY;
+        break;
     case WL_MIXED: {
         uint64_t r = bench_rand(b) % 100;
         j->op = r < 70 ? OP_VALIDATE : r < 95 ? OP_REDEEM : OP_REVERSE;
@@ -92,6 +96,12 @@ void bench_write_request(struct conn *c, struct evbuffer *out)
     if (j->op == OP_REVERSE) {
         snprintf(rpath, sizeof(rpath), "/v1/redemptions/%s/reverse", b->reds[j->redemption].id);
         path = rpath;
+    } else if (j->op == OP_PAY) {
+        snprintf(rpath, sizeof(rpath), "/v1/vouchers/%s/pay", code);
+        path = rpath;
+        blen = snprintf(body, sizeof(body),
+                        "{\"amount\":%lld,\"currency\":\"EUR\",\"user_id\":\"%s\"}", b->o.amount,
+                        user);
     } else {
         blen = snprintf(body, sizeof(body),
                         "{\"code\":\"%s\",\"user_id\":\"%s\",\"order_amount\":10000,"
@@ -102,7 +112,7 @@ void bench_write_request(struct conn *c, struct evbuffer *out)
                         "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
                         "Content-Type: application/json\r\nContent-Length: %d\r\n",
                         path, b->o.host, b->o.key, blen);
-    if (j->op == OP_REDEEM || j->op == OP_REVERSE)
+    if (j->op == OP_REDEEM || j->op == OP_REVERSE || j->op == OP_PAY)
         evbuffer_add_printf(out, "Idempotency-Key: %s-%llu\r\n", b->run,
                             (unsigned long long)j->seq);
     evbuffer_add(out, "\r\n", 2);
@@ -361,9 +371,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static int create_coupons(struct bench *b)
 {
-    int n = b->o.wl == WL_UNKNOWN                              ? 0
-            : b->o.wl == WL_REDEEM_MANY || b->o.wl == WL_MIXED ? b->o.coupons
-                                                               : 1;
+    int many = b->o.wl == WL_REDEEM_MANY || b->o.wl == WL_MIXED || b->o.wl == WL_VOUCHER;
+    int n = b->o.wl == WL_UNKNOWN ? 0 : many ? b->o.coupons : 1;
     b->coupons = calloc((size_t)(n ? n : 1), sizeof(*b->coupons));
     b->ncoupons = n;
     for (int i = 0; i < n; i++) {
@@ -373,11 +382,15 @@ static int create_coupons(struct bench *b)
             snprintf(total, sizeof(total), "%lld", b->o.total);
         if (b->o.per_user)
             snprintf(per_user, sizeof(per_user), "%lld", b->o.per_user);
+        char what[96];
+        if (b->o.wl == WL_VOUCHER)
+            snprintf(what, sizeof(what), "\"kind\":\"voucher\",\"balance\":%lld", b->o.balance);
+        else
+            snprintf(what, sizeof(what), "\"discount\":{\"type\":\"percent\",\"value\":1000}");
         snprintf(body, sizeof(body),
-                 "{\"code\":\"%s\",\"discount\":{\"type\":\"percent\",\"value\":1000},"
-                 "\"currency\":\"EUR\",\"campaign\":\"bench-%s\",\"limits\":{\"total\":%s,"
-                 "\"per_user\":%s}}",
-                 b->coupons[i].code, b->run, total, per_user);
+                 "{\"code\":\"%s\",%s,\"currency\":\"EUR\",\"campaign\":\"bench-%s\","
+                 "\"limits\":{\"total\":%s,\"per_user\":%s}}",
+                 b->coupons[i].code, what, b->run, total, per_user);
         char *resp;
         int st = sync_http(b, "POST", "/v1/coupons", b->o.admin_key, body, &resp);
         if (st != 201) {
@@ -508,16 +521,19 @@ static void usage(FILE *f)
             "  --url http://HOST:PORT     redeemd (default http://127.0.0.1:8080)\n"
             "  --key KEY                  API key with scope redeem (and admin, or --admin-key)\n"
             "  --admin-key KEY            API key with scope admin, to create coupons\n"
-            "  -w, --workload W           validate | redeem-hot | redeem-many | mixed | unknown\n"
-            "                             (mixed: 70%% validate, 25%% redeem, 5%% reverse)\n"
+            "  -w, --workload W           validate | redeem-hot | redeem-many | mixed | unknown |\n"
+            "                             voucher-pay (mixed: 70%% validate, 25%% redeem, 5%% "
+            "reverse)\n"
             "  -c, --connections N        keep-alive connections (default 32)\n"
             "  --rate R                   open loop at R requests/s (default: closed loop)\n"
             "  -d, --duration S           measured seconds (default 10)\n"
             "  -n, --requests N           stop after N measured requests instead\n"
             "  --warmup S                 unmeasured seconds first (default 1)\n"
-            "  --coupons N                coupons for redeem-many and mixed (default 1000)\n"
+            "  --coupons N                coupons (vouchers) for redeem-many, mixed, voucher-pay "
+            "(1000)\n"
             "  --users N                  users drawn from N (default: a new user per request)\n"
             "  --total N, --per-user N    limits of the created coupons (default none)\n"
+            "  --balance N, --amount N    voucher-pay: initial balance (100000000), payment (1)\n"
             "  --pg CONNINFO              check ledger rows against the answers\n"
             "  --redis HOST:PORT          check per-user Redis counts against the answers\n"
             "  --drain-timeout S          wait this long for the outbox to drain (default 120)\n"
@@ -543,14 +559,29 @@ static int parse_url(struct opts *o, const char *url)
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"url", 1, 0, 'u'},           {"key", 1, 0, 'k'},         {"admin-key", 1, 0, 'A'},
-        {"workload", 1, 0, 'w'},      {"connections", 1, 0, 'c'}, {"rate", 1, 0, 'r'},
-        {"duration", 1, 0, 'd'},      {"requests", 1, 0, 'n'},    {"warmup", 1, 0, 'W'},
-        {"coupons", 1, 0, 'C'},       {"users", 1, 0, 'U'},       {"total", 1, 0, 'T'},
-        {"per-user", 1, 0, 'P'},      {"pg", 1, 0, 'g'},          {"redis", 1, 0, 'R'},
-        {"drain-timeout", 1, 0, 'D'}, {"no-check", 0, 0, 'N'},    {"json", 0, 0, 'j'},
-        {"quiet", 0, 0, 'q'},         {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"url", 1, 0, 'u'},
+                                       {"key", 1, 0, 'k'},
+                                       {"admin-key", 1, 0, 'A'},
+                                       {"workload", 1, 0, 'w'},
+                                       {"connections", 1, 0, 'c'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"duration", 1, 0, 'd'},
+                                       {"requests", 1, 0, 'n'},
+                                       {"warmup", 1, 0, 'W'},
+                                       {"coupons", 1, 0, 'C'},
+                                       {"users", 1, 0, 'U'},
+                                       {"total", 1, 0, 'T'},
+                                       {"per-user", 1, 0, 'P'},
+                                       {"pg", 1, 0, 'g'},
+                                       {"redis", 1, 0, 'R'},
+                                       {"drain-timeout", 1, 0, 'D'},
+                                       {"no-check", 0, 0, 'N'},
+                                       {"json", 0, 0, 'j'},
+                                       {"quiet", 0, 0, 'q'},
+                                       {"help", 0, 0, 'h'},
+                                       {"balance", 1, 0, 'B'},
+                                       {"amount", 1, 0, 'M'},
+                                       {0, 0, 0, 0}};
     snprintf(o->host, sizeof(o->host), "127.0.0.1");
     o->port = 8080;
     o->conns = 32;
@@ -560,6 +591,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
     o->drain_timeout_s = 120;
     o->check = 1;
     o->max_retries = 200;
+    o->balance = 100000000;
+    o->amount = 1;
     o->wl = WL_REDEEM_HOT;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:d:n:w:qh", lo, NULL)) != -1) {
@@ -615,6 +648,12 @@ static int parse_args(struct opts *o, int argc, char **argv)
         case 'P':
             o->per_user = atoll(optarg);
             break;
+        case 'B':
+            o->balance = atoll(optarg);
+            break;
+        case 'M':
+            o->amount = atoll(optarg);
+            break;
         case 'g':
             snprintf(o->pg, sizeof(o->pg), "%s", optarg);
             break;
@@ -648,7 +687,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         snprintf(o->admin_key, sizeof(o->admin_key), "%s", o->key);
     if (o->conns < 1 || o->conns > 10000 || o->duration_s <= 0 || o->warmup_s < 0 ||
         o->coupons < 1 || o->users < 0 || o->total < 0 || o->per_user < 0 || o->rate < 0 ||
-        o->requests < 0) {
+        o->requests < 0 || o->balance < 1 || o->amount < 1) {
         fprintf(stderr, "redeem-bench: a numeric option is out of range\n");
         return -1;
     }

@@ -146,6 +146,18 @@ void track_answer(struct bench *b, const struct job *j, int status, const char *
         else
             b->unexpected++;
         break;
+    case OP_PAY:
+        if (status == 201) {
+            ct->accepted++;
+            usermap_add(b->users, j->coupon, j->user, 1);
+            b->ledger_expect[OP_PAY][1]++;
+        } else if (status == 422) {
+            ct->rejected++;
+            b->ledger_expect[OP_PAY][0]++;
+        } else {
+            b->unexpected++;
+        }
+        break;
     case OP_REVERSE:
         if (status == 200) {
             ct->reversed++;
@@ -198,6 +210,17 @@ static void check_coupons(struct bench *b)
             continue;
         }
         long long used = json_integer_value(json_object_get(json_object_get(o, "used"), "total"));
+        json_t *bal = json_object_get(o, "balance");
+        if (bal && b->o.wl == WL_VOUCHER) {
+            /* money: what is left is what was loaded less what the answers say was paid */
+            long long have = json_integer_value(bal);
+            long long loaded = json_integer_value(json_object_get(o, "loaded"));
+            long long want = loaded - (long long)ct->accepted * b->o.amount;
+            if (have < 0 || have > want || have < want - (long long)ct->unknown * b->o.amount)
+                violation("voucher %s: balance %lld, loaded %lld less the answered payments "
+                          "is %lld",
+                          ct->code, have, loaded, want);
+        }
         json_decref(o);
         long long net = (long long)(ct->accepted - ct->reversed);
         if (used < net || used > net + (long long)ct->unknown)
@@ -289,7 +312,7 @@ static long long backlog_now(const struct bench *b)
 
 static const char *kind_of(int op)
 {
-    static const char *const k[] = {"validate", "redeem", "reverse", "validate"};
+    static const char *const k[] = {"validate", "redeem", "reverse", "validate", "pay"};
     return k[op];
 }
 
@@ -316,7 +339,7 @@ static void check_ledger(struct bench *b)
     PGresult *res = PQexecParams(pg,
                                  "SELECT kind, outcome, count(*), count(DISTINCT txn_id) FROM "
                                  "transactions WHERE code LIKE $1 AND kind IN ('redeem', "
-                                 "'reverse', 'validate') GROUP BY 1, 2",
+                                 "'reverse', 'validate', 'pay') GROUP BY 1, 2",
                                  1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         violation("ledger query failed: %s", PQerrorMessage(pg));
@@ -324,37 +347,43 @@ static void check_ledger(struct bench *b)
         PQfinish(pg);
         return;
     }
-    long long got[3][2] = {{0}}; /* validate, redeem, reverse */
+    long long got[4][2] = {{0}}; /* validate, redeem, reverse, pay */
     for (int i = 0; i < PQntuples(res); i++) {
         const char *kind = PQgetvalue(res, i, 0);
         int acc = strcmp(PQgetvalue(res, i, 1), "accepted") == 0;
-        int k = strcmp(kind, "redeem") == 0 ? 1 : strcmp(kind, "reverse") == 0 ? 2 : 0;
+        int k = strcmp(kind, "redeem") == 0    ? 1
+                : strcmp(kind, "reverse") == 0 ? 2
+                : strcmp(kind, "pay") == 0     ? 3
+                                               : 0;
         got[k][acc] = atoll(PQgetvalue(res, i, 2));
         if (atoll(PQgetvalue(res, i, 3)) != got[k][acc])
             violation("ledger: %s rows with repeated transaction ids (%lld rows, %lld ids)", kind,
                       got[k][acc], atoll(PQgetvalue(res, i, 3)));
     }
     PQclear(res);
-    long long want[3][2] = {
+    long long want[4][2] = {
         {(long long)b->ledger_expect[OP_UNKNOWN][0], 0},
         {(long long)b->ledger_expect[OP_REDEEM][0], (long long)b->ledger_expect[OP_REDEEM][1]},
         {(long long)b->ledger_expect[OP_REVERSE][0], (long long)b->ledger_expect[OP_REVERSE][1]},
+        {(long long)b->ledger_expect[OP_PAY][0], (long long)b->ledger_expect[OP_PAY][1]},
     };
+    static const int op_of[] = {OP_UNKNOWN, OP_REDEEM, OP_REVERSE, OP_PAY};
     long long slack = (long long)b->unknown_outcomes;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         for (int a = 0; a < 2; a++)
             if (got[k][a] < want[k][a] || got[k][a] > want[k][a] + slack) {
                 char what[64];
-                snprintf(what, sizeof(what), "%s/%s", kind_of(k == 0 ? OP_UNKNOWN : k),
+                snprintf(what, sizeof(what), "%s/%s", kind_of(op_of[k]),
                          a ? "accepted" : "rejected");
                 violation("ledger: %s rows %lld, answers %lld", what, got[k][a], want[k][a]);
             }
     /* and coupon by coupon: accepted redemptions and reversals */
-    res = PQexecParams(pg,
-                       "SELECT code, count(*) FILTER (WHERE kind = 'redeem' AND outcome = "
-                       "'accepted'), count(*) FILTER (WHERE kind = 'reverse' AND outcome = "
-                       "'accepted') FROM transactions WHERE code LIKE $1 GROUP BY code",
-                       1, NULL, params, NULL, NULL, 0);
+    res =
+        PQexecParams(pg,
+                     "SELECT code, count(*) FILTER (WHERE kind IN ('redeem', 'pay') AND "
+                     "outcome = 'accepted'), count(*) FILTER (WHERE kind = 'reverse' AND outcome = "
+                     "'accepted') FROM transactions WHERE code LIKE $1 GROUP BY code",
+                     1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         long long seen = 0;
         for (int i = 0; i < PQntuples(res); i++) {

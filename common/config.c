@@ -85,6 +85,8 @@ static const struct setting settings[] = {
      "deliveries after which an entry goes to the dead-letter stream"},
     {"ship_pause_after_commit_ms", C_INT, OFF(ship_pause_after_commit_ms), 0, 0, 600000, "0",
      "tests only: wait this long between COMMIT and XACK"},
+    {"voucher_max_balance", C_LLONG, OFF(voucher_max_balance), 0, 1, 1000000000000000LL,
+     "100000000", "most a voucher may hold, in minor units (creation and recharge)"},
     {"query_timeout_ms", C_INT, OFF(query_timeout_ms), 0, 100, 3600000, "300000",
      "statement_timeout of ledger reads (GET /v1/transactions exports)"},
 };

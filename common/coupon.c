@@ -181,10 +181,14 @@ static int apply_common(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                         struct rd_verr *e)
 {
     json_t *d = json_object_get(body, "discount");
+    if (d && c->kind == RD_KIND_VOUCHER) {
+        rd_verr_set(e, "discount", "a voucher carries a balance, not a discount");
+        return -1;
+    }
     if (d) {
         if (parse_discount(c, d, creating, e) < 0)
             return -1;
-    } else if (creating) {
+    } else if (creating && c->kind == RD_KIND_DISCOUNT) {
         rd_verr_set(e, "discount", "is required");
         return -1;
     }
@@ -263,6 +267,7 @@ static int apply_common(struct rd_coupon *c, const json_t *body, int64_t now_ms,
 /* The fields of a coupon body. A PATCH may change all but the first two. */
 static const char *const coupon_keys[] = {"code",
                                           "kind",
+                                          "balance",
                                           "discount",
                                           "currency",
                                           "starts_at",
@@ -274,10 +279,10 @@ static const char *const coupon_keys[] = {"code",
                                           "tags",
                                           "metadata",
                                           NULL};
-static const char *const *const patchable_keys = coupon_keys + 2;
+static const char *const *const patchable_keys = coupon_keys + 3;
 
 int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_ms,
-                          struct rd_verr *e)
+                          int64_t max_balance, struct rd_verr *e)
 {
     if (rd_json_only_keys(body, coupon_keys, "", e) < 0)
         return -1;
@@ -285,14 +290,28 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
     int rc = rd_json_str(body, "kind", RD_J_OPTIONAL, 1, 16, &s, NULL, e);
     if (rc < 0)
         return -1;
-    if (rc == 1 && strcmp(s, "discount") != 0) {
-        rd_verr_set(e, "kind",
-                    strcmp(s, "voucher") == 0
-                        ? "stored-value vouchers are not available in this version"
-                        : "must be \"discount\"");
+    if (rc == 1 && strcmp(s, "discount") != 0 && strcmp(s, "voucher") != 0) {
+        rd_verr_set(e, "kind", "must be \"discount\" or \"voucher\"");
         return -1;
     }
-    c->kind = RD_KIND_DISCOUNT;
+    c->kind = rc == 1 && strcmp(s, "voucher") == 0 ? RD_KIND_VOUCHER : RD_KIND_DISCOUNT;
+    if (c->kind == RD_KIND_VOUCHER) {
+        int64_t bal;
+        if (max_balance > RD_AMOUNT_MAX)
+            max_balance = RD_AMOUNT_MAX;
+        rc = rd_json_int(body, "balance", RD_J_REQUIRED, 1, max_balance, &bal, NULL, e);
+        if (rc < 0) {
+            if (json_is_integer(json_object_get(body, "balance")))
+                rd_verr_set(e, "balance",
+                            "must be from 1 to %lld minor units (voucher_max_balance)",
+                            (long long)max_balance);
+            return -1;
+        }
+        c->balance = c->loaded = bal;
+    } else if (json_object_get(body, "balance")) {
+        rd_verr_set(e, "balance", "only a voucher (\"kind\": \"voucher\") has a balance");
+        return -1;
+    }
     rc = rd_json_str(body, "code", RD_J_OPTIONAL, 1, 256, &s, NULL, e);
     if (rc < 0)
         return -1;
@@ -321,6 +340,17 @@ int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_m
         rd_verr_set(e, json_object_get(body, "code") ? "code" : "kind", "cannot be changed");
         return -1;
     }
+    if (c->kind == RD_KIND_VOUCHER && json_object_get(body, "currency")) {
+        rd_verr_set(e, "currency", "cannot be changed on a voucher (its balance is in it)");
+        return -1;
+    }
+    if (json_object_get(body, "balance")) {
+        rd_verr_set(e, "balance",
+                    c->kind == RD_KIND_VOUCHER
+                        ? "cannot be set; add value with POST /v1/vouchers/{code}/recharge"
+                        : "only a voucher has a balance");
+        return -1;
+    }
     if (rd_json_only_keys(body, patchable_keys, "", e) < 0)
         return -1;
     if (json_object_size(body) == 0) {
@@ -336,6 +366,17 @@ int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_m
 int rd_coupon_check(const struct rd_coupon *c, struct rd_verr *e)
 {
     const struct rd_discount *d = &c->discount;
+    if (c->kind == RD_KIND_VOUCHER) {
+        if (c->currency[0] == '\0') {
+            rd_verr_set(e, "currency", "is required for a voucher");
+            return -1;
+        }
+        if (c->starts_at >= 0 && c->expires_at >= 0 && c->starts_at >= c->expires_at) {
+            rd_verr_set(e, "expires_at", "must be after starts_at");
+            return -1;
+        }
+        return 0;
+    }
     if (d->type == RD_DISCOUNT_NONE) {
         rd_verr_set(e, "discount.type", "is required");
         return -1;
@@ -471,6 +512,10 @@ int rd_coupon_from_hash(struct rd_coupon *c, const char *const *names, const siz
                            : IS("updated_at") ? &c->updated_at
                            : IS("ver")        ? &c->ver
                            : IS("used")       ? &c->used
+                           : IS("bal")        ? &c->balance
+                           : IS("loaded")     ? &c->loaded
+                           : IS("spent")      ? &c->spent
+                           : IS("refunded")   ? &c->refunded
                                               : NULL;
             if (IS("utc_off")) {
                 char t[16];
@@ -502,6 +547,8 @@ const char *rd_coupon_status(const struct rd_coupon *c, int64_t now_ms)
     if (c->starts_at >= 0 && now_ms < c->starts_at)
         return "scheduled";
     if (c->limit_total >= 0 && c->used >= c->limit_total)
+        return "exhausted";
+    if (c->kind == RD_KIND_VOUCHER && c->balance <= 0)
         return "exhausted";
     return "active";
 }
@@ -547,5 +594,17 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
     if (!o)
         abort();
     json_object_set_new(o, "updated_at", json_string(rd_time_format(c->updated_at, buf)));
+    if (c->kind == RD_KIND_VOUCHER) {
+        json_object_set_new(o, "discount", json_null());
+        json_object_set_new(o, "balance", json_integer(c->balance));
+        json_object_set_new(o, "loaded", json_integer(c->loaded));
+        json_object_set_new(o, "spent", json_integer(c->spent));
+        json_object_set_new(o, "refunded", json_integer(c->refunded));
+        /* what the issuer still owes: the balance, unless the voucher can no longer be
+         * spent (a disabled one can be re-enabled, so it still counts) */
+        json_object_set_new(
+            o, "outstanding",
+            json_integer(strcmp(rd_coupon_status(c, now_ms), "expired") == 0 ? 0 : c->balance));
+    }
     return o;
 }

@@ -2,6 +2,7 @@
  *
  * Validate/redeem request bodies and the headers around them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,65 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
         if (!r->meta_json)
             abort();
     }
+    return 0;
+}
+
+static int amount_and_currency(struct rd_redeem_req *r, const json_t *body, int need_currency,
+                               struct rd_verr *e)
+{
+    if (rd_json_int(body, "amount", RD_J_REQUIRED, 1, RD_AMOUNT_MAX, &r->order_amount, NULL, e) <
+        0) {
+        if (json_object_get(body, "amount"))
+            rd_verr_set(e, "amount",
+                        "must be a whole number of minor units from 1 to 10^15 (e.g. 2599 for "
+                        "25.99)");
+        return -1;
+    }
+    const char *cur;
+    int rc = rd_json_str(body, "currency", need_currency ? RD_J_REQUIRED : RD_J_OPTIONAL, 1, 8,
+                         &cur, NULL, e);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && rd_currency_normalize(cur, r->currency) < 0) {
+        rd_verr_set(e, "currency", "must be a 3-letter ISO 4217 code such as \"EUR\"");
+        return -1;
+    }
+    return 0;
+}
+
+int rd_pay_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,
+                     struct rd_verr *e)
+{
+    static const char *const keys[] = {"amount",   "currency", "user_id",
+                                       "order_id", "metadata", NULL};
+    memset(r, 0, sizeof(*r));
+    snprintf(r->code, sizeof(r->code), "%s", code);
+    if (rd_json_only_keys(body, keys, "", e) < 0 || amount_and_currency(r, body, 1, e) < 0)
+        return -1;
+    if (rd_json_str(body, "user_id", RD_J_REQUIRED, 1, RD_USER_ID_MAX, &r->user_id, NULL, e) < 0)
+        return -1;
+    if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
+        return -1;
+    json_t *m = json_object_get(body, "metadata");
+    if (m) {
+        if (rd_json_check_metadata(m, "metadata", e) < 0)
+            return -1;
+        r->meta_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!r->meta_json)
+            abort();
+    }
+    return 0;
+}
+
+int rd_recharge_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,
+                          struct rd_verr *e)
+{
+    static const char *const keys[] = {"amount", "currency", NULL};
+    memset(r, 0, sizeof(*r));
+    snprintf(r->code, sizeof(r->code), "%s", code);
+    r->user_id = "";
+    if (rd_json_only_keys(body, keys, "", e) < 0 || amount_and_currency(r, body, 0, e) < 0)
+        return -1;
     return 0;
 }
 

@@ -28,8 +28,7 @@ static int path_code(struct rd_req *r)
     return 0;
 }
 
-/* Parses a hash reply (flat field/value array starting at element `from`) into r->coupon. */
-static int coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from)
+int rd_coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from)
 {
     size_t n = (reply->elements - from) / 2;
     const char *names[64], *values[64];
@@ -79,7 +78,7 @@ static void on_written(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_error(r, st, NULL, NULL);
         return;
     }
-    if (coupon_from_reply(r, reply, 1) < 0) {
+    if (rd_coupon_from_reply(r, reply, 1) < 0) {
         rd_error("event=coupon_corrupt req=%s code=%s", r->request_id, r->code);
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
@@ -121,6 +120,19 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
             rd_req_arg(r, i++, names[f]);
             rd_req_arg(r, i++, values[f]);
         }
+        if (r->coupon.kind == RD_KIND_VOUCHER && strcmp(mode, "create") == 0) {
+            /* the money fields are the scripts' from here on: set once, at creation */
+            snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->coupon.balance);
+            static const char *const money[] = {"bal", "loaded"};
+            for (int f = 0; f < 2; f++) {
+                rd_req_arg(r, i++, money[f]);
+                rd_req_arg(r, i++, r->num[1]);
+            }
+            rd_req_arg(r, i++, "spent");
+            rd_req_arg(r, i++, "0");
+            rd_req_arg(r, i++, "refunded");
+            rd_req_arg(r, i++, "0");
+        }
     } else {
         rd_req_arg(r, i++, "status");
         rd_req_arg(r, i++, strcmp(r->action, "coupon_disable") == 0 ? "disabled" : "active");
@@ -133,7 +145,8 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
 void rd_h_coupon_create(struct rd_req *r)
 {
     struct rd_verr e;
-    if (rd_coupon_from_create(&r->coupon, r->body, r->now_ms, &e) < 0) {
+    if (rd_coupon_from_create(&r->coupon, r->body, r->now_ms, r->w->cfg->voucher_max_balance, &e) <
+        0) {
         rd_reply_verr(r, &e);
         return;
     }
@@ -157,7 +170,7 @@ static void on_fetched(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
         return;
     }
-    if (coupon_from_reply(r, reply, 0) < 0) {
+    if (rd_coupon_from_reply(r, reply, 0) < 0) {
         rd_error("event=coupon_corrupt req=%s code=%s", r->request_id, r->code);
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;

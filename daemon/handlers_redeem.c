@@ -136,9 +136,7 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 201, o);
 }
 
-/* Past max_backlog the ledger is too far behind to risk more entries: writes answer 503
- * (safe to retry with the same key) until the shipper catches up. */
-static int ledger_backlogged(struct rd_req *r)
+int rd_ledger_backlogged(struct rd_req *r)
 {
     if (!r->w->cfg->shipper || rd_shipper_backlog() <= r->w->cfg->max_backlog)
         return 0;
@@ -151,7 +149,7 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
 {
     struct rd_verr e;
     r->redeem_mode = redeem;
-    if (redeem && ledger_backlogged(r))
+    if (redeem && rd_ledger_backlogged(r))
         return;
     if (redeem) {
         r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
@@ -251,6 +249,20 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_redemption_from_ledger(r);
         return;
     }
+    if (strcmp(rd_redis_field(reply, "kind"), "pay") == 0) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:I}", "id", r->param, "kind",
+                      "pay", "code", rd_redis_field(reply, "code"), "user_id",
+                      rd_redis_field(reply, "user"), "amount", (json_int_t)hnum(reply, "paid"),
+                      "refunded", (json_int_t)hnum(reply, "refunded"), "currency",
+                      rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
+                      "created_at", time_json(hnum(reply, "created_at")), "balance_after",
+                      (json_int_t)hnum(reply, "balance_after"));
+        if (*rd_redis_field(reply, "order"))
+            json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
+        rd_reply_json(r, 200, o);
+        return;
+    }
     int64_t amount = hnum(reply, "amount"), discount = 0;
     if (discount_of(rd_redis_field(reply, "dtype"), hnum(reply, "dvalue"), hnum(reply, "dmax"),
                     hnum(reply, "min_order"), amount, &discount) != RD_OK) {
@@ -315,13 +327,27 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
 {
     struct rd_req *r = arg;
     (void)redis;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         rd_reply_redis_failure(r, reply, "reverse_lookup");
         return;
     }
     if (reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING) {
         rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    int is_pay =
+        reply->element[2]->type == REDIS_REPLY_STRING && strcmp(reply->element[2]->str, "pay") == 0;
+    if (is_pay) {
+        rd_voucher_refund(r, reply->element[0]->str, reply->element[1]->str, r->refund_amount);
+        return;
+    }
+    if (r->refund_amount > 0) {
+        struct rd_verr e;
+        rd_verr_set(&e, "amount",
+                    "only a voucher payment can be refunded in part; a redemption is reversed "
+                    "whole (send no body)");
+        rd_reply_verr(r, &e);
         return;
     }
     snprintf(r->code, sizeof(r->code), "%s", reply->element[0]->str);
@@ -353,17 +379,20 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
 
 void rd_h_reverse(struct rd_req *r)
 {
-    if (path_txn(r) < 0 || ledger_backlogged(r))
+    if (path_txn(r) < 0 || rd_ledger_backlogged(r))
         return;
-    if (json_object_size(r->body) != 0) {
-        struct rd_verr e;
-        rd_verr_set(&e, json_object_iter_key(json_object_iter(r->body)), "unknown field");
+    /* {"amount": n} refunds part of a voucher payment; nothing else may be in the body */
+    static const char *const keys[] = {"amount", NULL};
+    struct rd_verr e;
+    int64_t amount = 0;
+    if (rd_json_only_keys(r->body, keys, "", &e) < 0 ||
+        rd_json_int(r->body, "amount", RD_J_OPTIONAL, 1, RD_AMOUNT_MAX, &amount, NULL, &e) < 0) {
         rd_reply_verr(r, &e);
         return;
     }
+    r->refund_amount = amount;
     r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
     if (r->idem && rd_idem_key_check(r->idem) < 0) {
-        struct rd_verr e;
         rd_verr_set(&e, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
         rd_reply_verr(r, &e);
         return;
@@ -374,5 +403,6 @@ void rd_h_reverse(struct rd_req *r)
     rd_req_arg(r, 1, r->keys[0]);
     rd_req_arg(r, 2, "code");
     rd_req_arg(r, 3, "user");
+    rd_req_arg(r, 4, "kind");
     rd_req_call(r, on_reverse_lookup);
 }

@@ -50,6 +50,7 @@ struct rd_req {
     struct rd_redeem_req rq;
     struct rd_coupon coupon;
     int attempts;
+    int64_t refund_amount; /* reverse of a voucher payment: 0 = all that is left */
     const char *action;
     char code[RD_CODE_MAX + 1];
     char scratch[RD_COUPON_SCRATCH];
@@ -111,6 +112,21 @@ void rd_h_redemption_get(struct rd_req *r);
 void rd_h_reverse(struct rd_req *r);
 void rd_h_transactions(struct rd_req *r);
 void rd_h_metrics(struct rd_req *r);
+void rd_h_voucher_balance(struct rd_req *r);
+void rd_h_voucher_pay(struct rd_req *r);
+void rd_h_voucher_recharge(struct rd_req *r);
+/**
+ * Refunds the voucher payment r->param (its record names code and user): amount, or all that
+ * is left of it when amount is 0. Needs r->idem. Answers r.
+ */
+void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount);
+/** Parses a hash reply (flat field/value pairs from element `from`) into r->coupon. */
+int rd_coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from);
+/**
+ * Past max_backlog the ledger is too far behind to risk more entries: answers 503 (safe to
+ * retry with the same key) and returns 1; 0 otherwise.
+ */
+int rd_ledger_backlogged(struct rd_req *r);
 /** The label of route i (its path pattern), for /metrics; NULL past the last route. */
 const char *rd_http_route_name(int i);
 /** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */

@@ -208,13 +208,15 @@ static int read_ledger(struct ctx *c)
     }
     PQclear(res);
 
-    /* every live (accepted, not reversed) redemption with its time */
+    /* every live use with its time: redemptions not reversed, and voucher payments not
+     * refunded in full (a partly refunded payment still counts as a use) */
     res = q(c,
             "SELECT t.code, t.user_id, (extract(epoch FROM t.ts) * 1000)::bigint, t.day_index, "
-            "t.week_index FROM "
-            "transactions t WHERE t.kind = 'redeem' AND t.outcome = 'accepted' AND NOT EXISTS "
-            "(SELECT 1 FROM transactions v WHERE v.ref_id = t.txn_id AND v.kind = 'reverse' AND "
-            "v.outcome = 'accepted')",
+            "t.week_index FROM transactions t WHERE t.outcome = 'accepted' AND ((t.kind = "
+            "'redeem' AND NOT EXISTS (SELECT 1 FROM transactions v WHERE v.ref_id = t.txn_id "
+            "AND v.kind = 'reverse' AND v.outcome = 'accepted')) OR (t.kind = 'pay' AND "
+            "coalesce((SELECT sum(v.paid_amount) FROM transactions v WHERE v.ref_id = t.txn_id "
+            "AND v.kind = 'refund' AND v.outcome = 'accepted'), 0) < t.paid_amount))",
             0, NULL);
     if (!res)
         return -1;
@@ -252,8 +254,10 @@ static int read_streams(struct ctx *c)
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
             const redisReply *f = r->element[i]->element[1];
             const char *kind = rd_redis_field(f, "kind"), *outcome = rd_redis_field(f, "outcome");
-            if (strcmp(outcome, "accepted") != 0 ||
-                (strcmp(kind, "redeem") != 0 && strcmp(kind, "reverse") != 0))
+            /* (a refund still in the stream is not counted: reconcile runs on a quiet system,
+             * where the streams are empty) */
+            int is_use = strcmp(kind, "redeem") == 0 || strcmp(kind, "pay") == 0;
+            if (strcmp(outcome, "accepted") != 0 || (!is_use && strcmp(kind, "reverse") != 0))
                 continue;
             if (in_ledger(c, rd_redis_field(f, "id")))
                 continue; /* committed, acknowledgement still to come */
@@ -262,7 +266,7 @@ static int read_streams(struct ctx *c)
             int off = off_of(c, code);
             struct rec *u = pair(&c->users, code, rd_redis_field(f, "user"));
             struct rec *cp = get(&c->coupons, code, 1);
-            if (strcmp(kind, "redeem") == 0) {
+            if (is_use) {
                 int64_t ts = atoll(rd_redis_field(f, "ts"));
                 u->live++;
                 u->today += same_period(rd_redis_field(f, "day"), ts, c->now, off, 0);

@@ -44,6 +44,7 @@ struct rd_config {
     int ship_max_deliveries;
     int ship_pause_after_commit_ms; /* tests only: widens the COMMIT..XACK window */
     int query_timeout_ms;
+    long long voucher_max_balance; /* minor units */
 };
 
 /** Fills every field with its default. */

@@ -40,6 +40,9 @@ struct rd_coupon {
     int64_t created_at, updated_at;
     int64_t ver;  /* bumped by every write; PATCH compares it */
     int64_t used; /* live global count, read-only here */
+    /* vouchers: money in minor units. The scripts own these once the voucher exists:
+     * balance = loaded - spent + refunded, always. At creation balance = loaded = initial. */
+    int64_t balance, loaded, spent, refunded;
 };
 
 void rd_coupon_init(struct rd_coupon *c);
@@ -47,11 +50,11 @@ void rd_coupon_free(struct rd_coupon *c);
 
 /**
  * Validates a POST /v1/coupons body into c (initialised by the caller). A missing code is
- * left empty for the caller to generate. now_ms resolves expires_in_days.
- * Returns 0, or -1 with e naming the field.
+ * left empty for the caller to generate. now_ms resolves expires_in_days; a voucher's initial
+ * balance may be at most max_balance. Returns 0, or -1 with e naming the field.
  */
 int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_ms,
-                          struct rd_verr *e);
+                          int64_t max_balance, struct rd_verr *e);
 
 /** Applies a PATCH body to c (the current definition) and re-checks the whole coupon. */
 int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_ms,
@@ -80,7 +83,10 @@ int rd_coupon_from_hash(struct rd_coupon *c, const char *const *names, const siz
 /** The API view: definition plus live counters and derived status. New reference. */
 json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms);
 
-/** Derived status: "active", "scheduled", "expired", "disabled" or "exhausted". */
+/**
+ * Derived status: "active", "scheduled", "expired", "disabled" or "exhausted" (total limit
+ * used up, or a voucher's balance at zero).
+ */
 const char *rd_coupon_status(const struct rd_coupon *c, int64_t now_ms);
 
 #endif

@@ -30,6 +30,17 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
 void rd_redeem_req_free(struct rd_redeem_req *r);
 
 /**
+ * Parses a voucher pay body {"amount", "currency", "user_id", "order_id"?, "metadata"?} for
+ * the voucher code (normalised, from the path) into r: the amount goes to order_amount, so
+ * rd_redeem_req_fingerprint() covers it. Returns 0, or -1 with e naming the field.
+ */
+int rd_pay_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,
+                     struct rd_verr *e);
+/** Parses a recharge body {"amount", "currency"?} the same way (user_id is ""). */
+int rd_recharge_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,
+                          struct rd_verr *e);
+
+/**
  * Fingerprint of what makes two redeem requests "the same": every field, normalised. 16 hex
  * digits into out (17 bytes).
  */

@@ -29,6 +29,9 @@ enum rd_status {
     RD_E_MIN_ORDER,
     RD_E_CURRENCY,
     RD_E_INSUFFICIENT_BALANCE,
+    RD_E_KIND_MISMATCH,  /* a voucher used as a discount coupon, or the other way round */
+    RD_E_BALANCE_LIMIT,  /* a recharge would take the balance over voucher_max_balance */
+    RD_E_REFUND_EXCEEDS, /* a refund above what is left of the payment */
     RD_E_IDEM_REQUIRED,
     RD_E_IDEM_REUSED,
     RD_E_ALREADY_REVERSED,

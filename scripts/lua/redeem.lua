@@ -58,7 +58,7 @@ end
 
 local c = redis.call('HMGET', KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
   'starts_at', 'expires_at', 'utc_off', 'l_total', 'l_user', 'l_daily', 'campaign',
-  'l_weekly', 'status', 'used')
+  'l_weekly', 'status', 'used', 'kind')
 if not c[1] then
   log('rejected', 'coupon_not_found', nil)
   return {'rejected', '0', 'coupon_not_found', id, '', ARGV[2]}
@@ -78,6 +78,7 @@ day = math.floor((now + off * 60000) / 86400000)
 week = math.floor((day + 3) / 7)
 local function num(v) return tonumber(v or '') end
 
+if c[16] == 'voucher' then return reject('kind_mismatch') end
 if c[14] == 'disabled' then return reject('coupon_disabled') end
 local starts, expires = num(c[6]), num(c[7])
 if starts and now < starts then return reject('coupon_not_started') end

@@ -24,6 +24,8 @@ def bench(d, redis, conninfo, api, *args, timeout=120):
     ("validate", ["-d", "0.5"]),
     ("unknown", ["-d", "0.5"]),
     ("redeem-hot", ["-d", "1", "--rate", "300"]),                 # open loop
+    # vouchers run dry: the balance check meets insufficient_balance
+    ("voucher-pay", ["-d", "1.5", "--coupons", "3", "--balance", "300", "--amount", "2"]),
 ])
 def test_workload_runs_and_invariants_hold(stack, workload, extra):
     redis, d, api, conninfo = stack
@@ -42,6 +44,9 @@ def test_workload_runs_and_invariants_hold(stack, workload, extra):
         assert set(out["status"]) == {"404"}
     if workload == "mixed":
         assert {"validate", "redeem"} <= set(out["by_op"])
+    if workload == "voucher-pay":
+        assert out["invariants"]["accepted_total"] <= 3 * 150
+        assert out["by_op"]["pay"]["count"] == out["requests"]
     if "--rate" in extra:
         assert out["mode"] == "open" and 200 <= out["rps"] <= 400
 

@@ -30,9 +30,9 @@ def rows(conninfo, sql, *args):
 
 def drained(daemon, timeout=60):
     """Waits until the outbox streams are empty (everything shipped and acknowledged).
-    The backlog is recounted every 250 ms, so a count taken before the last write is
+    The backlog is recounted every 500 ms, so a count taken before the last write is
     skipped first."""
-    time.sleep(0.4)
+    time.sleep(1.1)
 
     def empty():
         j = requests.get(daemon.url + "/readyz", timeout=5).json()
@@ -176,7 +176,7 @@ def test_postgres_outage(stack, pg):
             with lock:
                 during = [s for _, s, _ in results[before:]]
             assert during and all(s == 201 for s in during), set(during)
-            time.sleep(0.5)  # the backlog is recounted every 250 ms
+            time.sleep(1.1)  # the backlog is recounted every 500 ms
             backlog = requests.get(d.url + "/readyz", timeout=5).json()["outbox_backlog"]
             assert backlog >= len(during) > 0
         finally:

@@ -80,3 +80,29 @@ def test_repair_after_redis_data_loss(stack):
     r1 = api.redeem(code, user="u1", now=NOW)  # u1 used 2 today before the loss
     assert r1.status_code == 422 and r1.json()["error"]["code"] == "limit_user_daily_reached"
     assert api.redeem(code, user="u9", now=NOW).status_code == 201
+
+
+def test_voucher_payments_count_as_uses_until_refunded_in_full(stack):
+    redis, d, api, fresh_db = stack
+    import uuid
+    v = api.post("/v1/coupons", {"kind": "voucher", "balance": 1000, "currency": "EUR",
+                                 "limits": {"per_user": 5}}).json()
+    code = v["code"]
+
+    def pay(user):
+        r = api.post(f"/v1/vouchers/{code}/pay", {"amount": 100, "currency": "EUR",
+                                                 "user_id": user},
+                     headers={"Idempotency-Key": uuid.uuid4().hex, "X-Redeemd-Now": NOW})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+    a, b, _ = pay("x"), pay("x"), pay("y")
+    for pid, body in ((a, None), (b, {"amount": 40})):  # a in full, b in part
+        r = api.post(f"/v1/redemptions/{pid}/reverse", body,
+                     headers={"Idempotency-Key": uuid.uuid4().hex, "X-Redeemd-Now": NOW})
+        assert r.status_code == 200, r.text
+    drained(d)
+    rc, out = reconcile(redis, fresh_db)
+    assert rc == 0 and "no differences" in out, out
+    r = redis.client()
+    ckey = next(r.scan_iter(match=f"*:c:{code}"))
+    assert r.hget(ckey, "used") == "2"

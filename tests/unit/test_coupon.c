@@ -24,7 +24,7 @@ static const char *create_field(const char *body, struct rd_coupon *c)
     static struct rd_verr e;
     json_t *b = J(body);
     rd_coupon_init(c);
-    int rc = rd_coupon_from_create(c, b, NOW, &e);
+    int rc = rd_coupon_from_create(c, b, NOW, 100000000, &e);
     json_decref(b);
     return rc == 0 ? "" : e.field;
 }
@@ -201,13 +201,67 @@ static void hash_roundtrip_and_view(void **state)
     rd_coupon_free(&back);
 }
 
+static void vouchers(void **state)
+{
+    (void)state;
+    struct rd_coupon c;
+    assert_string_equal(create_field("{\"kind\":\"voucher\",\"code\":\"GIFT-1\",\"balance\":5000,"
+                                     "\"currency\":\"eur\",\"limits\":{\"per_user_daily\":3}}",
+                                     &c),
+                        "");
+    assert_int_equal(c.kind, RD_KIND_VOUCHER);
+    assert_int_equal(c.balance, 5000);
+    assert_int_equal(c.loaded, 5000);
+    assert_int_equal(c.limit_daily, 3);
+    assert_string_equal(rd_coupon_status(&c, NOW), "active");
+    json_t *view = rd_coupon_to_json(&c, NOW);
+    assert_true(json_is_null(json_object_get(view, "discount")));
+    assert_int_equal(json_integer_value(json_object_get(view, "outstanding")), 5000);
+    json_decref(view);
+    c.balance = 0;
+    assert_string_equal(rd_coupon_status(&c, NOW), "exhausted");
+    rd_coupon_free(&c);
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"kind\":\"voucher\",\"currency\":\"EUR\"}", "balance"},
+        {"{\"kind\":\"voucher\",\"balance\":0,\"currency\":\"EUR\"}", "balance"},
+        {"{\"kind\":\"voucher\",\"balance\":-5,\"currency\":\"EUR\"}", "balance"},
+        {"{\"kind\":\"voucher\",\"balance\":1.5,\"currency\":\"EUR\"}", "balance"},
+        {"{\"kind\":\"voucher\",\"balance\":100000001,\"currency\":\"EUR\"}", "balance"},
+        {"{\"kind\":\"voucher\",\"balance\":100}", "currency"},
+        {"{\"kind\":\"voucher\",\"balance\":100,\"currency\":\"EUR\",\"discount\":{\"type\":"
+         "\"fixed\",\"value\":1}}",
+         "discount"},
+        {"{\"discount\":{\"type\":\"percent\",\"value\":10},\"balance\":100}", "balance"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_string_equal(create_field(bad[i].body, &c), bad[i].field);
+        rd_coupon_free(&c);
+    }
+    /* a PATCH never touches the money */
+    create_field("{\"kind\":\"voucher\",\"balance\":100,\"currency\":\"EUR\"}", &c);
+    struct rd_verr e;
+    json_t *p = J("{\"balance\":1000000}");
+    assert_int_equal(rd_coupon_apply_patch(&c, p, NOW, &e), -1);
+    assert_string_equal(e.field, "balance");
+    json_decref(p);
+    p = J("{\"currency\":\"USD\"}");
+    assert_int_equal(rd_coupon_apply_patch(&c, p, NOW, &e), -1);
+    assert_string_equal(e.field, "currency");
+    json_decref(p);
+    p = J("{\"limits\":{\"per_user\":2}}");
+    assert_int_equal(rd_coupon_apply_patch(&c, p, NOW, &e), 0);
+    json_decref(p);
+    rd_coupon_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(create_ok),
-        cmocka_unit_test(create_rejects),
-        cmocka_unit_test(patch),
-        cmocka_unit_test(hash_roundtrip_and_view),
+        cmocka_unit_test(create_ok), cmocka_unit_test(create_rejects),
+        cmocka_unit_test(patch),     cmocka_unit_test(hash_roundtrip_and_view),
+        cmocka_unit_test(vouchers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,120 @@
+#!lua
+--[[
+pay: spend part of a voucher's balance, atomically. Like redeem.lua: every check runs before
+the first write, the idempotency record is written first, and the outbox entry (with the
+balance after) is part of the same script, so a payment and its ledger row cannot part.
+A payment is also a use: per-user, daily, weekly and total counts apply as to coupons.
+
+KEYS[1] {b}:c:<CODE> voucher hash   KEYS[2] {b}:u:<CODE> per-user counts
+KEYS[3] {b}:i:...    idempotency    KEYS[4] {b}:r:<id>   payment record
+KEYS[5] {b}:log      outbox stream
+ARGV 1 now_ms  2 user_id  3 amount  4 currency  5 request fingerprint  6 transaction id
+     7 idempotency ttl s  8 record ttl s  9 order_id ("" for none)  10 client ip
+    11 api key id  12 request id  13 idempotency key  14 code
+Returns {"ok", replayed, id, created_at, amount, currency, balance_after,
+         rem_total, rem_user, rem_daily, rem_weekly, user, order, code}
+        {"rejected", replayed, reason, id, resets_at_ms or "", balance or ""}
+        {"reused"}
+]]
+local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local fp, id = ARGV[5], ARGV[6]
+
+local prev = redis.call('GET', KEYS[3])
+if prev then
+  local sep = string.find(prev, '\n', 1, true)
+  if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
+  local res = cjson.decode(string.sub(prev, sep + 1))
+  res[2] = '1'
+  return res
+end
+
+local c = redis.call('HMGET', KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
+  'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign')
+
+local day, week -- the day and ISO week the use counts in (set once the voucher is read)
+local function log(outcome, reason, bal)
+  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[1], 'kind', 'pay',
+    'day', outcome == 'accepted' and string.format('%d', day) or '',
+    'week', outcome == 'accepted' and string.format('%d', week) or '',
+    'outcome', outcome, 'reason', reason, 'code', ARGV[14], 'campaign', c[13] or '',
+    'user', user, 'order', ARGV[9], 'paid', outcome == 'accepted' and ARGV[3] or '',
+    'amount', ARGV[3], 'balance', bal or '', 'currency', currency,
+    'ip', ARGV[10], 'key', ARGV[11], 'req', ARGV[12], 'idem', ARGV[13])
+end
+
+if not c[1] then
+  log('rejected', 'coupon_not_found', nil)
+  return {'rejected', '0', 'coupon_not_found', id, '', ''}
+end
+
+local function reject(reason, resets, bal)
+  local res = {'rejected', '0', reason, id, resets or '', bal or ''}
+  redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+  log('rejected', reason, bal)
+  return res
+end
+
+local function num(v) return tonumber(v or '') end
+if c[1] ~= 'voucher' then return reject('kind_mismatch') end
+if c[10] == 'disabled' then return reject('coupon_disabled') end
+local starts, expires = num(c[3]), num(c[4])
+if starts and now < starts then return reject('coupon_not_started') end
+if expires and now >= expires then return reject('coupon_expired') end
+if c[2] ~= currency then return reject('currency_mismatch') end
+
+local off = tonumber(c[5]) or 0
+day = math.floor((now + off * 60000) / 86400000)
+week = math.floor((day + 3) / 7)
+local used = num(c[11]) or 0
+local l_total, l_user, l_daily, l_weekly = num(c[6]), num(c[7]), num(c[8]), num(c[9])
+if l_total and used >= l_total then return reject('limit_total_reached') end
+local u = redis.call('HMGET', KEYS[2], 't:' .. user, 'd:' .. user, 'w:' .. user)
+local ut = tonumber(u[1] or '0')
+-- period fields only move forward (see redeem.lua)
+local function period(v, idx)
+  if not v then return 0, idx end
+  local p = string.find(v, ':', 1, true)
+  local stored = tonumber(string.sub(v, 1, p - 1))
+  if stored > idx then return tonumber(string.sub(v, p + 1)), stored end
+  if stored < idx then return 0, idx end
+  return tonumber(string.sub(v, p + 1)), idx
+end
+local ud, uw
+ud, day = period(u[2], day)
+uw, week = period(u[3], week)
+if l_user and ut >= l_user then return reject('limit_user_reached') end
+if l_daily and ud >= l_daily then
+  return reject('limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000))
+end
+if l_weekly and uw >= l_weekly then
+  return reject('limit_user_weekly_reached',
+    string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000))
+end
+local bal = num(c[12]) or 0
+if amount > bal then return reject('insufficient_balance', nil, string.format('%d', bal)) end
+
+local function left(limit, count)
+  if not limit then return '' end
+  local r = limit - count - 1
+  if r < 0 then r = 0 end
+  return string.format('%d', r)
+end
+local after = string.format('%d', bal - amount)
+local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
+  left(l_total, used), left(l_user, ut), left(l_daily, ud), left(l_weekly, uw),
+  user, ARGV[9], ARGV[14]}
+redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+redis.call('HINCRBY', KEYS[1], 'bal', -amount)
+redis.call('HINCRBY', KEYS[1], 'spent', amount)
+redis.call('HINCRBY', KEYS[1], 'used', 1)
+redis.call('HSET', KEYS[2], 't:' .. user, ut + 1,
+  'd:' .. user, string.format('%d:%d', day, ud + 1),
+  'w:' .. user, string.format('%d:%d', week, uw + 1))
+redis.call('HSET', KEYS[4], 'kind', 'pay', 'code', ARGV[14], 'user', user, 'order', ARGV[9],
+  'paid', ARGV[3], 'refunded', 0, 'currency', currency, 'created_at', ARGV[1],
+  'day', string.format('%d', day), 'week', string.format('%d', week),
+  'utc_off', string.format('%d', off), 'status', 'active', 'key', ARGV[11],
+  'campaign', c[13] or '', 'balance_after', after)
+redis.call('EXPIRE', KEYS[4], ARGV[8])
+log('accepted', '', after)
+return res

@@ -1,0 +1,52 @@
+#!lua
+--[[
+recharge: add value to a voucher, up to the configured maximum balance (admin).
+
+KEYS[1] {b}:c:<CODE> voucher   KEYS[2] {b}:i:... idempotency record   KEYS[3] {b}:log outbox
+ARGV 1 now_ms  2 transaction id  3 amount  4 max balance  5 currency ("" = the voucher's)
+     6 request fingerprint  7 idempotency ttl s  8 client ip  9 api key id  10 request id
+    11 idempotency key  12 code
+Returns {"ok", replayed, id, amount, balance_after, loaded_after}
+        {"rejected", replayed, reason, balance or "", max}
+        {"reused"}
+]]
+local amount, max = tonumber(ARGV[3]), tonumber(ARGV[4])
+local prev = redis.call('GET', KEYS[2])
+if prev then
+  local sep = string.find(prev, '\n', 1, true)
+  if string.sub(prev, 1, sep - 1) ~= ARGV[6] then return {'reused'} end
+  local res = cjson.decode(string.sub(prev, sep + 1))
+  res[2] = '1'
+  return res
+end
+local c = redis.call('HMGET', KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
+
+local function log(outcome, reason, bal)
+  redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'recharge',
+    'outcome', outcome, 'reason', reason, 'code', ARGV[12], 'campaign', c[5] or '',
+    'paid', outcome == 'accepted' and ARGV[3] or '', 'amount', ARGV[3],
+    'balance', bal or '', 'currency', c[3] or ARGV[5],
+    'ip', ARGV[8], 'key', ARGV[9], 'req', ARGV[10], 'idem', ARGV[11])
+end
+local function reject(reason, bal)
+  local res = {'rejected', '0', reason, bal or '', ARGV[4]}
+  if c[1] then -- nothing is remembered for a code that does not exist
+    redis.call('SET', KEYS[2], ARGV[6] .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+  end
+  log('rejected', reason, bal)
+  return res
+end
+
+if not c[1] then return reject('coupon_not_found') end
+if c[1] ~= 'voucher' then return reject('kind_mismatch') end
+local expires = tonumber(c[4] or '')
+if expires and tonumber(ARGV[1]) >= expires then return reject('coupon_expired', c[2]) end
+if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return reject('currency_mismatch', c[2]) end
+local bal = tonumber(c[2] or '0')
+if bal + amount > max then return reject('balance_limit_exceeded', c[2]) end
+local after = redis.call('HINCRBY', KEYS[1], 'bal', amount)
+local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', amount)
+local res = {'ok', '0', ARGV[2], ARGV[3], string.format('%d', after), string.format('%d', loaded)}
+redis.call('SET', KEYS[2], ARGV[6] .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+log('accepted', '', string.format('%d', after))
+return res

@@ -1,0 +1,86 @@
+#!lua
+--[[
+refund: give money of one voucher payment back to the voucher, all that is left of it or a
+part. Refunds of a payment never add up to more than it paid, so the balance never exceeds
+what was loaded. The daemon reads the payment's code and user first (to name the keys) and
+passes them back; the script re-checks them. The use the payment took (per-user, daily,
+weekly, total counts) is given back once the payment is refunded in full.
+
+KEYS[1] {b}:r:<id> payment record   KEYS[2] {b}:c:<CODE> voucher
+KEYS[3] {b}:u:<CODE> per-user counts KEYS[4] {b}:log      outbox stream
+ARGV 1 now_ms  2 refund transaction id  3 code  4 user  5 client ip  6 api key id
+     7 request id  8 payment id  9 idempotency key  10 amount ("" = all that is left)
+Returns {"ok", refunded_at, refund_id, replayed, amount, balance_after, refundable_after}
+        {"rejected", reason, refundable}
+        {"reused"}   the idempotency key was used for a different refund of this payment
+]]
+local now = ARGV[1]
+local r = redis.call('HMGET', KEYS[1], 'code', 'user', 'kind', 'paid', 'refunded', 'status',
+  'day', 'week', 'currency', 'campaign')
+
+local function log(outcome, reason, amount, bal)
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'ts', now, 'kind', 'refund',
+    'outcome', outcome, 'reason', reason, 'code', r[1] or ARGV[3], 'campaign', r[10] or '',
+    'user', r[2] or ARGV[4], 'ref', ARGV[8], 'paid', outcome == 'accepted' and amount or '',
+    'amount', amount, 'balance', bal or '', 'currency', r[9] or '',
+    'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9])
+end
+
+if not r[1] or r[1] ~= ARGV[3] or r[2] ~= ARGV[4] or r[3] ~= 'pay' then
+  log('rejected', 'redemption_not_found', ARGV[10], nil)
+  return {'rejected', 'redemption_not_found', ''}
+end
+local memo = 'ri:' .. ARGV[9]
+local prev = redis.call('HGET', KEYS[1], memo)
+if prev then
+  local p = cjson.decode(prev)
+  if p[1] ~= ARGV[10] then return {'reused'} end
+  local res = p[2]
+  res[4] = '1'
+  return res
+end
+
+local paid, refunded = tonumber(r[4]), tonumber(r[5] or '0')
+local left = paid - refunded
+if left <= 0 then
+  log('rejected', 'already_reversed', ARGV[10], nil)
+  return {'rejected', 'already_reversed', '0'}
+end
+local amount = left
+if ARGV[10] ~= '' then amount = tonumber(ARGV[10]) end
+if amount > left then
+  log('rejected', 'refund_exceeds_payment', ARGV[10], nil)
+  return {'rejected', 'refund_exceeds_payment', string.format('%d', left)}
+end
+
+local bal = redis.call('HINCRBY', KEYS[2], 'bal', amount)
+redis.call('HINCRBY', KEYS[2], 'refunded', amount)
+redis.call('HINCRBY', KEYS[1], 'refunded', amount)
+local full = amount == left
+if full then
+  -- the payment is undone: its use no longer counts (see reverse.lua)
+  local user = r[2]
+  if tonumber(redis.call('HGET', KEYS[2], 'used') or '0') > 0 then
+    redis.call('HINCRBY', KEYS[2], 'used', -1)
+  end
+  if tonumber(redis.call('HGET', KEYS[3], 't:' .. user) or '0') > 0 then
+    redis.call('HINCRBY', KEYS[3], 't:' .. user, -1)
+  end
+  for _, f in ipairs({{'d:' .. user, r[7]}, {'w:' .. user, r[8]}}) do
+    local v = redis.call('HGET', KEYS[3], f[1])
+    if v then
+      local p = string.find(v, ':', 1, true)
+      local n = tonumber(string.sub(v, p + 1))
+      if string.sub(v, 1, p - 1) == f[2] and n > 0 then
+        redis.call('HSET', KEYS[3], f[1], f[2] .. ':' .. (n - 1))
+      end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'status', full and 'refunded' or 'partially_refunded',
+  'reversed_at', now, 'reversal_id', ARGV[2])
+local amount_s, bal_s = string.format('%d', amount), string.format('%d', bal)
+local res = {'ok', now, ARGV[2], '0', amount_s, bal_s, string.format('%d', left - amount)}
+redis.call('HSET', KEYS[1], memo, cjson.encode({ARGV[10], res}))
+log('accepted', '', amount_s, bal_s)
+return res
