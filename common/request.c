@@ -25,6 +25,20 @@ int rd_currency_normalize(const char *in, char out[4])
     return 0;
 }
 
+/* The optional "metadata" map, kept as compact sorted JSON for the fingerprint. */
+static int parse_metadata(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e)
+{
+    json_t *m = json_object_get(body, "metadata");
+    if (!m)
+        return 0;
+    if (rd_json_check_metadata(m, "metadata", e) < 0)
+        return -1;
+    r->meta_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!r->meta_json)
+        abort();
+    return 0;
+}
+
 int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e)
 {
     static const char *const keys[] = {
@@ -52,15 +66,7 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
     }
     if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
         return -1;
-    json_t *m = json_object_get(body, "metadata");
-    if (m) {
-        if (rd_json_check_metadata(m, "metadata", e) < 0)
-            return -1;
-        r->meta_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!r->meta_json)
-            abort();
-    }
-    return 0;
+    return parse_metadata(r, body, e);
 }
 
 static int amount_and_currency(struct rd_redeem_req *r, const json_t *body, int need_currency,
@@ -99,15 +105,7 @@ int rd_pay_req_parse(struct rd_redeem_req *r, const json_t *body, const char *co
         return -1;
     if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
         return -1;
-    json_t *m = json_object_get(body, "metadata");
-    if (m) {
-        if (rd_json_check_metadata(m, "metadata", e) < 0)
-            return -1;
-        r->meta_json = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!r->meta_json)
-            abort();
-    }
-    return 0;
+    return parse_metadata(r, body, e);
 }
 
 int rd_recharge_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,

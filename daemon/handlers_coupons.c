@@ -96,9 +96,7 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
         rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, r->code);
         rd_key_log(r->keys[1], RD_KEY_MAX, r->bucket);
     }
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
     r->call.script = RD_LUA_COUPON_WRITE;
     r->call.argc = 0;

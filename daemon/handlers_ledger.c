@@ -423,6 +423,23 @@ static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
     if (r->lr->rows++ > 0)
         return 0;
     char buf[RD_TIME_BUFSZ];
+    if (strcmp(PQgetvalue(row, 0, 9), "pay") == 0) {
+        long long paid = atoll(PQgetvalue(row, 0, 10)), back = atoll(PQgetvalue(row, 0, 12));
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s}", "id", r->param, "kind",
+            "pay", "code", PQgetvalue(row, 0, 0), "user_id", PQgetvalue(row, 0, 1), "amount",
+            (json_int_t)paid, "refunded", (json_int_t)back, "currency", PQgetvalue(row, 0, 4),
+            "status",
+            back >= paid ? "refunded"
+            : back > 0   ? "partially_refunded"
+                         : "active",
+            "created_at", rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf), "balance_after",
+            (json_int_t)atoll(PQgetvalue(row, 0, 11)), "source", "ledger");
+        if (!PQgetisnull(row, 0, 8))
+            json_object_set_new(o, "order_id", json_string(PQgetvalue(row, 0, 8)));
+        r->body = o;
+        return 0;
+    }
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id", r->param, "code", PQgetvalue(row, 0, 0),
         "user_id", PQgetvalue(row, 0, 1), "order_amount", (json_int_t)atoll(PQgetvalue(row, 0, 2)),
@@ -464,10 +481,12 @@ void rd_redemption_from_ledger(struct rd_req *r)
     snprintf(r->lr->sql, sizeof(r->lr->sql),
              "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
              "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
-             "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id "
-             "FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id AND "
-             "v.kind = 'reverse' AND v.outcome = 'accepted' "
-             "WHERE t.txn_id = $1 AND t.kind = 'redeem' AND t.outcome = 'accepted' LIMIT 1");
+             "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id, t.kind, "
+             "t.paid_amount, t.balance_after, (SELECT coalesce(sum(f.paid_amount), 0) FROM "
+             "transactions f WHERE f.ref_id = t.txn_id AND f.kind = 'refund' AND f.outcome = "
+             "'accepted') FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id "
+             "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
+             "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
     r->lr->pgq.nparams = 0;
     add_param(r, r->param);
     r->lr->pgq.sql = r->lr->sql;

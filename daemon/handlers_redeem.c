@@ -15,32 +15,6 @@
 #include "rd/rdtime.h"
 #include "shipper.h"
 
-/* Reply element i as a C string ("" when absent or not a string). */
-static const char *el(const redisReply *reply, size_t i)
-{
-    if (i >= reply->elements || reply->element[i]->type != REDIS_REPLY_STRING)
-        return "";
-    return reply->element[i]->str;
-}
-
-static int64_t el_num(const redisReply *reply, size_t i)
-{
-    const char *s = el(reply, i);
-    return *s ? strtoll(s, NULL, 10) : -1;
-}
-
-static json_t *opt_count(const redisReply *reply, size_t i)
-{
-    int64_t v = el_num(reply, i);
-    return v < 0 ? json_null() : json_integer(v);
-}
-
-static json_t *time_json(int64_t ms)
-{
-    char buf[RD_TIME_BUFSZ];
-    return json_string(rd_time_format(ms, buf));
-}
-
 static enum rd_status discount_of(const char *dtype, int64_t dvalue, int64_t dmax,
                                   int64_t min_order, int64_t amount, int64_t *out)
 {
@@ -73,23 +47,15 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
-    if (reply)
-        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        rd_reply_redis_failure(r, reply, r->redeem_mode ? "redeem" : "validate");
+    const char *status = rd_script_status(r, reply, r->redeem_mode ? "redeem" : "validate");
+    if (!status)
         return;
-    }
-    const char *status = el(reply, 0);
-    if (strcmp(status, "reused") == 0) {
-        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
-        return;
-    }
-    r->replayed = strcmp(el(reply, 1), "1") == 0;
+    r->replayed = strcmp(rd_el(reply, 1), "1") == 0;
     if (strcmp(status, "rejected") == 0) {
-        enum rd_status st = rd_status_from_name(el(reply, 2));
+        enum rd_status st = rd_status_from_name(rd_el(reply, 2));
         json_t *details = json_object();
-        if (*el(reply, 4))
-            json_object_set_new(details, "resets_at", time_json(el_num(reply, 4)));
+        if (*rd_el(reply, 4))
+            json_object_set_new(details, "resets_at", rd_time_json(rd_el_num(reply, 4)));
         if (!r->redeem_mode && rd_status_is_business(st)) {
             json_t *o =
                 json_pack("{s:b, s:s, s:s, s:s, s:o}", "valid", 0, "code", r->rq.code, "reason",
@@ -98,7 +64,7 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
             return;
         }
         if (r->redeem_mode)
-            json_object_set_new(details, "attempt_id", json_string(el(reply, 3)));
+            json_object_set_new(details, "attempt_id", json_string(rd_el(reply, 3)));
         rd_reply_error(r, st, NULL, details);
         return;
     }
@@ -106,32 +72,33 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "redeem");
         return;
     }
-    int64_t amount = el_num(reply, OK_AMOUNT), discount;
-    if (discount_of(el(reply, OK_DTYPE), el_num(reply, OK_DVALUE), el_num(reply, OK_DMAX),
-                    el_num(reply, OK_MIN_ORDER), amount, &discount) != RD_OK) {
-        rd_error("event=discount_inconsistent req=%s code=%s", r->request_id, el(reply, OK_CODE));
+    int64_t amount = rd_el_num(reply, OK_AMOUNT), discount;
+    if (discount_of(rd_el(reply, OK_DTYPE), rd_el_num(reply, OK_DVALUE), rd_el_num(reply, OK_DMAX),
+                    rd_el_num(reply, OK_MIN_ORDER), amount, &discount) != RD_OK) {
+        rd_error("event=discount_inconsistent req=%s code=%s", r->request_id,
+                 rd_el(reply, OK_CODE));
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
     json_t *remaining =
-        json_pack("{s:o, s:o, s:o, s:o}", "total", opt_count(reply, OK_REM_TOTAL), "user",
-                  opt_count(reply, OK_REM_USER), "user_daily", opt_count(reply, OK_REM_DAILY),
-                  "user_weekly", opt_count(reply, OK_REM_WEEKLY));
+        json_pack("{s:o, s:o, s:o, s:o}", "total", rd_opt_count(reply, OK_REM_TOTAL), "user",
+                  rd_opt_count(reply, OK_REM_USER), "user_daily", rd_opt_count(reply, OK_REM_DAILY),
+                  "user_weekly", rd_opt_count(reply, OK_REM_WEEKLY));
     if (!r->redeem_mode) {
         rd_reply_json(r, 200,
                       json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "valid", 1, "code",
-                                el(reply, OK_CODE), "discount", (json_int_t)discount,
+                                rd_el(reply, OK_CODE), "discount", (json_int_t)discount,
                                 "order_amount", (json_int_t)amount, "currency",
-                                el(reply, OK_CURRENCY), "remaining", remaining));
+                                rd_el(reply, OK_CURRENCY), "remaining", remaining));
         return;
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o}", "id", el(reply, OK_ID),
-                          "code", el(reply, OK_CODE), "user_id", el(reply, OK_USER), "discount",
-                          (json_int_t)discount, "order_amount", (json_int_t)amount, "currency",
-                          el(reply, OK_CURRENCY), "created_at",
-                          time_json(el_num(reply, OK_CREATED)), "remaining", remaining);
-    if (*el(reply, OK_ORDER))
-        json_object_set_new(o, "order_id", json_string(el(reply, OK_ORDER)));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o}", "id", rd_el(reply, OK_ID),
+                          "code", rd_el(reply, OK_CODE), "user_id", rd_el(reply, OK_USER),
+                          "discount", (json_int_t)discount, "order_amount", (json_int_t)amount,
+                          "currency", rd_el(reply, OK_CURRENCY), "created_at",
+                          rd_time_json(rd_el_num(reply, OK_CREATED)), "remaining", remaining);
+    if (*rd_el(reply, OK_ORDER))
+        json_object_set_new(o, "order_id", json_string(rd_el(reply, OK_ORDER)));
     /* The stored answer is replayed with the same status, so replays are byte-identical. */
     rd_reply_json(r, 201, o);
 }
@@ -172,9 +139,7 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
     rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, code);
     rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
     rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, redeem ? r->idem : "");
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
     rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
     rd_redeem_req_fingerprint(&r->rq, r->fp);
@@ -256,7 +221,7 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
                       rd_redis_field(reply, "user"), "amount", (json_int_t)hnum(reply, "paid"),
                       "refunded", (json_int_t)hnum(reply, "refunded"), "currency",
                       rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
-                      "created_at", time_json(hnum(reply, "created_at")), "balance_after",
+                      "created_at", rd_time_json(hnum(reply, "created_at")), "balance_after",
                       (json_int_t)hnum(reply, "balance_after"));
         if (*rd_redis_field(reply, "order"))
             json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
@@ -275,11 +240,11 @@ static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
                   rd_redis_field(reply, "code"), "user_id", rd_redis_field(reply, "user"),
                   "order_amount", (json_int_t)amount, "discount", (json_int_t)discount, "currency",
                   rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
-                  "created_at", time_json(hnum(reply, "created_at")));
+                  "created_at", rd_time_json(hnum(reply, "created_at")));
     if (*rd_redis_field(reply, "order"))
         json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
     if (*rd_redis_field(reply, "reversed_at")) {
-        json_object_set_new(o, "reversed_at", time_json(hnum(reply, "reversed_at")));
+        json_object_set_new(o, "reversed_at", rd_time_json(hnum(reply, "reversed_at")));
         json_object_set_new(o, "reversal_id", json_string(rd_redis_field(reply, "reversal_id")));
     }
     rd_reply_json(r, 200, o);
@@ -306,20 +271,20 @@ static void on_reversed(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "reverse");
         return;
     }
-    if (strcmp(el(reply, 0), "rejected") == 0) {
-        enum rd_status st = rd_status_from_name(el(reply, 1));
+    if (strcmp(rd_el(reply, 0), "rejected") == 0) {
+        enum rd_status st = rd_status_from_name(rd_el(reply, 1));
         json_t *details = NULL;
-        if (*el(reply, 2))
-            details = json_pack("{s:o, s:s}", "reversed_at", time_json(el_num(reply, 2)),
-                                "reversal_id", el(reply, 3));
+        if (*rd_el(reply, 2))
+            details = json_pack("{s:o, s:s}", "reversed_at", rd_time_json(rd_el_num(reply, 2)),
+                                "reversal_id", rd_el(reply, 3));
         rd_reply_error(r, st, NULL, details);
         return;
     }
-    r->replayed = strcmp(el(reply, 3), "1") == 0;
+    r->replayed = strcmp(rd_el(reply, 3), "1") == 0;
     rd_reply_json(r, 200,
                   json_pack("{s:s, s:s, s:o, s:s}", "id", r->param, "status", "reversed",
-                            "reversed_at", time_json(el_num(reply, 1)), "reversal_id",
-                            el(reply, 2)));
+                            "reversed_at", rd_time_json(rd_el_num(reply, 1)), "reversal_id",
+                            rd_el(reply, 2)));
 }
 
 /* Step one: read the record's code and user, which name the counter keys. */
@@ -356,9 +321,7 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
     rd_key_coupon(r->keys[1], RD_KEY_MAX, r->bucket, r->code);
     rd_key_users(r->keys[2], RD_KEY_MAX, r->bucket, r->code);
     rd_key_log(r->keys[3], RD_KEY_MAX, r->bucket);
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
     r->call.script = RD_LUA_REVERSE;
     r->call.argc = 0;

@@ -15,31 +15,6 @@
 #include "rd/rdtime.h"
 #include "shipper.h"
 
-static const char *el(const redisReply *reply, size_t i)
-{
-    if (i >= reply->elements || reply->element[i]->type != REDIS_REPLY_STRING)
-        return "";
-    return reply->element[i]->str;
-}
-
-static int64_t el_num(const redisReply *reply, size_t i)
-{
-    const char *s = el(reply, i);
-    return *s ? strtoll(s, NULL, 10) : -1;
-}
-
-static json_t *time_json(int64_t ms)
-{
-    char buf[RD_TIME_BUFSZ];
-    return json_string(rd_time_format(ms, buf));
-}
-
-static json_t *opt_count(const redisReply *reply, size_t i)
-{
-    int64_t v = el_num(reply, i);
-    return v < 0 ? json_null() : json_integer(v);
-}
-
 /* The {code} of /v1/vouchers/{code}/...: normalised, with its keys. */
 static int path_voucher(struct rd_req *r)
 {
@@ -138,25 +113,17 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
-    if (reply)
-        rd_shipper_hint(r->bucket);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        rd_reply_redis_failure(r, reply, "pay");
+    const char *status = rd_script_status(r, reply, "pay");
+    if (!status)
         return;
-    }
-    const char *status = el(reply, 0);
-    if (strcmp(status, "reused") == 0) {
-        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
-        return;
-    }
-    r->replayed = strcmp(el(reply, 1), "1") == 0;
+    r->replayed = strcmp(rd_el(reply, 1), "1") == 0;
     if (strcmp(status, "rejected") == 0) {
-        enum rd_status st = rd_status_from_name(el(reply, 2));
-        json_t *details = json_pack("{s:s}", "attempt_id", el(reply, 3));
-        if (*el(reply, 4))
-            json_object_set_new(details, "resets_at", time_json(el_num(reply, 4)));
-        if (*el(reply, 5))
-            json_object_set_new(details, "balance", json_integer(el_num(reply, 5)));
+        enum rd_status st = rd_status_from_name(rd_el(reply, 2));
+        json_t *details = json_pack("{s:s}", "attempt_id", rd_el(reply, 3));
+        if (*rd_el(reply, 4))
+            json_object_set_new(details, "resets_at", rd_time_json(rd_el_num(reply, 4)));
+        if (*rd_el(reply, 5))
+            json_object_set_new(details, "balance", json_integer(rd_el_num(reply, 5)));
         const char *msg = st == RD_E_KIND_MISMATCH
                               ? "this code is a discount coupon: redeem it at /v1/redemptions"
                               : NULL;
@@ -168,17 +135,17 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     json_t *remaining =
-        json_pack("{s:o, s:o, s:o, s:o}", "total", opt_count(reply, P_REM_TOTAL), "user",
-                  opt_count(reply, P_REM_USER), "user_daily", opt_count(reply, P_REM_DAILY),
-                  "user_weekly", opt_count(reply, P_REM_WEEKLY));
+        json_pack("{s:o, s:o, s:o, s:o}", "total", rd_opt_count(reply, P_REM_TOTAL), "user",
+                  rd_opt_count(reply, P_REM_USER), "user_daily", rd_opt_count(reply, P_REM_DAILY),
+                  "user_weekly", rd_opt_count(reply, P_REM_WEEKLY));
     json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:o}", "id", el(reply, P_ID), "kind",
-                  "pay", "code", el(reply, P_CODE), "user_id", el(reply, P_USER), "amount",
-                  (json_int_t)el_num(reply, P_AMOUNT), "currency", el(reply, P_CURRENCY), "balance",
-                  (json_int_t)el_num(reply, P_BALANCE), "created_at",
-                  time_json(el_num(reply, P_CREATED)), "remaining", remaining);
-    if (*el(reply, P_ORDER))
-        json_object_set_new(o, "order_id", json_string(el(reply, P_ORDER)));
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:o}", "id", rd_el(reply, P_ID), "kind",
+                  "pay", "code", rd_el(reply, P_CODE), "user_id", rd_el(reply, P_USER), "amount",
+                  (json_int_t)rd_el_num(reply, P_AMOUNT), "currency", rd_el(reply, P_CURRENCY),
+                  "balance", (json_int_t)rd_el_num(reply, P_BALANCE), "created_at",
+                  rd_time_json(rd_el_num(reply, P_CREATED)), "remaining", remaining);
+    if (*rd_el(reply, P_ORDER))
+        json_object_set_new(o, "order_id", json_string(rd_el(reply, P_ORDER)));
     rd_reply_json(r, 201, o);
 }
 
@@ -194,9 +161,7 @@ void rd_h_voucher_pay(struct rd_req *r)
     const char *code = r->code;
     rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
     rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, r->idem);
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
     rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
     rd_redeem_req_fingerprint(&r->rq, r->fp);
@@ -232,25 +197,17 @@ static void on_recharged(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
-    if (reply)
-        rd_shipper_hint(r->bucket);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        rd_reply_redis_failure(r, reply, "recharge");
+    const char *status = rd_script_status(r, reply, "recharge");
+    if (!status)
         return;
-    }
-    const char *status = el(reply, 0);
-    if (strcmp(status, "reused") == 0) {
-        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
-        return;
-    }
-    r->replayed = strcmp(el(reply, 1), "1") == 0;
+    r->replayed = strcmp(rd_el(reply, 1), "1") == 0;
     if (strcmp(status, "rejected") == 0) {
-        enum rd_status st = rd_status_from_name(el(reply, 2));
+        enum rd_status st = rd_status_from_name(rd_el(reply, 2));
         json_t *details = NULL;
         if (st == RD_E_BALANCE_LIMIT)
-            details = json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)el_num(reply, 3),
-                                "max_balance", (json_int_t)el_num(reply, 4), "rechargeable",
-                                (json_int_t)(el_num(reply, 4) - el_num(reply, 3)));
+            details = json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)rd_el_num(reply, 3),
+                                "max_balance", (json_int_t)rd_el_num(reply, 4), "rechargeable",
+                                (json_int_t)(rd_el_num(reply, 4) - rd_el_num(reply, 3)));
         const char *msg =
             st == RD_E_KIND_MISMATCH ? "this code is a discount coupon, not a voucher" : NULL;
         rd_reply_error(r, st, msg, details);
@@ -261,9 +218,10 @@ static void on_recharged(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     rd_reply_json(r, 200,
-                  json_pack("{s:s, s:s, s:I, s:I, s:I}", "id", el(reply, 2), "code", r->code,
-                            "amount", (json_int_t)el_num(reply, 3), "balance",
-                            (json_int_t)el_num(reply, 4), "loaded", (json_int_t)el_num(reply, 5)));
+                  json_pack("{s:s, s:s, s:I, s:I, s:I}", "id", rd_el(reply, 2), "code", r->code,
+                            "amount", (json_int_t)rd_el_num(reply, 3), "balance",
+                            (json_int_t)rd_el_num(reply, 4), "loaded",
+                            (json_int_t)rd_el_num(reply, 5)));
 }
 
 void rd_h_voucher_recharge(struct rd_req *r)
@@ -277,9 +235,7 @@ void rd_h_voucher_recharge(struct rd_req *r)
     }
     rd_key_idem(r->keys[1], RD_KEY_MAX, r->bucket, r->code, r->key_id, r->idem);
     rd_key_log(r->keys[2], RD_KEY_MAX, r->bucket);
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     rd_redeem_req_fingerprint(&r->rq, r->fp);
     snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
     snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->rq.order_amount);
@@ -312,22 +268,14 @@ static void on_refunded(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
     (void)redis;
-    if (reply)
-        rd_shipper_hint(r->bucket);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        rd_reply_redis_failure(r, reply, "refund");
+    const char *status = rd_script_status(r, reply, "refund");
+    if (!status)
         return;
-    }
-    const char *status = el(reply, 0);
-    if (strcmp(status, "reused") == 0) {
-        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
-        return;
-    }
     if (strcmp(status, "rejected") == 0) {
-        enum rd_status st = rd_status_from_name(el(reply, 1));
+        enum rd_status st = rd_status_from_name(rd_el(reply, 1));
         json_t *details = NULL;
-        if (*el(reply, 2))
-            details = json_pack("{s:I}", "refundable", (json_int_t)el_num(reply, 2));
+        if (*rd_el(reply, 2))
+            details = json_pack("{s:I}", "refundable", (json_int_t)rd_el_num(reply, 2));
         rd_reply_error(
             r, st, st == RD_E_ALREADY_REVERSED ? "the payment is already refunded in full" : NULL,
             details);
@@ -337,14 +285,14 @@ static void on_refunded(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "refund");
         return;
     }
-    r->replayed = strcmp(el(reply, 3), "1") == 0;
-    int64_t left = el_num(reply, 6);
+    r->replayed = strcmp(rd_el(reply, 3), "1") == 0;
+    int64_t left = rd_el_num(reply, 6);
     rd_reply_json(r, 200,
                   json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "id", r->param, "status",
                             left == 0 ? "refunded" : "partially_refunded", "refund_id",
-                            el(reply, 2), "refunded_at", time_json(el_num(reply, 1)), "amount",
-                            (json_int_t)el_num(reply, 4), "balance", (json_int_t)el_num(reply, 5),
-                            "refundable", (json_int_t)left));
+                            rd_el(reply, 2), "refunded_at", rd_time_json(rd_el_num(reply, 1)),
+                            "amount", (json_int_t)rd_el_num(reply, 4), "balance",
+                            (json_int_t)rd_el_num(reply, 5), "refundable", (json_int_t)left));
 }
 
 void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount)
@@ -360,9 +308,7 @@ void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int
     rd_key_coupon(r->keys[1], RD_KEY_MAX, r->bucket, r->code);
     rd_key_users(r->keys[2], RD_KEY_MAX, r->bucket, r->code);
     rd_key_log(r->keys[3], RD_KEY_MAX, r->bucket);
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
+    rd_req_new_txn(r);
     snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
     if (amount > 0)
         snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)amount);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "shipper.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
 
@@ -392,4 +393,52 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
         return;
     }
     rd_reply_error(r, path_found ? RD_E_METHOD_NOT_ALLOWED : RD_E_NOT_FOUND, NULL, NULL);
+}
+
+const char *rd_el(const redisReply *reply, size_t i)
+{
+    if (i >= reply->elements || reply->element[i]->type != REDIS_REPLY_STRING)
+        return "";
+    return reply->element[i]->str;
+}
+
+int64_t rd_el_num(const redisReply *reply, size_t i)
+{
+    const char *s = rd_el(reply, i);
+    return *s ? strtoll(s, NULL, 10) : -1;
+}
+
+json_t *rd_opt_count(const redisReply *reply, size_t i)
+{
+    int64_t v = rd_el_num(reply, i);
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+json_t *rd_time_json(int64_t ms)
+{
+    char buf[RD_TIME_BUFSZ];
+    return json_string(rd_time_format(ms, buf));
+}
+
+void rd_req_new_txn(struct rd_req *r)
+{
+    uint8_t rnd[20];
+    rd_worker_random(r->w, rnd, sizeof(rnd));
+    rd_txn_id_make(r->txn, r->bucket, rnd);
+}
+
+const char *rd_script_status(struct rd_req *r, const redisReply *reply, const char *what)
+{
+    if (reply)
+        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
+        rd_reply_redis_failure(r, reply, what);
+        return NULL;
+    }
+    const char *st = rd_el(reply, 0);
+    if (strcmp(st, "reused") == 0) {
+        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
+        return NULL;
+    }
+    return st;
 }

@@ -92,6 +92,21 @@ void rd_reply_verr(struct rd_req *r, const struct rd_verr *e);
  */
 void rd_reply_redis_failure(struct rd_req *r, const redisReply *reply, const char *what);
 
+/* Elements of a script's flat string array reply: "" (or -1) when absent. */
+const char *rd_el(const redisReply *reply, size_t i);
+int64_t rd_el_num(const redisReply *reply, size_t i);
+/** A remaining count: the number, or null for "no limit" (""). New reference. */
+json_t *rd_opt_count(const redisReply *reply, size_t i);
+/** An RFC 3339 string for ms. New reference. */
+json_t *rd_time_json(int64_t ms);
+/** A fresh transaction id for r->bucket into r->txn. */
+void rd_req_new_txn(struct rd_req *r);
+/**
+ * The start of every money or use script's answer: hints the shipper, answers failures and a
+ * reused Idempotency-Key itself (returns NULL then), else returns the status element.
+ */
+const char *rd_script_status(struct rd_req *r, const redisReply *reply, const char *what);
+
 /** Starts r->call (already filled) or answers 503 if Redis is not ready. */
 void rd_req_call(struct rd_req *r, rd_redis_cb *cb);
 /** Sets r->call's argument i to s (borrowed). */

@@ -3,13 +3,14 @@
  * redeemctl reconcile: compares the Redis counters with the ledger and reports every
  * difference; --repair rewrites Redis from the ledger (after Redis data loss, say).
  *
- * Expected state, per coupon and user: accepted redemptions not reversed (lifetime), and of
- * those the ones taken in the current day and ISO week of the coupon's offset, exactly what
- * scripts/lua/redeem.lua and reverse.lua keep. The ledger is PostgreSQL plus the entries
- * still waiting in the outbox streams (an entry already committed but not yet acknowledged
- * is counted once). Redis is read with SCAN/HGETALL, so run it while traffic is quiet: a
- * redemption landing between the two reads shows up as a difference (run again to confirm),
- * and --repair should run with redemptions paused.
+ * Expected state, per coupon and user: accepted redemptions not reversed and voucher
+ * payments not refunded in full (lifetime), and of those the ones taken in the current day
+ * and ISO week of the coupon's offset, exactly what the scripts keep; per voucher, loaded
+ * (creation plus recharges), spent, refunded and the balance they give. The ledger is PostgreSQL
+ * plus the entries still waiting in the outbox streams (an entry already committed but not yet
+ * acknowledged is counted once). Redis is read with SCAN/HGETALL, so run it while traffic is quiet:
+ * a redemption landing between the two reads shows up as a difference (run again to confirm), and
+ * --repair should run with redemptions paused.
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -32,7 +33,14 @@ struct rec {
     int off;                           /* coupon: utc offset minutes */
     int in_redis;                      /* coupon: hash exists */
     char *definition;                  /* coupon: mirror JSON from PostgreSQL */
+    /* vouchers: balance, loaded, spent, refunded (minor units) */
+    int voucher;          /* a voucher in the ledger (creation row) or in Redis */
+    long long money[4];   /* from the ledger */
+    long long r_money[4]; /* from Redis */
 };
+
+enum { M_BAL, M_LOADED, M_SPENT, M_REFUNDED };
+static const char *const money_fields[4] = {"bal", "loaded", "spent", "refunded"};
 
 struct table {
     struct rec **slot;
@@ -145,12 +153,18 @@ static int read_redis(struct ctx *c)
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *key = r->element[1]->element[i]->str;
-            redisReply *h = redisCommand(c->rc, "HMGET %s code used utc_off", key);
+            redisReply *h = redisCommand(
+                c->rc, "HMGET %s code used utc_off kind bal loaded spent refunded", key);
             if (h && h->type == REDIS_REPLY_ARRAY && h->element[0]->type == REDIS_REPLY_STRING) {
                 struct rec *cp = get(&c->coupons, h->element[0]->str, 1);
                 cp->in_redis = 1;
                 cp->r_live = h->element[1]->str ? atoll(h->element[1]->str) : 0;
                 cp->off = h->element[2]->str ? atoi(h->element[2]->str) : 0;
+                if (h->element[3]->str && strcmp(h->element[3]->str, "voucher") == 0) {
+                    cp->voucher = 1;
+                    for (int m = 0; m < 4; m++)
+                        cp->r_money[m] = h->element[4 + m]->str ? atoll(h->element[4 + m]->str) : 0;
+                }
             }
             freeReplyObject(h);
         }
@@ -208,6 +222,35 @@ static int read_ledger(struct ctx *c)
     }
     PQclear(res);
 
+    /* vouchers: what was loaded (at creation, then by recharges), spent and refunded */
+    res = q(c,
+            "SELECT code, (details->'after'->>'bal')::bigint FROM transactions WHERE kind = "
+            "'coupon_create' AND outcome = 'accepted' AND details->'after' ? 'bal'",
+            0, NULL);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct rec *cp = get(&c->coupons, PQgetvalue(res, i, 0), 1);
+        cp->voucher = 1;
+        cp->money[M_LOADED] += atoll(PQgetvalue(res, i, 1));
+    }
+    PQclear(res);
+    res = q(c,
+            "SELECT code, kind, sum(paid_amount) FROM transactions WHERE outcome = 'accepted' "
+            "AND kind IN ('pay', 'refund', 'recharge') GROUP BY code, kind",
+            0, NULL);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct rec *cp = get(&c->coupons, PQgetvalue(res, i, 0), 1);
+        const char *kind = PQgetvalue(res, i, 1);
+        int m = strcmp(kind, "pay") == 0      ? M_SPENT
+                : strcmp(kind, "refund") == 0 ? M_REFUNDED
+                                              : M_LOADED;
+        cp->money[m] += atoll(PQgetvalue(res, i, 2));
+    }
+    PQclear(res);
+
     /* every live use with its time: redemptions not reversed, and voucher payments not
      * refunded in full (a partly refunded payment still counts as a use) */
     res = q(c,
@@ -254,15 +297,24 @@ static int read_streams(struct ctx *c)
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
             const redisReply *f = r->element[i]->element[1];
             const char *kind = rd_redis_field(f, "kind"), *outcome = rd_redis_field(f, "outcome");
-            /* (a refund still in the stream is not counted: reconcile runs on a quiet system,
-             * where the streams are empty) */
+            /* (whether a refund still in the stream completes its payment is not worked out:
+             * reconcile runs on a quiet system, where the streams are empty) */
             int is_use = strcmp(kind, "redeem") == 0 || strcmp(kind, "pay") == 0;
-            if (strcmp(outcome, "accepted") != 0 || (!is_use && strcmp(kind, "reverse") != 0))
+            int money = strcmp(kind, "pay") == 0        ? M_SPENT
+                        : strcmp(kind, "refund") == 0   ? M_REFUNDED
+                        : strcmp(kind, "recharge") == 0 ? M_LOADED
+                                                        : -1;
+            if (strcmp(outcome, "accepted") != 0 ||
+                (!is_use && money < 0 && strcmp(kind, "reverse") != 0))
                 continue;
             if (in_ledger(c, rd_redis_field(f, "id")))
                 continue; /* committed, acknowledgement still to come */
             unshipped++;
             const char *code = rd_redis_field(f, "code");
+            if (money >= 0)
+                get(&c->coupons, code, 1)->money[money] += atoll(rd_redis_field(f, "paid"));
+            if (!is_use && strcmp(kind, "reverse") != 0)
+                continue;
             int off = off_of(c, code);
             struct rec *u = pair(&c->users, code, rd_redis_field(f, "user"));
             struct rec *cp = get(&c->coupons, code, 1);
@@ -361,6 +413,15 @@ static void set_field(struct ctx *c, const char *key, const char *field, long lo
     freeReplyObject(r);
 }
 
+static void set_money(struct ctx *c, struct rec *cp, const char *key)
+{
+    cp->money[M_BAL] = cp->money[M_LOADED] - cp->money[M_SPENT] + cp->money[M_REFUNDED];
+    redisReply *r = redisCommand(c->rc, "HSET %s bal %lld loaded %lld spent %lld refunded %lld",
+                                 key, cp->money[M_BAL], cp->money[M_LOADED], cp->money[M_SPENT],
+                                 cp->money[M_REFUNDED]);
+    freeReplyObject(r);
+}
+
 static long long compare(struct ctx *c, int repair)
 {
     long long diffs = 0;
@@ -379,7 +440,22 @@ static long long compare(struct ctx *c, int repair)
                    cp->definition ? "" : ", and no definition in the mirror to restore");
             if (repair && cp->definition && restore_coupon(c, cp, key) < 0)
                 fprintf(stderr, "redeemctl: restoring %s failed\n", cp->key);
+            else if (repair && cp->definition && cp->voucher)
+                set_money(c, cp, key);
             continue;
+        }
+        if (cp->voucher) {
+            int changed = 0;
+            cp->money[M_BAL] = cp->money[M_LOADED] - cp->money[M_SPENT] + cp->money[M_REFUNDED];
+            for (int m = 0; m < 4; m++)
+                if (cp->money[m] != cp->r_money[m]) {
+                    diffs++;
+                    changed = 1;
+                    printf("voucher %s: %s redis=%lld ledger=%lld\n", cp->key, money_fields[m],
+                           cp->r_money[m], cp->money[m]);
+                }
+            if (changed && repair)
+                set_money(c, cp, key);
         }
         if (cp->r_live != cp->live) {
             diffs++;

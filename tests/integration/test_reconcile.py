@@ -106,3 +106,15 @@ def test_voucher_payments_count_as_uses_until_refunded_in_full(stack):
     r = redis.client()
     ckey = next(r.scan_iter(match=f"*:c:{code}"))
     assert r.hget(ckey, "used") == "2"
+    # money: a planted balance difference is found and repaired from the ledger
+    r.hset(ckey, "bal", 999999)
+    rc, out = reconcile(redis, fresh_db)
+    assert rc == 1 and f"voucher {code}: bal redis=999999 ledger=840" in out, out
+    assert reconcile(redis, fresh_db, "--repair")[0] == 0
+    assert r.hget(ckey, "bal") == "840"
+    # and after Redis lost everything, the voucher comes back with its money
+    r.flushall()
+    rc, out = reconcile(redis, fresh_db, "--repair")
+    assert rc == 0, out
+    assert r.hmget(ckey, "bal", "loaded", "spent", "refunded") == ["840", "1000", "300", "140"]
+    assert r.hget(ckey, "used") == "2"
