@@ -104,8 +104,9 @@ local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
   left(l_total, used), left(l_user, ut), left(l_daily, ud), left(l_weekly, uw),
   user, ARGV[9], ARGV[14]}
 redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
-redis.call('HINCRBY', KEYS[1], 'bal', -amount)
-redis.call('HINCRBY', KEYS[1], 'spent', amount)
+-- money goes to Redis as integer strings: a Lua number may print as 1e+15
+redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
 redis.call('HSET', KEYS[2], 't:' .. user, ut + 1,
   'd:' .. user, string.format('%d:%d', day, ud + 1),

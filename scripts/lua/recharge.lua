@@ -44,8 +44,9 @@ if expires and tonumber(ARGV[1]) >= expires then return reject('coupon_expired',
 if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return reject('currency_mismatch', c[2]) end
 local bal = tonumber(c[2] or '0')
 if bal + amount > max then return reject('balance_limit_exceeded', c[2]) end
-local after = redis.call('HINCRBY', KEYS[1], 'bal', amount)
-local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', amount)
+-- money goes to Redis as integer strings: a Lua number may print as 1e+15
+local after = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[3])
+local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', ARGV[3])
 local res = {'ok', '0', ARGV[2], ARGV[3], string.format('%d', after), string.format('%d', loaded)}
 redis.call('SET', KEYS[2], ARGV[6] .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
 log('accepted', '', string.format('%d', after))

@@ -53,9 +53,11 @@ if amount > left then
   return {'rejected', 'refund_exceeds_payment', string.format('%d', left)}
 end
 
-local bal = redis.call('HINCRBY', KEYS[2], 'bal', amount)
-redis.call('HINCRBY', KEYS[2], 'refunded', amount)
-redis.call('HINCRBY', KEYS[1], 'refunded', amount)
+-- money goes to Redis as integer strings: a Lua number may print as 1e+15
+local amount_s = string.format('%d', amount)
+local bal = redis.call('HINCRBY', KEYS[2], 'bal', amount_s)
+redis.call('HINCRBY', KEYS[2], 'refunded', amount_s)
+redis.call('HINCRBY', KEYS[1], 'refunded', amount_s)
 local full = amount == left
 if full then
   -- the payment is undone: its use no longer counts (see reverse.lua)
@@ -79,7 +81,7 @@ if full then
 end
 redis.call('HSET', KEYS[1], 'status', full and 'refunded' or 'partially_refunded',
   'reversed_at', now, 'reversal_id', ARGV[2])
-local amount_s, bal_s = string.format('%d', amount), string.format('%d', bal)
+local bal_s = string.format('%d', bal)
 local res = {'ok', now, ARGV[2], '0', amount_s, bal_s, string.format('%d', left - amount)}
 redis.call('HSET', KEYS[1], memo, cjson.encode({ARGV[10], res}))
 log('accepted', '', amount_s, bal_s)

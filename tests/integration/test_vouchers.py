@@ -357,3 +357,19 @@ def test_payment_from_the_ledger_after_its_record_expired(stack):
     assert g["source"] == "ledger" and g["kind"] == "pay" and g["order_id"] == "o-9"
     assert (g["amount"], g["refunded"], g["status"], g["balance_after"]) == \
         (300, 120, "partially_refunded", 700)
+
+
+@pytest.mark.daemon_args("--voucher_max_balance=1000000000000000")
+def test_amounts_up_to_ten_to_the_fifteen_stay_exact(stack):
+    redis, d, api, conninfo = stack
+    big = 10**15
+    v = voucher(api, big - 7)
+    p = pay(api, v["code"], big - 8)
+    assert p.status_code == 201 and p.json()["balance"] == 1, p.text
+    r = refund(api, p.json()["id"], 10**14 + 3)
+    assert r.status_code == 200 and r.json()["balance"] == 10**14 + 4, r.text
+    assert recharge(api, v["code"], big - (10**14 + 4)).json()["balance"] == big
+    err(recharge(api, v["code"], 1), 422, "balance_limit_exceeded")
+    b = balance(api, v["code"])
+    assert (b["balance"], b["loaded"], b["spent"], b["refunded"]) == \
+        (big, big - 7 + big - (10**14 + 4), big - 8, 10**14 + 3)
