@@ -425,16 +425,16 @@ static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
     char buf[RD_TIME_BUFSZ];
     if (strcmp(PQgetvalue(row, 0, 9), "pay") == 0) {
         long long paid = atoll(PQgetvalue(row, 0, 10)), back = atoll(PQgetvalue(row, 0, 12));
-        json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s}", "id", r->param, "kind",
-            "pay", "code", PQgetvalue(row, 0, 0), "user_id", PQgetvalue(row, 0, 1), "amount",
-            (json_int_t)paid, "refunded", (json_int_t)back, "currency", PQgetvalue(row, 0, 4),
-            "status",
-            back >= paid ? "refunded"
-            : back > 0   ? "partially_refunded"
-                         : "active",
-            "created_at", rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf), "balance_after",
-            (json_int_t)atoll(PQgetvalue(row, 0, 11)), "source", "ledger");
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s}", "id",
+                              r->param, "kind", "pay", "code", PQgetvalue(row, 0, 0), "user_id",
+                              PQgetvalue(row, 0, 1), "amount", (json_int_t)paid, "refunded",
+                              (json_int_t)back, "currency", PQgetvalue(row, 0, 4), "status",
+                              back >= paid ? "refunded"
+                              : back > 0   ? "partially_refunded"
+                                           : "active",
+                              "created_at", rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf),
+                              "balance_after", (json_int_t)atoll(PQgetvalue(row, 0, 11)), "source",
+                              "ledger");
         if (!PQgetisnull(row, 0, 8))
             json_object_set_new(o, "order_id", json_string(PQgetvalue(row, 0, 8)));
         r->body = o;
