@@ -15,8 +15,7 @@
 #define GENERATE_ATTEMPTS 5
 #define PATCH_ATTEMPTS    5
 
-/* Normalises the {code} path segment; a code that cannot exist is simply not found. */
-static int path_code(struct rd_req *r)
+int rd_path_code(struct rd_req *r)
 {
     if (rd_code_normalize(r->param, strlen(r->param), r->code) < 0) {
         rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
@@ -197,7 +196,7 @@ static void fetch(struct rd_req *r)
 
 void rd_h_coupon_get(struct rd_req *r)
 {
-    if (path_code(r) < 0)
+    if (rd_path_code(r) < 0)
         return;
     fetch(r);
 }
@@ -205,7 +204,7 @@ void rd_h_coupon_get(struct rd_req *r)
 void rd_h_coupon_patch(struct rd_req *r)
 {
     if (!r->action) {
-        if (path_code(r) < 0)
+        if (rd_path_code(r) < 0)
             return;
         r->action = "coupon_update";
     }
@@ -214,7 +213,7 @@ void rd_h_coupon_patch(struct rd_req *r)
 
 static void set_status(struct rd_req *r, const char *action)
 {
-    if (path_code(r) < 0)
+    if (rd_path_code(r) < 0)
         return;
     if (json_object_size(r->body) != 0) {
         struct rd_verr e;

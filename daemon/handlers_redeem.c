@@ -315,15 +315,21 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
         rd_reply_verr(r, &e);
         return;
     }
-    snprintf(r->code, sizeof(r->code), "%s", reply->element[0]->str);
-    /* The user id is copied: the reply dies when this callback returns. */
-    snprintf(r->scratch, sizeof(r->scratch), "%s", reply->element[1]->str);
+    rd_undo_prepare(r, RD_LUA_REVERSE, reply->element[0]->str, reply->element[1]->str);
+    rd_req_call(r, on_reversed);
+}
+
+void rd_undo_prepare(struct rd_req *r, int script, const char *code, const char *user)
+{
+    snprintf(r->code, sizeof(r->code), "%s", code);
+    /* The user id is copied: the reply it came from dies when its callback returns. */
+    snprintf(r->scratch, sizeof(r->scratch), "%s", user);
     rd_key_coupon(r->keys[1], RD_KEY_MAX, r->bucket, r->code);
     rd_key_users(r->keys[2], RD_KEY_MAX, r->bucket, r->code);
     rd_key_log(r->keys[3], RD_KEY_MAX, r->bucket);
     rd_req_new_txn(r);
     snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
-    r->call.script = RD_LUA_REVERSE;
+    r->call.script = script;
     r->call.argc = 0;
     rd_req_arg(r, 0, "4");
     for (int i = 0; i < 4; i++)
@@ -337,7 +343,6 @@ static void on_reverse_lookup(struct rd_redis *redis, redisReply *reply, void *a
     rd_req_arg(r, 11, r->request_id);
     rd_req_arg(r, 12, r->param);
     rd_req_arg(r, 13, r->idem ? r->idem : "");
-    rd_req_call(r, on_reversed);
 }
 
 void rd_h_reverse(struct rd_req *r)

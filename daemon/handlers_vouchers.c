@@ -15,18 +15,6 @@
 #include "rd/rdtime.h"
 #include "shipper.h"
 
-/* The {code} of /v1/vouchers/{code}/...: normalised, with its keys. */
-static int path_voucher(struct rd_req *r)
-{
-    if (rd_code_normalize(r->param, strlen(r->param), r->code) < 0) {
-        rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
-        return -1;
-    }
-    r->bucket = rd_bucket_of(r->code, strlen(r->code), (uint32_t)r->w->cfg->buckets);
-    rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, r->code);
-    return 0;
-}
-
 static int require_idem(struct rd_req *r)
 {
     r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
@@ -81,7 +69,7 @@ static void on_balance(struct rd_redis *redis, redisReply *reply, void *arg)
 
 void rd_h_voucher_balance(struct rd_req *r)
 {
-    if (path_voucher(r) < 0)
+    if (rd_path_code(r) < 0)
         return;
     r->call.script = -1;
     r->call.argc = 0;
@@ -152,7 +140,7 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
 void rd_h_voucher_pay(struct rd_req *r)
 {
     struct rd_verr e;
-    if (rd_ledger_backlogged(r) || require_idem(r) < 0 || path_voucher(r) < 0)
+    if (rd_ledger_backlogged(r) || require_idem(r) < 0 || rd_path_code(r) < 0)
         return;
     if (rd_pay_req_parse(&r->rq, r->body, r->code, &e) < 0) {
         rd_reply_verr(r, &e);
@@ -227,7 +215,7 @@ static void on_recharged(struct rd_redis *redis, redisReply *reply, void *arg)
 void rd_h_voucher_recharge(struct rd_req *r)
 {
     struct rd_verr e;
-    if (rd_ledger_backlogged(r) || require_idem(r) < 0 || path_voucher(r) < 0)
+    if (rd_ledger_backlogged(r) || require_idem(r) < 0 || rd_path_code(r) < 0)
         return;
     if (rd_recharge_req_parse(&r->rq, r->body, r->code, &e) < 0) {
         rd_reply_verr(r, &e);
@@ -302,32 +290,11 @@ void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int
                        "refunding a voucher payment needs an Idempotency-Key header", NULL);
         return;
     }
-    snprintf(r->code, sizeof(r->code), "%s", code);
-    /* The user id is copied: the reply it came from dies when its callback returns. */
-    snprintf(r->scratch, sizeof(r->scratch), "%s", user);
-    rd_key_coupon(r->keys[1], RD_KEY_MAX, r->bucket, r->code);
-    rd_key_users(r->keys[2], RD_KEY_MAX, r->bucket, r->code);
-    rd_key_log(r->keys[3], RD_KEY_MAX, r->bucket);
-    rd_req_new_txn(r);
-    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
+    rd_undo_prepare(r, RD_LUA_REFUND, code, user);
     if (amount > 0)
         snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)amount);
     else
         r->num[1][0] = '\0';
-    r->call.script = RD_LUA_REFUND;
-    r->call.argc = 0;
-    rd_req_arg(r, 0, "4");
-    for (int i = 0; i < 4; i++)
-        rd_req_arg(r, 1 + i, r->keys[i]);
-    rd_req_arg(r, 5, r->num[0]);
-    rd_req_arg(r, 6, r->txn);
-    rd_req_arg(r, 7, r->code);
-    rd_req_arg(r, 8, r->scratch);
-    rd_req_arg(r, 9, r->client_ip);
-    rd_req_arg(r, 10, r->key_id);
-    rd_req_arg(r, 11, r->request_id);
-    rd_req_arg(r, 12, r->param);
-    rd_req_arg(r, 13, r->idem);
-    rd_req_arg(r, 14, r->num[1]);
+    rd_req_arg(r, 14, r->num[1]); /* "" = all that is left */
     rd_req_call(r, on_refunded);
 }

@@ -135,6 +135,16 @@ void rd_h_voucher_recharge(struct rd_req *r);
  * is left of it when amount is 0. Needs r->idem. Answers r.
  */
 void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount);
+/**
+ * Fills r->call for reverse.lua or refund.lua (same keys, same first 9 arguments) on the
+ * record r->param of code and user (both copied). The caller adds any further argument.
+ */
+void rd_undo_prepare(struct rd_req *r, int script, const char *code, const char *user);
+/**
+ * Normalises the {code} path segment into r->code and names its coupon and outbox keys
+ * (r->keys[0], r->keys[1]); a code that cannot exist answers coupon_not_found (-1).
+ */
+int rd_path_code(struct rd_req *r);
 /** Parses a hash reply (flat field/value pairs from element `from`) into r->coupon. */
 int rd_coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from);
 /**
