@@ -36,6 +36,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
     {EVHTTP_REQ_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
     {EVHTTP_REQ_GET, "/v1/transactions", RD_SCOPE_FRAUD, 0, rd_h_transactions},
+    {EVHTTP_REQ_GET, "/v1/stats", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_stats},
     {EVHTTP_REQ_GET, "/v1/vouchers/*/balance", RD_SCOPE_REDEEM | RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0,
      rd_h_voucher_balance},
     {EVHTTP_REQ_POST, "/v1/vouchers/*/pay", RD_SCOPE_REDEEM, 1, rd_h_voucher_pay},

@@ -127,6 +127,7 @@ void rd_h_redemption_get(struct rd_req *r);
 void rd_h_reverse(struct rd_req *r);
 void rd_h_transactions(struct rd_req *r);
 void rd_h_metrics(struct rd_req *r);
+void rd_h_stats(struct rd_req *r);
 void rd_h_voucher_balance(struct rd_req *r);
 void rd_h_voucher_pay(struct rd_req *r);
 void rd_h_voucher_recharge(struct rd_req *r);
