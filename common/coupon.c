@@ -17,6 +17,7 @@ void rd_coupon_init(struct rd_coupon *c)
     c->discount.max_amount = c->discount.min_order = -1;
     c->starts_at = c->expires_at = -1;
     c->limit_total = c->limit_user = c->limit_daily = c->limit_weekly = -1;
+    c->shared_at = -1;
 }
 
 void rd_coupon_free(struct rd_coupon *c)
@@ -516,6 +517,8 @@ int rd_coupon_from_hash(struct rd_coupon *c, const char *const *names, const siz
                            : IS("loaded")     ? &c->loaded
                            : IS("spent")      ? &c->spent
                            : IS("refunded")   ? &c->refunded
+                           : IS("shares")     ? &c->shares
+                           : IS("shared_at")  ? &c->shared_at
                                               : NULL;
             if (IS("utc_off")) {
                 char t[16];
@@ -594,6 +597,8 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
     if (!o)
         abort();
     json_object_set_new(o, "updated_at", json_string(rd_time_format(c->updated_at, buf)));
+    json_object_set_new(o, "shares", json_integer(c->shares > 0 ? c->shares : 0));
+    json_object_set_new(o, "shared_at", opt_time(c->shared_at));
     if (c->kind == RD_KIND_VOUCHER) {
         json_object_set_new(o, "discount", json_null());
         json_object_set_new(o, "balance", json_integer(c->balance));

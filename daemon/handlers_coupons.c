@@ -6,11 +6,13 @@
  * is needed.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "shipper.h"
 #include "rd/log.h"
+#include "rd/share.h"
 
 #define GENERATE_ATTEMPTS 5
 #define PATCH_ATTEMPTS    5
@@ -234,4 +236,74 @@ void rd_h_coupon_disable(struct rd_req *r)
 void rd_h_coupon_enable(struct rd_req *r)
 {
     set_status(r, "coupon_enable");
+}
+
+/* ---- POST /v1/coupons/{code}/share ---------------------------------------------------------- */
+
+static void on_shared(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    (void)redis;
+    const char *status = rd_script_status(r, reply, "share");
+    if (!status)
+        return;
+    if (strcmp(status, "rejected") == 0) {
+        rd_reply_error(r, rd_status_from_name(rd_el(reply, 1)), NULL, NULL);
+        return;
+    }
+    const char *intro = json_string_value(json_object_get(r->body, "message"));
+    const char *channel = json_string_value(json_object_get(r->body, "channel"));
+    const char *recipient = json_string_value(json_object_get(r->body, "recipient"));
+    char msg[RD_SHARE_MSG_MAX], url[RD_SHARE_URL_MAX];
+    rd_share_message(intro ? intro : "Here is your code.", r->code, rd_el_num(reply, 2),
+                     (int)strtol(rd_el(reply, 3), NULL, 10), msg);
+    rd_share_whatsapp_url(msg, url);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:s, s:s}", "code", r->code, "channel",
+                          channel ? channel : "whatsapp", "recipient",
+                          recipient ? json_string(recipient) : json_null(), "shared_at",
+                          rd_time_json(r->now_ms), "shares", (json_int_t)rd_el_num(reply, 1),
+                          "message", msg, "whatsapp_url", url);
+    rd_reply_json(r, 200, o);
+}
+
+void rd_h_coupon_share(struct rd_req *r)
+{
+    static const char *const keys[] = {"channel", "recipient", "message", NULL};
+    static const char *const channels[] = {"whatsapp", "email", "sms", "link", "other", NULL};
+    struct rd_verr e;
+    const char *channel = "whatsapp", *recipient = "", *intro;
+    if (rd_path_code(r) < 0)
+        return;
+    if (rd_json_only_keys(r->body, keys, "", &e) < 0 ||
+        rd_json_str(r->body, "channel", RD_J_OPTIONAL, 1, 16, &channel, NULL, &e) < 0 ||
+        rd_json_str(r->body, "recipient", RD_J_OPTIONAL, 1, 256, &recipient, NULL, &e) < 0 ||
+        rd_json_str(r->body, "message", RD_J_OPTIONAL, 1, RD_SHARE_INTRO_MAX, &intro, NULL, &e) <
+            0) {
+        rd_reply_verr(r, &e);
+        return;
+    }
+    int known = 0;
+    for (const char *const *c = channels; *c; c++)
+        known |= strcmp(*c, channel) == 0;
+    if (!known) {
+        rd_verr_set(&e, "channel", "must be whatsapp, email, sms, link or other");
+        rd_reply_verr(r, &e);
+        return;
+    }
+    rd_req_new_txn(r);
+    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
+    r->call.script = RD_LUA_SHARE;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "2");
+    rd_req_arg(r, 1, r->keys[0]);
+    rd_req_arg(r, 2, r->keys[1]);
+    rd_req_arg(r, 3, r->num[0]);
+    rd_req_arg(r, 4, r->txn);
+    rd_req_arg(r, 5, channel);
+    rd_req_arg(r, 6, recipient);
+    rd_req_arg(r, 7, r->client_ip);
+    rd_req_arg(r, 8, r->key_id);
+    rd_req_arg(r, 9, r->request_id);
+    rd_req_arg(r, 10, r->code);
+    rd_req_call(r, on_shared);
 }

@@ -31,6 +31,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_PATCH, "/v1/coupons/*", RD_SCOPE_ADMIN, 1, rd_h_coupon_patch},
     {EVHTTP_REQ_POST, "/v1/coupons/*/disable", RD_SCOPE_ADMIN, 2, rd_h_coupon_disable},
     {EVHTTP_REQ_POST, "/v1/coupons/*/enable", RD_SCOPE_ADMIN, 2, rd_h_coupon_enable},
+    {EVHTTP_REQ_POST, "/v1/coupons/*/share", RD_SCOPE_ADMIN, 2, rd_h_coupon_share},
     {EVHTTP_REQ_POST, "/v1/validate", RD_SCOPE_REDEEM, 1, rd_h_validate},
     {EVHTTP_REQ_POST, "/v1/redemptions", RD_SCOPE_REDEEM, 1, rd_h_redeem},
     {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},

@@ -121,6 +121,7 @@ void rd_h_coupon_get(struct rd_req *r);
 void rd_h_coupon_patch(struct rd_req *r);
 void rd_h_coupon_disable(struct rd_req *r);
 void rd_h_coupon_enable(struct rd_req *r);
+void rd_h_coupon_share(struct rd_req *r);
 void rd_h_validate(struct rd_req *r);
 void rd_h_redeem(struct rd_req *r);
 void rd_h_redemption_get(struct rd_req *r);

@@ -43,6 +43,7 @@ struct rd_coupon {
     /* vouchers: money in minor units. The scripts own these once the voucher exists:
      * balance = loaded - spent + refunded, always. At creation balance = loaded = initial. */
     int64_t balance, loaded, spent, refunded;
+    int64_t shares, shared_at; /* POST .../share: how often, and when last (-1 never) */
 };
 
 void rd_coupon_init(struct rd_coupon *c);
