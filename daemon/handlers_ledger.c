@@ -32,35 +32,51 @@
 #define PAGE_MAX     1000
 #define CHUNK_BYTES  65536
 
-/* Output columns: the cursor, then the ledger's own. */
-static const char *const columns[] = {"txn_id",
-                                      "ts",
-                                      "kind",
-                                      "outcome",
-                                      "reason",
-                                      "code",
-                                      "campaign",
-                                      "user_id",
-                                      "order_id",
-                                      "ref_id",
-                                      "order_amount",
-                                      "discount_amount",
-                                      "paid_amount",
-                                      "balance_after",
-                                      "currency",
-                                      "client_ip",
-                                      "api_key_id",
-                                      "request_id",
-                                      NULL};
-enum { COL_CURSOR_TXID = 0, COL_FIRST = 1, COL_TS = 2, NCOLS = 19 };
-/* numeric columns are JSON numbers */
-static int is_numeric(int col)
-{
-    return col >= 11 && col <= 14;
-}
+/*
+ * A listing: what its query returns and how each column is written. Column 0 of every row is
+ * the cursor (not shown); columns 1.. are named and typed here: 's' text, 'n' number, 't'
+ * epoch milliseconds written as RFC 3339, 'j' JSON text written as is.
+ */
+struct column {
+    const char *name;
+    char type;
+};
+struct listing {
+    const struct column *cols; /* ends with a NULL name */
+};
+
+static const struct column tx_cols[] = {{"txn_id", 's'},
+                                        {"ts", 't'},
+                                        {"kind", 's'},
+                                        {"outcome", 's'},
+                                        {"reason", 's'},
+                                        {"code", 's'},
+                                        {"campaign", 's'},
+                                        {"user_id", 's'},
+                                        {"order_id", 's'},
+                                        {"ref_id", 's'},
+                                        {"order_amount", 'n'},
+                                        {"discount_amount", 'n'},
+                                        {"paid_amount", 'n'},
+                                        {"balance_after", 'n'},
+                                        {"currency", 's'},
+                                        {"client_ip", 's'},
+                                        {"api_key_id", 's'},
+                                        {"request_id", 's'},
+                                        {NULL, 0}};
+static const struct listing tx_listing = {tx_cols};
+
+static const struct column coupon_cols[] = {
+    {"code", 's'},       {"kind", 's'},    {"status", 's'},   {"campaign", 's'},
+    {"tags", 'j'},       {"used", 'n'},    {"shares", 'n'},   {"created_at", 't'},
+    {"expires_at", 't'}, {"balance", 'n'}, {"currency", 's'}, {NULL, 0}};
+static const struct listing coupon_listing = {coupon_cols};
+
+enum { COL_CURSOR = 0, COL_FIRST = 1 };
 
 #define SELECT_LIST                                                                                \
-    "SELECT txid::text, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, outcome, "          \
+    "SELECT txid::text || '.' || txn_id, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, "  \
+    "outcome, "                                                                                    \
     "reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "           \
     "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
     "FROM transactions"
@@ -78,6 +94,12 @@ static void cond(struct rd_req *r, const char *pre, int n, const char *post)
 {
     size_t len = strlen(r->lr->sql);
     snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, "%s%d%s", pre, n, post);
+}
+
+static void sql_add(struct rd_req *r, const char *text)
+{
+    size_t len = strlen(r->lr->sql);
+    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, "%s", text);
 }
 
 static int bad(struct rd_req *r, const char *field, const char *msg)
@@ -133,6 +155,7 @@ static int build_query(struct rd_req *r)
     TAILQ_INIT(r->lr->query);
     if (q && evhttp_parse_query_str(q + 1, r->lr->query) < 0)
         return bad(r, "query", "the query string cannot be parsed");
+    r->lr->ls = &tx_listing;
     snprintf(r->lr->sql, sizeof(r->lr->sql),
              SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
     r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
@@ -204,10 +227,12 @@ static int build_query(struct rd_req *r)
 
 static void row_json(struct rd_req *r, const PGresult *row)
 {
+    const struct listing *ls = r->lr->ls;
     struct evbuffer *out = r->lr->chunk;
     evbuffer_add_printf(out, "%s{", r->lr->rows ? "," : "");
-    for (int c = COL_FIRST; c < NCOLS; c++) {
-        const char *name = columns[c - 1];
+    for (int c = COL_FIRST; ls->cols[c - 1].name; c++) {
+        const char *name = ls->cols[c - 1].name;
+        char type = ls->cols[c - 1].type;
         struct rd_sbuf b;
         rd_sbuf_init(&b);
         rd_sbuf_add_jstr(&b, name, strlen(name));
@@ -215,10 +240,10 @@ static void row_json(struct rd_req *r, const PGresult *row)
         evbuffer_add(out, ":", 1);
         if (PQgetisnull(row, 0, c)) {
             evbuffer_add(out, "null", 4);
-        } else if (c == COL_TS) {
+        } else if (type == 't') {
             char buf[RD_TIME_BUFSZ];
             evbuffer_add_printf(out, "\"%s\"", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
-        } else if (is_numeric(c)) {
+        } else if (type == 'n' || type == 'j') {
             evbuffer_add(out, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
         } else {
             b.len = 0;
@@ -226,7 +251,7 @@ static void row_json(struct rd_req *r, const PGresult *row)
             evbuffer_add(out, b.buf, b.len);
         }
         rd_sbuf_free(&b);
-        evbuffer_add(out, c + 1 < NCOLS ? "," : "}", 1);
+        evbuffer_add(out, ls->cols[c].name ? "," : "}", 1);
     }
 }
 
@@ -250,12 +275,13 @@ static void csv_field(struct evbuffer *out, const char *s, size_t len)
 
 static void row_csv(struct rd_req *r, const PGresult *row)
 {
-    for (int c = COL_FIRST; c < NCOLS; c++) {
+    const struct listing *ls = r->lr->ls;
+    for (int c = COL_FIRST; ls->cols[c - 1].name; c++) {
         if (c > COL_FIRST)
             evbuffer_add(r->lr->chunk, ",", 1);
         if (PQgetisnull(row, 0, c))
             continue;
-        if (c == COL_TS) {
+        if (ls->cols[c - 1].type == 't') {
             char buf[RD_TIME_BUFSZ];
             evbuffer_add_printf(r->lr->chunk, "%s",
                                 rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
@@ -264,8 +290,10 @@ static void row_csv(struct rd_req *r, const PGresult *row)
         }
     }
     /* the row's cursor, so an interrupted export can resume after it */
-    evbuffer_add_printf(r->lr->chunk, ",%s.%s\r\n", PQgetvalue(row, 0, COL_CURSOR_TXID),
-                        PQgetvalue(row, 0, COL_FIRST));
+    evbuffer_add(r->lr->chunk, ",", 1);
+    csv_field(r->lr->chunk, PQgetvalue(row, 0, COL_CURSOR),
+              (size_t)PQgetlength(row, 0, COL_CURSOR));
+    evbuffer_add(r->lr->chunk, "\r\n", 2);
 }
 
 static void on_client_close(struct evhttp_connection *con, void *arg);
@@ -306,8 +334,8 @@ static void start_csv(struct rd_req *r)
     struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
     if (con)
         evhttp_connection_set_closecb(con, on_client_close, r);
-    for (int c = 0; columns[c]; c++)
-        evbuffer_add_printf(r->lr->chunk, "%s%s", c ? "," : "", columns[c]);
+    for (int c = 0; r->lr->ls->cols[c].name; c++)
+        evbuffer_add_printf(r->lr->chunk, "%s%s", c ? "," : "", r->lr->ls->cols[c].name);
     evbuffer_add_printf(r->lr->chunk, ",cursor\r\n");
 }
 
@@ -325,8 +353,7 @@ static int on_row(struct rd_pgq *q, const PGresult *row)
     } else {
         row_json(r, row);
     }
-    snprintf(r->lr->last_cursor, sizeof(r->lr->last_cursor), "%s.%s",
-             PQgetvalue(row, 0, COL_CURSOR_TXID), PQgetvalue(row, 0, COL_FIRST));
+    snprintf(r->lr->last_cursor, sizeof(r->lr->last_cursor), "%s", PQgetvalue(row, 0, COL_CURSOR));
     r->lr->rows++;
     /* pause until the client has taken this chunk: constant memory for any export size */
     if (r->lr->csv && evbuffer_get_length(r->lr->chunk) >= CHUNK_BYTES)
@@ -397,13 +424,9 @@ static void lread_new(struct rd_req *r)
         abort();
 }
 
-void rd_h_transactions(struct rd_req *r)
+/* Submits the listing query built in r->lr: JSON pages or a CSV stream. */
+static void start_read(struct rd_req *r)
 {
-    lread_new(r);
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
-    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
-    if (build_query(r) < 0)
-        return;
     r->lr->chunk = evbuffer_new();
     if (!r->lr->chunk)
         abort();
@@ -414,6 +437,162 @@ void rd_h_transactions(struct rd_req *r)
     r->lr->pgq.on_done = on_done;
     r->lr->pgq.arg = r;
     rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+}
+
+void rd_h_transactions(struct rd_req *r)
+{
+    lread_new(r);
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
+    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
+    if (build_query(r) < 0)
+        return;
+    start_read(r);
+}
+
+/* ---- GET /v1/coupons: the coupons mirror, with live figures from the ledger --------------- */
+
+/* Per coupon: the mirror's definition (the Redis hash fields as written) and, from its ledger
+ * rows, live uses (redemptions not reversed, payments not refunded in full), shares and
+ * voucher money; the status is derived as rd_coupon_status() does. $1 is now (ms). */
+#define COUPON_SELECT                                                                              \
+    "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
+    "x.expires, x.balance, x.currency FROM (SELECT m.code, coalesce(m.kind, 'discount') AS "       \
+    "kind, m.campaign, coalesce(nullif(m.definition->>'tags', ''), '[]') AS tags, u.used, "        \
+    "u.shares, (extract(epoch FROM m.created_at) * 1000)::bigint AS created, "                     \
+    "nullif(m.definition->>'expires_at', '')::bigint AS expires, "                                 \
+    "nullif(m.definition->>'currency', '') AS currency, CASE WHEN m.kind = 'voucher' THEN "        \
+    "coalesce(nullif(m.definition->>'bal', ''), '0')::bigint + u.recharged - u.spent + "           \
+    "u.refunded END AS balance, CASE WHEN m.definition->>'status' = 'disabled' THEN 'disabled' "   \
+    "WHEN nullif(m.definition->>'expires_at', '')::bigint <= $1::bigint THEN 'expired' WHEN "      \
+    "nullif(m.definition->>'starts_at', '')::bigint > $1::bigint THEN 'scheduled' WHEN "           \
+    "u.used >= nullif(m.definition->>'l_total', '')::bigint THEN 'exhausted' WHEN m.kind = "       \
+    "'voucher' AND coalesce(nullif(m.definition->>'bal', ''), '0')::bigint + u.recharged - "       \
+    "u.spent + u.refunded <= 0 THEN 'exhausted' ELSE 'active' END AS status FROM coupons m "       \
+    "CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE t.kind = 'redeem') - count(*) FILTER "      \
+    "(WHERE t.kind = 'reverse') + count(*) FILTER (WHERE t.kind = 'pay' AND "                      \
+    "coalesce((SELECT sum(f.paid_amount) FROM transactions f WHERE f.ref_id = t.txn_id AND "       \
+    "f.kind = 'refund' AND f.outcome = 'accepted'), 0) < t.paid_amount) AS used, count(*) "        \
+    "FILTER (WHERE t.kind = 'share') AS shares, coalesce(sum(t.paid_amount) FILTER (WHERE "        \
+    "t.kind = 'recharge'), 0) AS recharged, coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = "   \
+    "'pay'), 0) AS spent, coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = 'refund'), 0) AS "    \
+    "refunded FROM transactions t WHERE t.code = m.code AND t.outcome = 'accepted' AND t.kind "    \
+    "IN ('redeem', 'reverse', 'pay', 'refund', 'recharge', 'share')) u WHERE true"
+
+static int build_coupon_query(struct rd_req *r)
+{
+    static const char *const params[] = {"status",     "kind",         "campaign",   "tag",
+                                         "prefix",     "created_from", "created_to", "expires_from",
+                                         "expires_to", "shared",       "limit",      "cursor",
+                                         NULL};
+    static const char *const statuses[] = {"active",   "valid", "scheduled", "exhausted", "expired",
+                                           "disabled", "used",  "unused",    NULL};
+    static const char *const kinds[] = {"discount", "voucher", NULL};
+    const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
+    r->lr->ls = &coupon_listing;
+    r->lr->query = calloc(1, sizeof(*r->lr->query));
+    if (!r->lr->query)
+        abort();
+    TAILQ_INIT(r->lr->query);
+    if (q && evhttp_parse_query_str(q + 1, r->lr->query) < 0)
+        return bad(r, "query", "the query string cannot be parsed");
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
+    add_param(r, now); /* $1 */
+    snprintf(r->lr->sql, sizeof(r->lr->sql), "%s", COUPON_SELECT);
+    const char *status = NULL, *shared = NULL;
+    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, r->lr->query, next)
+    {
+        const char *k = kv->key, *v = kv->value;
+        if (!in(k, params))
+            return bad(r, k, "unknown parameter");
+        if (strlen(v) == 0 || strlen(v) > 128 || rd_str_has_ctl(v, strlen(v)))
+            return bad(r, k, "must be 1 to 128 printable characters");
+        if (!strcmp(k, "status")) {
+            if (!in(v, statuses))
+                return bad(r, k,
+                           "must be active (or valid), scheduled, exhausted, expired, disabled, "
+                           "used or unused");
+            status = v;
+        } else if (!strcmp(k, "kind")) {
+            if (!in(v, kinds))
+                return bad(r, k, "must be discount or voucher");
+            cond(r, " AND coalesce(m.kind, 'discount') = $", add_param(r, v), "");
+        } else if (!strcmp(k, "campaign")) {
+            cond(r, " AND m.campaign = $", add_param(r, v), "");
+        } else if (!strcmp(k, "tag")) {
+            cond(r, " AND coalesce(nullif(m.definition->>'tags', ''), '[]')::jsonb ? $",
+                 add_param(r, v), "");
+        } else if (!strcmp(k, "prefix") || !strcmp(k, "cursor")) {
+            /* codes are A-Z 0-9 '-': nothing in them is special to LIKE */
+            char code[RD_CODE_MAX + 1];
+            size_t n = strlen(v);
+            if (n > RD_CODE_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                             "0123456789-") != n)
+                return bad(r, k,
+                           !strcmp(k, "prefix") ? "must be letters, digits and '-'"
+                                                : "is not a cursor this service issued");
+            for (size_t i = 0; i <= n; i++)
+                code[i] = (v[i] >= 'a' && v[i] <= 'z') ? (char)(v[i] - 32) : v[i];
+            if (!strcmp(k, "prefix"))
+                cond(r, " AND m.code LIKE $", add_param(r, code), " || '%'");
+            else
+                cond(r, " AND m.code > $", add_param(r, code), "");
+        } else if (!strcmp(k, "created_from") || !strcmp(k, "created_to")) {
+            int64_t ms;
+            if (rd_time_parse(v, &ms) < 0)
+                return bad(r, k, "must be an RFC 3339 time");
+            char buf[RD_TIME_BUFSZ];
+            cond(r, !strcmp(k, "created_from") ? " AND m.created_at >= $" : " AND m.created_at < $",
+                 add_param(r, rd_time_format(ms, buf)), "::timestamptz");
+        } else if (!strcmp(k, "expires_from") || !strcmp(k, "expires_to")) {
+            int64_t ms;
+            if (rd_time_parse(v, &ms) < 0)
+                return bad(r, k, "must be an RFC 3339 time");
+            char buf[24];
+            snprintf(buf, sizeof(buf), "%lld", (long long)ms);
+            cond(r,
+                 !strcmp(k, "expires_from")
+                     ? " AND nullif(m.definition->>'expires_at', '')::bigint >= $"
+                     : " AND nullif(m.definition->>'expires_at', '')::bigint < $",
+                 add_param(r, buf), "::bigint");
+        } else if (!strcmp(k, "shared")) {
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+                return bad(r, k, "must be true or false");
+            shared = v;
+        } else if (!strcmp(k, "limit")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > PAGE_MAX)
+                return bad(r, k, "must be an integer from 1 to 1000");
+            r->lr->limit = n;
+        }
+    }
+    sql_add(r, ") x WHERE true");
+    if (status && !strcmp(status, "used"))
+        sql_add(r, " AND x.used > 0");
+    else if (status && !strcmp(status, "unused"))
+        sql_add(r, " AND x.used = 0");
+    else if (status)
+        cond(r, " AND x.status = $", add_param(r, !strcmp(status, "valid") ? "active" : status),
+             "");
+    if (shared)
+        sql_add(r, !strcmp(shared, "true") ? " AND x.shares > 0" : " AND x.shares = 0");
+    sql_add(r, " ORDER BY x.code");
+    if (r->lr->limit > 0)
+        cond(r, " LIMIT ", (int)r->lr->limit + 1, "");
+    return 0;
+}
+
+void rd_h_coupons_list(struct rd_req *r)
+{
+    lread_new(r);
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
+    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
+    if (build_coupon_query(r) < 0)
+        return;
+    start_read(r);
 }
 
 /* ---- a redemption from the ledger ------------------------------------------------------ */

@@ -27,6 +27,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "/healthz", 0, 0, rd_h_healthz},
     {EVHTTP_REQ_GET, "/readyz", 0, 0, rd_h_readyz},
     {EVHTTP_REQ_POST, "/v1/coupons", RD_SCOPE_ADMIN, 1, rd_h_coupon_create},
+    {EVHTTP_REQ_GET, "/v1/coupons", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupons_list},
     {EVHTTP_REQ_GET, "/v1/coupons/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupon_get},
     {EVHTTP_REQ_PATCH, "/v1/coupons/*", RD_SCOPE_ADMIN, 1, rd_h_coupon_patch},
     {EVHTTP_REQ_POST, "/v1/coupons/*/disable", RD_SCOPE_ADMIN, 2, rd_h_coupon_disable},

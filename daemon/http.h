@@ -59,10 +59,12 @@ struct rd_req {
 
 /* The state of a ledger read (handlers_ledger.c), kept out of struct rd_req so that the
  * checkout path does not allocate and clear it on every request. */
+struct listing;
 struct rd_lread {
+    const struct listing *ls; /* the columns being listed (handlers_ledger.c) */
     struct rd_pgq pgq;
     struct evkeyvalq *query; /* owned: the parsed query string */
-    char sql[2048];
+    char sql[4096];
     char pbuf[RD_PGQ_MAXPARAMS][136];
     int csv;
     int streaming; /* a chunked reply has started */
@@ -129,6 +131,7 @@ void rd_h_reverse(struct rd_req *r);
 void rd_h_transactions(struct rd_req *r);
 void rd_h_metrics(struct rd_req *r);
 void rd_h_stats(struct rd_req *r);
+void rd_h_coupons_list(struct rd_req *r);
 void rd_h_voucher_balance(struct rd_req *r);
 void rd_h_voucher_pay(struct rd_req *r);
 void rd_h_voucher_recharge(struct rd_req *r);
