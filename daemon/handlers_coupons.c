@@ -165,6 +165,10 @@ static void on_fetched(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "coupon_get");
         return;
     }
+    if (reply->elements == 0 && !r->action) {
+        rd_coupon_from_ledger(r); /* archived codes are kept there */
+        return;
+    }
     if (reply->elements == 0) {
         rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
         return;

@@ -456,27 +456,16 @@ void rd_h_transactions(struct rd_req *r)
  * voucher money; the status is derived as rd_coupon_status() does. $1 is now (ms). */
 #define COUPON_SELECT                                                                              \
     "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
-    "x.expires, x.balance, x.currency FROM (SELECT m.code, coalesce(m.kind, 'discount') AS "       \
-    "kind, m.campaign, coalesce(nullif(m.definition->>'tags', ''), '[]') AS tags, u.used, "        \
-    "u.shares, (extract(epoch FROM m.created_at) * 1000)::bigint AS created, "                     \
+    "x.expires, x.balance, x.currency FROM (SELECT m.code, y.kind, m.campaign, "                   \
+    "coalesce(nullif(m.definition->>'tags', ''), '[]') AS tags, u.used, u.shares, "                \
+    "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, "                               \
     "nullif(m.definition->>'expires_at', '')::bigint AS expires, "                                 \
-    "nullif(m.definition->>'currency', '') AS currency, CASE WHEN m.kind = 'voucher' THEN "        \
+    "nullif(m.definition->>'currency', '') AS currency, y.balance, "                               \
+    "rd_coupon_state(m.definition, y.kind, u.used, y.balance, $1::bigint) AS status "              \
+    "FROM coupons m CROSS JOIN LATERAL rd_coupon_live(m.code) u CROSS JOIN LATERAL (SELECT "       \
+    "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
     "coalesce(nullif(m.definition->>'bal', ''), '0')::bigint + u.recharged - u.spent + "           \
-    "u.refunded END AS balance, CASE WHEN m.definition->>'status' = 'disabled' THEN 'disabled' "   \
-    "WHEN nullif(m.definition->>'expires_at', '')::bigint <= $1::bigint THEN 'expired' WHEN "      \
-    "nullif(m.definition->>'starts_at', '')::bigint > $1::bigint THEN 'scheduled' WHEN "           \
-    "u.used >= nullif(m.definition->>'l_total', '')::bigint THEN 'exhausted' WHEN m.kind = "       \
-    "'voucher' AND coalesce(nullif(m.definition->>'bal', ''), '0')::bigint + u.recharged - "       \
-    "u.spent + u.refunded <= 0 THEN 'exhausted' ELSE 'active' END AS status FROM coupons m "       \
-    "CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE t.kind = 'redeem') - count(*) FILTER "      \
-    "(WHERE t.kind = 'reverse') + count(*) FILTER (WHERE t.kind = 'pay' AND "                      \
-    "coalesce((SELECT sum(f.paid_amount) FROM transactions f WHERE f.ref_id = t.txn_id AND "       \
-    "f.kind = 'refund' AND f.outcome = 'accepted'), 0) < t.paid_amount) AS used, count(*) "        \
-    "FILTER (WHERE t.kind = 'share') AS shares, coalesce(sum(t.paid_amount) FILTER (WHERE "        \
-    "t.kind = 'recharge'), 0) AS recharged, coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = "   \
-    "'pay'), 0) AS spent, coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = 'refund'), 0) AS "    \
-    "refunded FROM transactions t WHERE t.code = m.code AND t.outcome = 'accepted' AND t.kind "    \
-    "IN ('redeem', 'reverse', 'pay', 'refund', 'recharge', 'share')) u WHERE true"
+    "u.refunded END AS balance) y WHERE true"
 
 static int build_coupon_query(struct rd_req *r)
 {
@@ -484,8 +473,9 @@ static int build_coupon_query(struct rd_req *r)
                                          "prefix",     "created_from", "created_to", "expires_from",
                                          "expires_to", "shared",       "limit",      "cursor",
                                          NULL};
-    static const char *const statuses[] = {"active",   "valid", "scheduled", "exhausted", "expired",
-                                           "disabled", "used",  "unused",    NULL};
+    static const char *const statuses[] = {"active",  "valid",    "scheduled", "exhausted",
+                                           "expired", "disabled", "archived",  "used",
+                                           "unused",  NULL};
     static const char *const kinds[] = {"discount", "voucher", NULL};
     const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
     r->lr->ls = &coupon_listing;
@@ -513,12 +503,12 @@ static int build_coupon_query(struct rd_req *r)
             if (!in(v, statuses))
                 return bad(r, k,
                            "must be active (or valid), scheduled, exhausted, expired, disabled, "
-                           "used or unused");
+                           "archived, used or unused");
             status = v;
         } else if (!strcmp(k, "kind")) {
             if (!in(v, kinds))
                 return bad(r, k, "must be discount or voucher");
-            cond(r, " AND coalesce(m.kind, 'discount') = $", add_param(r, v), "");
+            cond(r, " AND y.kind = $", add_param(r, v), "");
         } else if (!strcmp(k, "campaign")) {
             cond(r, " AND m.campaign = $", add_param(r, v), "");
         } else if (!strcmp(k, "tag")) {
@@ -715,6 +705,82 @@ void rd_h_stats(struct rd_req *r)
     r->lr->pgq.sql = r->lr->sql;
     r->lr->pgq.on_row = on_stats_row;
     r->lr->pgq.on_done = on_stats_done;
+    r->lr->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+}
+
+/* ---- an archived coupon, from the mirror -------------------------------------------------- */
+
+static int on_archived_row(struct rd_pgq *q, const PGresult *row)
+{
+    struct rd_req *r = q->arg;
+    if (r->lr->rows++ > 0)
+        return 0;
+    json_t *def = json_loads(PQgetvalue(row, 0, 0), 0, NULL);
+    const char *names[64], *values[64];
+    size_t nl[64], vl[64], n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(def, k, v)
+    {
+        if (n < 64 && json_is_string(v)) {
+            names[n] = k;
+            nl[n] = strlen(k);
+            values[n] = json_string_value(v);
+            vl[n] = json_string_length(v);
+            n++;
+        }
+    }
+    struct rd_coupon *c = &r->coupon;
+    rd_coupon_free(c);
+    rd_coupon_init(c);
+    if (!def || rd_coupon_from_hash(c, names, nl, values, vl, n) < 0) {
+        json_decref(def);
+        return 0; /* answered as not found */
+    }
+    json_decref(def);
+    c->used = atoll(PQgetvalue(row, 0, 1));
+    c->shares = atoll(PQgetvalue(row, 0, 2));
+    c->loaded += atoll(PQgetvalue(row, 0, 3));
+    c->spent = atoll(PQgetvalue(row, 0, 4));
+    c->refunded = atoll(PQgetvalue(row, 0, 5));
+    c->balance = c->loaded - c->spent + c->refunded;
+    json_t *o = rd_coupon_to_json(c, r->now_ms);
+    json_object_set_new(o, "status", json_string("archived"));
+    json_object_set_new(o, "archived_at", rd_time_json(atoll(PQgetvalue(row, 0, 6))));
+    json_object_set_new(o, "source", json_string("ledger"));
+    r->body = o; /* kept until done; freed with the request */
+    return 0;
+}
+
+static void on_archived_done(struct rd_pgq *q, int ok, const char *err)
+{
+    struct rd_req *r = q->arg;
+    if (!ok) {
+        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        return;
+    }
+    if (!r->body) {
+        rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    json_t *o = r->body;
+    r->body = NULL;
+    rd_reply_json(r, 200, o);
+}
+
+void rd_coupon_from_ledger(struct rd_req *r)
+{
+    lread_new(r);
+    snprintf(r->lr->sql, sizeof(r->lr->sql),
+             "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
+             "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
+             "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
+    add_param(r, r->code);
+    r->lr->pgq.sql = r->lr->sql;
+    r->lr->pgq.on_row = on_archived_row;
+    r->lr->pgq.on_done = on_archived_done;
     r->lr->pgq.arg = r;
     rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
 }

@@ -161,6 +161,8 @@ int rd_ledger_backlogged(struct rd_req *r);
 const char *rd_http_route_name(int i);
 /** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */
 void rd_redemption_from_ledger(struct rd_req *r);
+/** Answers GET /v1/coupons/{code} for a code archived out of Redis, from the mirror. */
+void rd_coupon_from_ledger(struct rd_req *r);
 /** Frees r after a streamed reply ended (or was cut off). */
 void rd_req_free_streamed(struct rd_req *r);
 

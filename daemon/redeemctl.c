@@ -24,7 +24,10 @@
 #include "rd/config.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
+#include "rd/code.h"
 #include "rd/keys.h"
+#include "rd/lua_script_ids.h"
+#include "rd/lua_scripts.h"
 #include "rd/sha256.h"
 
 extern char **environ;
@@ -39,7 +42,11 @@ static void usage(void)
             "  keys revoke ID\n"
             "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
             "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
-            "ledger\n");
+            "ledger\n"
+            "  archive --state expired|exhausted|disabled [--expired-before TIME]\n"
+            "          [--prefix P] [--dry-run] [--now TIME]\n"
+            "                                             take dead codes out of Redis; the "
+            "ledger keeps them\n");
 }
 
 static redisContext *redis_open(const struct rd_config *cfg)
@@ -53,6 +60,117 @@ static redisContext *redis_open(const struct rd_config *cfg)
     }
     redisSetTimeout(c, tv);
     return c;
+}
+
+/*
+ * archive: SCAN the coupon hashes (MATCH on the prefix), and for each run archive.lua, which
+ * checks the state and deletes atomically. Pipelined a SCAN page at a time; the script is
+ * short, so redemptions keep flowing between the calls.
+ */
+static int archive(const struct rd_config *cfg, int argc, char **argv)
+{
+    const char *state = NULL, *prefix = "", *before_s = NULL;
+    int dry = 0;
+    int64_t now = (int64_t)time(NULL) * 1000, before = -1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--state") && i + 1 < argc)
+            state = argv[++i];
+        else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
+            prefix = argv[++i];
+        else if (!strcmp(argv[i], "--expired-before") && i + 1 < argc)
+            before_s = argv[++i];
+        else if (!strcmp(argv[i], "--dry-run"))
+            dry = 1;
+        else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
+            if (rd_time_parse(argv[++i], &now) < 0) {
+                fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
+                return 2;
+            }
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (!state ||
+        (strcmp(state, "expired") && strcmp(state, "exhausted") && strcmp(state, "disabled"))) {
+        fprintf(stderr, "redeemctl: archive needs --state expired, exhausted or disabled\n");
+        return 2;
+    }
+    if (before_s && (strcmp(state, "expired") || rd_time_parse(before_s, &before) < 0)) {
+        fprintf(stderr, "redeemctl: --expired-before is an RFC 3339 time, with --state "
+                        "expired\n");
+        return 2;
+    }
+    /* codes are A-Z 0-9 '-': nothing in a prefix is special to SCAN's MATCH */
+    char code_prefix[RD_CODE_MAX + 1];
+    size_t plen = strlen(prefix);
+    if (plen > RD_CODE_MAX ||
+        strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != plen) {
+        fprintf(stderr, "redeemctl: --prefix is letters, digits and '-'\n");
+        return 2;
+    }
+    for (size_t i = 0; i <= plen; i++)
+        code_prefix[i] =
+            (prefix[i] >= 'a' && prefix[i] <= 'z') ? (char)(prefix[i] - 32) : prefix[i];
+
+    redisContext *rc = redis_open(cfg);
+    const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_ARCHIVE];
+    redisReply *r = redisCommand(rc, "SCRIPT LOAD %b", s->body, s->len);
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, "redeemctl: cannot load archive.lua\n");
+        return 1;
+    }
+    freeReplyObject(r);
+    char now_s[24], before_ms[24] = "", pattern[RD_CODE_MAX + 16], cursor[32] = "0";
+    snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+    if (before >= 0)
+        snprintf(before_ms, sizeof(before_ms), "%lld", (long long)before);
+    snprintf(pattern, sizeof(pattern), "{*}:c:%s*", code_prefix);
+    long long seen = 0, archived = 0;
+    do {
+        r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            fprintf(stderr, "redeemctl: SCAN failed\n");
+            return 1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *ck = keys->element[i]->str;
+            char uk[RD_KEY_MAX], lk[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1];
+            unsigned bucket = (unsigned)atoi(ck + 1);
+            snprintf(uk, sizeof(uk), "%s", ck);
+            uk[7] = 'u'; /* "{NNNN}:c:" -> "{NNNN}:u:" */
+            rd_key_log(lk, sizeof(lk), bucket);
+            uint8_t rnd[20];
+            if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                return 1;
+            rd_txn_id_make(txn, bucket, rnd);
+            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %s %s %s %s %s %s %s", s->sha1, ck, uk,
+                               lk, now_s, txn, state, before_ms, "redeemctl", "archive",
+                               dry ? "1" : "0");
+        }
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *a;
+            if (redisGetReply(rc, (void **)&a) != REDIS_OK) {
+                fprintf(stderr, "redeemctl: Redis connection lost\n");
+                return 1;
+            }
+            if (a->type == REDIS_REPLY_ERROR) {
+                fprintf(stderr, "redeemctl: %s\n", a->str);
+                freeReplyObject(a);
+                return 1;
+            }
+            seen++;
+            archived += a->type == REDIS_REPLY_INTEGER && a->integer == 1;
+            freeReplyObject(a);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(rc);
+    printf("%lld of %lld coupons %s (%s)\n", archived, seen, dry ? "would be archived" : "archived",
+           state);
+    return 0;
 }
 
 static const char *opt(int argc, char **argv, const char *name)
@@ -340,6 +458,8 @@ int main(int argc, char **argv)
         PQfinish(pg);
         return rc_;
     }
+    if (!strcmp(args[0], "archive"))
+        return archive(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "migrate")) {
         const char *dir = opt(rest - 1, args + 1, "--dir");
         return migrate(&cfg, dir ? dir : "scripts/sql");

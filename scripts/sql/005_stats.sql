@@ -1,3 +1,37 @@
+-- Live figures of one coupon from its ledger rows: uses (redemptions not reversed, voucher
+-- payments not refunded in full), shares, and voucher money. The listing and the fallback
+-- for archived codes use it; rd_stats below works on all codes at once.
+CREATE OR REPLACE FUNCTION rd_coupon_live(c text, OUT used bigint, OUT shares bigint,
+                                          OUT recharged bigint, OUT spent bigint,
+                                          OUT refunded bigint)
+LANGUAGE sql STABLE AS $$
+SELECT count(*) FILTER (WHERE t.kind = 'redeem') - count(*) FILTER (WHERE t.kind = 'reverse')
+       + count(*) FILTER (WHERE t.kind = 'pay' AND coalesce((SELECT sum(f.paid_amount)
+           FROM transactions f WHERE f.ref_id = t.txn_id AND f.kind = 'refund'
+           AND f.outcome = 'accepted'), 0) < t.paid_amount),
+       count(*) FILTER (WHERE t.kind = 'share'),
+       coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = 'recharge'), 0)::bigint,
+       coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = 'pay'), 0)::bigint,
+       coalesce(sum(t.paid_amount) FILTER (WHERE t.kind = 'refund'), 0)::bigint
+FROM transactions t
+WHERE t.code = c AND t.outcome = 'accepted'
+  AND t.kind IN ('redeem', 'reverse', 'pay', 'refund', 'recharge', 'share')
+$$;
+
+-- The status a coupon has at now_ms, as rd_coupon_status() derives it in C, plus "archived"
+-- (taken out of Redis by redeemctl archive; the mirror keeps it).
+CREATE OR REPLACE FUNCTION rd_coupon_state(d jsonb, kind text, used bigint, balance bigint,
+                                           now_ms bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE WHEN d ? 'archived_at' THEN 'archived'
+            WHEN d->>'status' = 'disabled' THEN 'disabled'
+            WHEN nullif(d->>'expires_at', '')::bigint <= now_ms THEN 'expired'
+            WHEN nullif(d->>'starts_at', '')::bigint > now_ms THEN 'scheduled'
+            WHEN used >= nullif(d->>'l_total', '')::bigint THEN 'exhausted'
+            WHEN kind = 'voucher' AND balance <= 0 THEN 'exhausted'
+            ELSE 'active' END
+$$;
+
 -- GET /v1/stats, computed where the whole history is: the coupons mirror (definitions as
 -- written to Redis) and the ledger. Redis is never scanned for it, so the back office cannot
 -- slow redemptions down; the figures are as current as the ledger (see outbox_backlog).
@@ -12,7 +46,7 @@ pays AS (  -- each accepted voucher payment and what was refunded of it
     FROM transactions p WHERE p.kind = 'pay' AND p.outcome = 'accepted'
 ),
 uses AS (  -- live uses per code: redemptions not reversed, payments not refunded in full
-    SELECT code, sum(n) AS used FROM (
+    SELECT code, sum(n)::bigint AS used FROM (
         SELECT code, CASE kind WHEN 'redeem' THEN 1 ELSE -1 END AS n
         FROM transactions WHERE kind IN ('redeem', 'reverse') AND outcome = 'accepted'
         UNION ALL
@@ -21,9 +55,9 @@ uses AS (  -- live uses per code: redemptions not reversed, payments not refunde
 ),
 money AS (
     SELECT code,
-           sum(paid_amount) FILTER (WHERE kind = 'recharge') AS recharged,
-           sum(paid_amount) FILTER (WHERE kind = 'pay') AS spent,
-           sum(paid_amount) FILTER (WHERE kind = 'refund') AS refunded
+           (sum(paid_amount) FILTER (WHERE kind = 'recharge'))::bigint AS recharged,
+           (sum(paid_amount) FILTER (WHERE kind = 'pay'))::bigint AS spent,
+           (sum(paid_amount) FILTER (WHERE kind = 'refund'))::bigint AS refunded
     FROM transactions WHERE kind IN ('pay', 'refund', 'recharge') AND outcome = 'accepted'
     GROUP BY code
 ),
@@ -33,20 +67,12 @@ c AS (
            coalesce(nullif(m.definition->>'bal', ''), '0')::bigint
                + coalesce(y.recharged, 0) AS loaded,
            coalesce(y.spent, 0) AS spent, coalesce(y.refunded, 0) AS refunded,
-           m.definition->>'status' AS st,
-           nullif(m.definition->>'starts_at', '')::bigint AS starts,
-           nullif(m.definition->>'expires_at', '')::bigint AS expires,
-           nullif(m.definition->>'l_total', '')::bigint AS l_total
+           m.definition AS d
     FROM coupons m LEFT JOIN uses u USING (code) LEFT JOIN money y USING (code)
 ),
 s AS (
     SELECT c.*, loaded - spent + refunded AS balance,
-           CASE WHEN st = 'disabled' THEN 'disabled'
-                WHEN expires IS NOT NULL AND now_ms >= expires THEN 'expired'
-                WHEN starts IS NOT NULL AND now_ms < starts THEN 'scheduled'
-                WHEN l_total IS NOT NULL AND used >= l_total THEN 'exhausted'
-                WHEN kind = 'voucher' AND loaded - spent + refunded <= 0 THEN 'exhausted'
-                ELSE 'active' END AS status
+           rd_coupon_state(d, kind, used, loaded - spent + refunded, now_ms) AS status
     FROM c
 ),
 hours AS (
@@ -77,7 +103,8 @@ SELECT jsonb_build_object(
             'scheduled', count(*) FILTER (WHERE status = 'scheduled'),
             'exhausted', count(*) FILTER (WHERE status = 'exhausted'),
             'expired', count(*) FILTER (WHERE status = 'expired'),
-            'disabled', count(*) FILTER (WHERE status = 'disabled')),
+            'disabled', count(*) FILTER (WHERE status = 'disabled'),
+            'archived', count(*) FILTER (WHERE status = 'archived')),
         'by_kind', jsonb_build_object(
             'discount', count(*) FILTER (WHERE kind = 'discount'),
             'voucher', count(*) FILTER (WHERE kind = 'voucher'))) FROM s),

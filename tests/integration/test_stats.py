@@ -50,7 +50,7 @@ def test_stats_equal_what_was_created_and_used(stack):
     c = s["coupons"]
     assert c["total"] == 6 and c["by_kind"] == {"discount": 5, "voucher": 1}
     assert c["by_status"] == {"active": 2, "scheduled": 1, "exhausted": 1, "expired": 1,
-                              "disabled": 1}
+                              "disabled": 1, "archived": 0}
     assert (c["used"], c["unused"]) == (4, 2)
     camp = {x["campaign"]: x for x in s["campaigns"]}
     assert set(camp) == {"spring", "summer", "gift"}

@@ -1,0 +1,36 @@
+#!lua
+--[[
+archive: take one dead code out of Redis (its definition and per-user counts) to free memory.
+PostgreSQL keeps it: the ledger row written here marks it archived in the coupons mirror,
+where listings and GET /v1/coupons/{code} still find it; redeeming it answers
+coupon_not_found. The state is checked here, atomically, so a code that came back to life
+since it was picked (a reversal, an enable) is left alone.
+
+KEYS[1] {b}:c:<CODE> coupon   KEYS[2] {b}:u:<CODE> per-user counts   KEYS[3] {b}:log outbox
+ARGV 1 now_ms  2 transaction id  3 state: expired | exhausted | disabled
+     4 expired before (ms, "" = any time)  5 api key id  6 request id  7 dry run ("1")
+Returns 1 if archived (or, dry, would be), 0 if the code is not in that state
+]]
+local now = tonumber(ARGV[1])
+local c = redis.call('HMGET', KEYS[1], 'code', 'status', 'expires_at', 'l_total', 'used',
+  'kind', 'bal', 'campaign')
+if not c[1] then return 0 end
+local function num(v) return tonumber(v or '') end
+local state, match = ARGV[3], false
+if state == 'expired' then
+  local e, before = num(c[3]), num(ARGV[4])
+  match = e ~= nil and e <= now and (before == nil or e < before)
+elseif state == 'exhausted' then
+  local lt, used = num(c[4]), num(c[5]) or 0
+  match = (lt ~= nil and used >= lt) or (c[6] == 'voucher' and (num(c[7]) or 0) <= 0)
+elseif state == 'disabled' then
+  match = c[2] == 'disabled'
+end
+if not match then return 0 end
+if ARGV[7] == '1' then return 1 end
+redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'coupon_archive',
+  'outcome', 'accepted', 'reason', '', 'code', c[1], 'campaign', c[8] or '',
+  'key', ARGV[5], 'req', ARGV[6],
+  'before', cjson.encode({state = state}), 'after', cjson.encode({archived_at = ARGV[1]}))
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
