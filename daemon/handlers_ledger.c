@@ -585,7 +585,36 @@ void rd_h_coupons_list(struct rd_req *r)
     start_read(r);
 }
 
-/* ---- a redemption from the ledger ------------------------------------------------------ */
+/* ---- single answers from the ledger ------------------------------------------------------ */
+
+/* The end of a read whose row callback left the whole answer in r->body. */
+static void on_object_done(struct rd_pgq *q, int ok, const char *err)
+{
+    struct rd_req *r = q->arg;
+    if (!ok) {
+        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        return;
+    }
+    if (!r->body) {
+        rd_reply_error(r, (enum rd_status)r->lr->missing, NULL, NULL);
+        return;
+    }
+    json_t *o = r->body;
+    r->body = NULL;
+    rd_reply_json(r, 200, o);
+}
+
+/* Runs r->lr->sql; on_row builds the answer; no row answers missing. */
+static void object_read(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing)
+{
+    r->lr->missing = (int)missing;
+    r->lr->pgq.sql = r->lr->sql;
+    r->lr->pgq.on_row = row_cb;
+    r->lr->pgq.on_done = on_object_done;
+    r->lr->pgq.arg = r;
+    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+}
 
 static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
 {
@@ -628,23 +657,6 @@ static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
     return 0;
 }
 
-static void on_redemption_done(struct rd_pgq *q, int ok, const char *err)
-{
-    struct rd_req *r = q->arg;
-    if (!ok) {
-        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
-        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
-        return;
-    }
-    if (!r->body) {
-        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
-        return;
-    }
-    json_t *o = r->body;
-    r->body = NULL;
-    rd_reply_json(r, 200, o);
-}
-
 void rd_redemption_from_ledger(struct rd_req *r)
 {
     lread_new(r);
@@ -657,13 +669,8 @@ void rd_redemption_from_ledger(struct rd_req *r)
              "'accepted') FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id "
              "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
              "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
-    r->lr->pgq.nparams = 0;
     add_param(r, r->param);
-    r->lr->pgq.sql = r->lr->sql;
-    r->lr->pgq.on_row = on_redemption_row;
-    r->lr->pgq.on_done = on_redemption_done;
-    r->lr->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+    object_read(r, on_redemption_row, RD_E_REDEMPTION_NOT_FOUND);
 }
 
 /* ---- GET /v1/stats ------------------------------------------------------------------------ */
@@ -753,23 +760,6 @@ static int on_archived_row(struct rd_pgq *q, const PGresult *row)
     return 0;
 }
 
-static void on_archived_done(struct rd_pgq *q, int ok, const char *err)
-{
-    struct rd_req *r = q->arg;
-    if (!ok) {
-        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
-        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
-        return;
-    }
-    if (!r->body) {
-        rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
-        return;
-    }
-    json_t *o = r->body;
-    r->body = NULL;
-    rd_reply_json(r, 200, o);
-}
-
 void rd_coupon_from_ledger(struct rd_req *r)
 {
     lread_new(r);
@@ -778,9 +768,5 @@ void rd_coupon_from_ledger(struct rd_req *r)
              "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
              "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
     add_param(r, r->code);
-    r->lr->pgq.sql = r->lr->sql;
-    r->lr->pgq.on_row = on_archived_row;
-    r->lr->pgq.on_done = on_archived_done;
-    r->lr->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+    object_read(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
 }

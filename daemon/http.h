@@ -67,6 +67,7 @@ struct rd_lread {
     char sql[4096];
     char pbuf[RD_PGQ_MAXPARAMS][136];
     int csv;
+    int missing;   /* single answers: the error when no row comes back (enum rd_status) */
     int streaming; /* a chunked reply has started */
     long limit, rows;
     char last_cursor[160];
