@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,9 @@
 #include "rd/config.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
+#include "ctl_http.h"
 #include "rd/code.h"
+#include "rd/share.h"
 #include "rd/keys.h"
 #include "rd/lua_script_ids.h"
 #include "rd/lua_scripts.h"
@@ -43,6 +46,13 @@ static void usage(void)
             "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
             "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
             "ledger\n"
+            "through redeemd's API (--url URL, default this config's port; --key KEY, --key-file\n"
+            "FILE or $RD_API_KEY with scope admin or fraud):\n"
+            "  create JSON|-                               create a coupon or voucher\n"
+            "  list [name=value ...]                      every coupon matching (GET /v1/coupons\n"
+            "                                             filters), one JSON object per line\n"
+            "  export [name=value ...]                    the same as CSV\n"
+            "  stats                                      GET /v1/stats\n"
             "  archive --state expired|exhausted|disabled [--expired-before TIME]\n"
             "          [--prefix P] [--dry-run] [--now TIME]\n"
             "                                             take dead codes out of Redis; the "
@@ -60,6 +70,150 @@ static redisContext *redis_open(const struct rd_config *cfg)
     }
     redisSetTimeout(c, tv);
     return c;
+}
+
+/* ---- back-office commands over HTTP (ctl_http.c) --------------------------------------- */
+
+/* Reads --url, --key, --key-file out of argv (removing them); the rest stays. */
+static int api_target(const struct rd_config *cfg, int *argc, char **argv, struct rd_ctl_target *t)
+{
+    static char keybuf[256];
+    snprintf(t->host, sizeof(t->host), "%s",
+             strcmp(cfg->listen_addr, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->listen_addr);
+    t->port = cfg->port;
+    t->key = getenv("RD_API_KEY");
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (!strcmp(argv[i], "--url") && i + 1 < *argc) {
+            const char *u = argv[++i], *p = strncmp(u, "http://", 7) == 0 ? u + 7 : u;
+            const char *colon = strrchr(p, ':');
+            if (!colon || colon == p || (size_t)(colon - p) >= sizeof(t->host)) {
+                fprintf(stderr, "redeemctl: --url must be http://HOST:PORT\n");
+                return -1;
+            }
+            snprintf(t->host, sizeof(t->host), "%.*s", (int)(colon - p), p);
+            t->port = atoi(colon + 1);
+        } else if (!strcmp(argv[i], "--key") && i + 1 < *argc) {
+            t->key = argv[++i];
+        } else if (!strcmp(argv[i], "--key-file") && i + 1 < *argc) {
+            FILE *f = fopen(argv[++i], "r");
+            if (!f || !fgets(keybuf, sizeof(keybuf), f)) {
+                fprintf(stderr, "redeemctl: cannot read %s\n", argv[i]);
+                if (f)
+                    fclose(f);
+                return -1;
+            }
+            fclose(f);
+            keybuf[strcspn(keybuf, "\r\n")] = '\0';
+            t->key = keybuf;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    if (!t->key || !*t->key) {
+        fprintf(stderr, "redeemctl: an API key is needed (--key, --key-file or RD_API_KEY)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* "name=value ..." into a query string (values percent-encoded). */
+static int query_of(int argc, char **argv, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i] || strlen(eq + 1) > 256) {
+            fprintf(stderr, "redeemctl: filters are name=value (got \"%s\")\n", argv[i]);
+            return -1;
+        }
+        char enc[3 * 256 + 1];
+        rd_url_encode(eq + 1, enc);
+        int k = snprintf(out + len, n - len, "%s%.*s=%s", len ? "&" : "", (int)(eq - argv[i]),
+                         argv[i], enc);
+        if (k < 0 || (size_t)k >= n - len)
+            return -1;
+        len += (size_t)k;
+    }
+    return 0;
+}
+
+static int api_command(const struct rd_config *cfg, const char *cmd, int argc, char **argv)
+{
+    struct rd_ctl_target t;
+    if (api_target(cfg, &argc, argv, &t) < 0)
+        return 2;
+    char *err = NULL;
+    int st;
+    if (!strcmp(cmd, "create")) {
+        if (argc != 1) {
+            fprintf(stderr, "redeemctl: create takes one JSON body (or - for stdin)\n");
+            return 2;
+        }
+        char *body = NULL;
+        size_t blen = 0;
+        if (!strcmp(argv[0], "-")) {
+            FILE *m = open_memstream(&body, &blen);
+            char chunk[4096];
+            size_t k;
+            while ((k = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+                fwrite(chunk, 1, k, m);
+            fclose(m);
+        } else {
+            body = strdup(argv[0]);
+        }
+        st = rd_ctl_http(&t, "POST", "/v1/coupons", "application/json", body, stdout, &err);
+        free(body);
+    } else if (!strcmp(cmd, "stats")) {
+        st = rd_ctl_http(&t, "GET", "/v1/stats", "application/json", NULL, stdout, &err);
+    } else {
+        char q[8192], path[8400];
+        if (query_of(argc, argv, q, sizeof(q)) < 0)
+            return 2;
+        if (!strcmp(cmd, "export")) {
+            snprintf(path, sizeof(path), "/v1/coupons%s%s", *q ? "?" : "", q);
+            st = rd_ctl_http(&t, "GET", path, "text/csv", NULL, stdout, &err);
+        } else { /* list: every page, one coupon per line */
+            char cursor[160] = "";
+            for (;;) {
+                snprintf(path, sizeof(path), "/v1/coupons?limit=1000%s%s%s%s", *q ? "&" : "", q,
+                         *cursor ? "&cursor=" : "", cursor);
+                st = rd_ctl_http(&t, "GET", path, "application/json", NULL, NULL, &err);
+                if (st != 200)
+                    break;
+                json_t *page = json_loads(err, 0, NULL);
+                free(err);
+                err = NULL;
+                size_t i;
+                json_t *c;
+                json_array_foreach(json_object_get(page, "data"), i, c)
+                {
+                    char *line = json_dumps(c, JSON_COMPACT);
+                    puts(line);
+                    free(line);
+                }
+                json_t *next = json_object_get(page, "next_cursor");
+                int more = json_is_string(next);
+                if (more)
+                    snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+                json_decref(page);
+                if (!more)
+                    break;
+            }
+        }
+    }
+    if (st < 0)
+        return 1;
+    if (st >= 300) {
+        rd_ctl_print_error(st, err);
+        free(err);
+        return 1;
+    }
+    free(err);
+    fflush(stdout);
+    return 0;
 }
 
 /*
@@ -460,6 +614,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(args[0], "archive"))
         return archive(&cfg, rest - 1, args + 1);
+    if (!strcmp(args[0], "create") || !strcmp(args[0], "list") || !strcmp(args[0], "export") ||
+        !strcmp(args[0], "stats"))
+        return api_command(&cfg, args[0], rest - 1, args + 1);
     if (!strcmp(args[0], "migrate")) {
         const char *dir = opt(rest - 1, args + 1, "--dir");
         return migrate(&cfg, dir ? dir : "scripts/sql");
