@@ -432,8 +432,11 @@ void rd_req_new_txn(struct rd_req *r)
 
 const char *rd_script_status(struct rd_req *r, const redisReply *reply, const char *what)
 {
-    if (reply)
-        rd_shipper_hint(r->bucket); /* the script may have written an outbox entry */
+    /* the script may have written an outbox entry (a validate does only for unknown codes) */
+    if (reply && (r->redeem_mode || strcmp(what, "validate") != 0 ||
+                  (reply->type == REDIS_REPLY_ARRAY && reply->elements > 2 &&
+                   strcmp(rd_el(reply, 2), "coupon_not_found") == 0)))
+        rd_shipper_hint(r->bucket);
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
         rd_reply_redis_failure(r, reply, what);
         return NULL;

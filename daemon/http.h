@@ -105,8 +105,10 @@ json_t *rd_time_json(int64_t ms);
 /** A fresh transaction id for r->bucket into r->txn. */
 void rd_req_new_txn(struct rd_req *r);
 /**
- * The start of every money or use script's answer: hints the shipper, answers failures and a
- * reused Idempotency-Key itself (returns NULL then), else returns the status element.
+ * The start of every money or use script's answer: hints the shipper when the script wrote
+ * to the outbox, answers failures and a reused Idempotency-Key itself (returns NULL then),
+ * else returns the status element. what names the call ("validate" writes only for
+ * unknown codes).
  */
 const char *rd_script_status(struct rd_req *r, const redisReply *reply, const char *what);
 

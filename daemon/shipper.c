@@ -394,11 +394,14 @@ static void collect(void)
         }
         if (n == 0)
             break;
+        long before = S.rows;
         int done = read_buckets(list, (int)n, &got_any);
         if (done < 0)
             return;
         for (uint32_t i = (uint32_t)done; i < n; i++)
             rd_shipper_hint(list[i]); /* the batch filled up first: next time */
+        if (S.rows == before)
+            break; /* hinted but empty: do not spin while hints keep coming */
     }
     int64_t now = rd_mono_ms();
     if (!S.reading_pel && now < S.next_full_scan_ms)
