@@ -680,40 +680,27 @@ void rd_redemption_from_ledger(struct rd_req *r)
 static int on_stats_row(struct rd_pgq *q, const PGresult *row)
 {
     struct rd_req *r = q->arg;
-    if (r->lr->rows++ == 0 && !PQgetisnull(row, 0, 0))
-        r->body = json_loads(PQgetvalue(row, 0, 0), 0, NULL); /* freed with the request */
-    return 0;
-}
-
-static void on_stats_done(struct rd_pgq *q, int ok, const char *err)
-{
-    struct rd_req *r = q->arg;
-    if (!ok || !json_is_object(r->body)) {
-        rd_warn("event=stats_failed req=%s err=\"%s\"", r->request_id, ok ? "no result" : err);
-        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
-        return;
+    json_t *o = r->lr->rows++ == 0 ? json_loads(PQgetvalue(row, 0, 0), 0, NULL) : NULL;
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return 0;
     }
-    json_t *o = r->body;
-    r->body = NULL;
     char buf[RD_TIME_BUFSZ];
     json_object_set_new(o, "as_of", json_string(rd_time_format(r->now_ms, buf)));
     /* entries not yet in PostgreSQL are not in these figures */
     json_object_set_new(o, "outbox_backlog", json_integer(rd_shipper_backlog()));
-    rd_reply_json(r, 200, o);
+    r->body = o; /* kept until done; freed with the request */
+    return 0;
 }
 
 void rd_h_stats(struct rd_req *r)
 {
     lread_new(r);
     snprintf(r->lr->sql, sizeof(r->lr->sql), "SELECT rd_stats($1::bigint)::text");
-    snprintf(r->lr->pbuf[0], sizeof(r->lr->pbuf[0]), "%lld", (long long)r->now_ms);
-    r->lr->pgq.nparams = 1;
-    r->lr->pgq.params[0] = r->lr->pbuf[0];
-    r->lr->pgq.sql = r->lr->sql;
-    r->lr->pgq.on_row = on_stats_row;
-    r->lr->pgq.on_done = on_stats_done;
-    r->lr->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
+    add_param(r, now);
+    object_read(r, on_stats_row, RD_E_INTERNAL); /* rd_stats always returns a row */
 }
 
 /* ---- an archived coupon, from the mirror -------------------------------------------------- */

@@ -103,6 +103,26 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 201, o);
 }
 
+void rd_use_prepare(struct rd_req *r, int script, const char *code, const char *idem)
+{
+    rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, code);
+    rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
+    rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, idem);
+    rd_req_new_txn(r);
+    rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
+    rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
+    rd_redeem_req_fingerprint(&r->rq, r->fp);
+    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
+    snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->rq.order_amount);
+    snprintf(r->num[2], sizeof(r->num[2]), "%d", r->w->cfg->idempotency_ttl_s);
+    snprintf(r->num[3], sizeof(r->num[3]), "%d", r->w->cfg->redemption_ttl_s);
+    r->call.script = script;
+    r->call.argc = 0;
+    rd_req_arg(r, 0, "5");
+    for (int i = 0; i < 5; i++)
+        rd_req_arg(r, 1 + i, r->keys[i]);
+}
+
 int rd_ledger_backlogged(struct rd_req *r)
 {
     if (!r->w->cfg->shipper || rd_shipper_backlog() <= r->w->cfg->max_backlog)
@@ -136,23 +156,7 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
     }
     const char *code = r->rq.code;
     r->bucket = rd_bucket_of(code, strlen(code), (uint32_t)r->w->cfg->buckets);
-    rd_key_coupon(r->keys[0], RD_KEY_MAX, r->bucket, code);
-    rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
-    rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, redeem ? r->idem : "");
-    rd_req_new_txn(r);
-    rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
-    rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
-    rd_redeem_req_fingerprint(&r->rq, r->fp);
-    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
-    snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->rq.order_amount);
-    snprintf(r->num[2], sizeof(r->num[2]), "%d", r->w->cfg->idempotency_ttl_s);
-    snprintf(r->num[3], sizeof(r->num[3]), "%d", r->w->cfg->redemption_ttl_s);
-
-    r->call.script = RD_LUA_REDEEM;
-    r->call.argc = 0;
-    rd_req_arg(r, 0, "5");
-    for (int i = 0; i < 5; i++)
-        rd_req_arg(r, 1 + i, r->keys[i]);
+    rd_use_prepare(r, RD_LUA_REDEEM, code, redeem ? r->idem : "");
     rd_req_arg(r, 6, redeem ? "redeem" : "validate");
     rd_req_arg(r, 7, r->num[0]);
     rd_req_arg(r, 8, r->rq.user_id);

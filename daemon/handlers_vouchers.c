@@ -147,21 +147,7 @@ void rd_h_voucher_pay(struct rd_req *r)
         return;
     }
     const char *code = r->code;
-    rd_key_users(r->keys[1], RD_KEY_MAX, r->bucket, code);
-    rd_key_idem(r->keys[2], RD_KEY_MAX, r->bucket, code, r->key_id, r->idem);
-    rd_req_new_txn(r);
-    rd_key_redemption(r->keys[3], RD_KEY_MAX, r->bucket, r->txn);
-    rd_key_log(r->keys[4], RD_KEY_MAX, r->bucket);
-    rd_redeem_req_fingerprint(&r->rq, r->fp);
-    snprintf(r->num[0], sizeof(r->num[0]), "%lld", (long long)r->now_ms);
-    snprintf(r->num[1], sizeof(r->num[1]), "%lld", (long long)r->rq.order_amount);
-    snprintf(r->num[2], sizeof(r->num[2]), "%d", r->w->cfg->idempotency_ttl_s);
-    snprintf(r->num[3], sizeof(r->num[3]), "%d", r->w->cfg->redemption_ttl_s);
-    r->call.script = RD_LUA_PAY;
-    r->call.argc = 0;
-    rd_req_arg(r, 0, "5");
-    for (int i = 0; i < 5; i++)
-        rd_req_arg(r, 1 + i, r->keys[i]);
+    rd_use_prepare(r, RD_LUA_PAY, code, r->idem);
     rd_req_arg(r, 6, r->num[0]);
     rd_req_arg(r, 7, r->rq.user_id);
     rd_req_arg(r, 8, r->num[1]);

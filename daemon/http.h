@@ -144,6 +144,12 @@ void rd_h_voucher_recharge(struct rd_req *r);
  */
 void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount);
 /**
+ * Fills r->keys, r->txn, r->fp, r->num[0..3] (now, amount, idempotency and record TTLs) and
+ * the first 6 arguments of r->call for redeem.lua or pay.lua (same 5 keys) on code in
+ * r->bucket; r->rq holds the parsed request. The caller adds the script's own arguments.
+ */
+void rd_use_prepare(struct rd_req *r, int script, const char *code, const char *idem);
+/**
  * Fills r->call for reverse.lua or refund.lua (same keys, same first 9 arguments) on the
  * record r->param of code and user (both copied). The caller adds any further argument.
  */
