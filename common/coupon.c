@@ -499,6 +499,11 @@ int rd_coupon_from_hash(struct rd_coupon *c, const char *const *names, const siz
             set_owned(&c->tags_json, strndup(v, vl));
         } else if (IS("meta")) {
             set_owned(&c->meta_json, strndup(v, vl));
+        } else if (IS("t")) {
+            if (vl > RD_BATCH_ID_MAX)
+                return -1;
+            memcpy(c->batch, v, vl);
+            c->batch[vl] = '\0';
         } else {
             int64_t *dst = IS("dvalue")       ? &c->discount.value
                            : IS("dmax")       ? &c->discount.max_amount
@@ -599,6 +604,7 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
     json_object_set_new(o, "updated_at", json_string(rd_time_format(c->updated_at, buf)));
     json_object_set_new(o, "shares", json_integer(c->shares > 0 ? c->shares : 0));
     json_object_set_new(o, "shared_at", opt_time(c->shared_at));
+    json_object_set_new(o, "batch", c->batch[0] ? json_string(c->batch) : json_null());
     if (c->kind == RD_KIND_VOUCHER) {
         json_object_set_new(o, "discount", json_null());
         json_object_set_new(o, "balance", json_integer(c->balance));

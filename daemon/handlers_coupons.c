@@ -193,9 +193,9 @@ static void on_fetched(struct rd_redis *redis, redisReply *reply, void *arg)
 
 static void fetch(struct rd_req *r)
 {
-    r->call.script = -1;
+    r->call.script = RD_LUA_COUPON_READ; /* a batch code reads through its template */
     r->call.argc = 0;
-    rd_req_arg(r, 0, "HGETALL");
+    rd_req_arg(r, 0, "1");
     rd_req_arg(r, 1, r->keys[0]);
     rd_req_call(r, on_fetched);
 }

@@ -43,6 +43,7 @@ struct column {
 };
 struct listing {
     const struct column *cols; /* ends with a NULL name */
+    int no_cursor;             /* CSV without the cursor column (the first column is the key) */
 };
 
 static const struct column tx_cols[] = {{"txn_id", 's'},
@@ -64,13 +65,18 @@ static const struct column tx_cols[] = {{"txn_id", 's'},
                                         {"api_key_id", 's'},
                                         {"request_id", 's'},
                                         {NULL, 0}};
-static const struct listing tx_listing = {tx_cols};
+static const struct listing tx_listing = {tx_cols, 0};
 
 static const struct column coupon_cols[] = {
-    {"code", 's'},       {"kind", 's'},    {"status", 's'},   {"campaign", 's'},
-    {"tags", 'j'},       {"used", 'n'},    {"shares", 'n'},   {"created_at", 't'},
-    {"expires_at", 't'}, {"balance", 'n'}, {"currency", 's'}, {NULL, 0}};
-static const struct listing coupon_listing = {coupon_cols};
+    {"code", 's'},     {"kind", 's'},       {"status", 's'},
+    {"campaign", 's'}, {"tags", 'j'},       {"used", 'n'},
+    {"shares", 'n'},   {"created_at", 't'}, {"expires_at", 't'},
+    {"balance", 'n'},  {"currency", 's'},   {"batch", 's'},
+    {NULL, 0}};
+static const struct listing coupon_listing = {coupon_cols, 0};
+
+static const struct column code_cols[] = {{"code", 's'}, {NULL, 0}};
+static const struct listing code_listing = {code_cols, 1};
 
 enum { COL_CURSOR = 0, COL_FIRST = 1 };
 
@@ -80,6 +86,16 @@ enum { COL_CURSOR = 0, COL_FIRST = 1 };
     "reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "           \
     "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
     "FROM transactions"
+
+int rd_lread_param_owned(struct rd_req *r, char *v)
+{
+    if (r->lr->nowned >= (int)(sizeof(r->lr->owned) / sizeof(r->lr->owned[0])))
+        abort();
+    r->lr->owned[r->lr->nowned++] = v;
+    int i = r->lr->pgq.nparams++;
+    r->lr->pgq.params[i] = v;
+    return i + 1;
+}
 
 static int add_param(struct rd_req *r, const char *v)
 {
@@ -290,9 +306,11 @@ static void row_csv(struct rd_req *r, const PGresult *row)
         }
     }
     /* the row's cursor, so an interrupted export can resume after it */
-    evbuffer_add(r->lr->chunk, ",", 1);
-    csv_field(r->lr->chunk, PQgetvalue(row, 0, COL_CURSOR),
-              (size_t)PQgetlength(row, 0, COL_CURSOR));
+    if (!ls->no_cursor) {
+        evbuffer_add(r->lr->chunk, ",", 1);
+        csv_field(r->lr->chunk, PQgetvalue(row, 0, COL_CURSOR),
+                  (size_t)PQgetlength(row, 0, COL_CURSOR));
+    }
     evbuffer_add(r->lr->chunk, "\r\n", 2);
 }
 
@@ -336,7 +354,7 @@ static void start_csv(struct rd_req *r)
         evhttp_connection_set_closecb(con, on_client_close, r);
     for (int c = 0; r->lr->ls->cols[c].name; c++)
         evbuffer_add_printf(r->lr->chunk, "%s%s", c ? "," : "", r->lr->ls->cols[c].name);
-    evbuffer_add_printf(r->lr->chunk, ",cursor\r\n");
+    evbuffer_add_printf(r->lr->chunk, "%s\r\n", r->lr->ls->no_cursor ? "" : ",cursor");
 }
 
 static int on_row(struct rd_pgq *q, const PGresult *row)
@@ -417,7 +435,7 @@ static void on_client_close(struct evhttp_connection *con, void *arg)
     rd_req_free_streamed(r);
 }
 
-static void lread_new(struct rd_req *r)
+void rd_lread_new(struct rd_req *r)
 {
     r->lr = calloc(1, sizeof(*r->lr));
     if (!r->lr)
@@ -441,7 +459,7 @@ static void start_read(struct rd_req *r)
 
 void rd_h_transactions(struct rd_req *r)
 {
-    lread_new(r);
+    rd_lread_new(r);
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
     r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
     if (build_query(r) < 0)
@@ -456,11 +474,11 @@ void rd_h_transactions(struct rd_req *r)
  * voucher money; the status is derived as rd_coupon_status() does. $1 is now (ms). */
 #define COUPON_SELECT                                                                              \
     "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
-    "x.expires, x.balance, x.currency FROM (SELECT m.code, y.kind, m.campaign, "                   \
+    "x.expires, x.balance, x.currency, x.batch_id FROM (SELECT m.code, y.kind, m.campaign, "       \
     "coalesce(nullif(m.definition->>'tags', ''), '[]') AS tags, u.used, u.shares, "                \
     "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, "                               \
     "nullif(m.definition->>'expires_at', '')::bigint AS expires, "                                 \
-    "nullif(m.definition->>'currency', '') AS currency, y.balance, "                               \
+    "nullif(m.definition->>'currency', '') AS currency, y.balance, m.batch_id, "                   \
     "rd_coupon_state(m.definition, y.kind, u.used, y.balance, $1::bigint) AS status "              \
     "FROM coupons m CROSS JOIN LATERAL rd_coupon_live(m.code) u CROSS JOIN LATERAL (SELECT "       \
     "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
@@ -469,10 +487,9 @@ void rd_h_transactions(struct rd_req *r)
 
 static int build_coupon_query(struct rd_req *r)
 {
-    static const char *const params[] = {"status",     "kind",         "campaign",   "tag",
-                                         "prefix",     "created_from", "created_to", "expires_from",
-                                         "expires_to", "shared",       "limit",      "cursor",
-                                         NULL};
+    static const char *const params[] = {
+        "status",       "kind",       "campaign", "tag",   "prefix", "created_from", "created_to",
+        "expires_from", "expires_to", "shared",   "limit", "cursor", "batch",        NULL};
     static const char *const statuses[] = {"active",  "valid",    "scheduled", "exhausted",
                                            "expired", "disabled", "archived",  "used",
                                            "unused",  NULL};
@@ -511,6 +528,8 @@ static int build_coupon_query(struct rd_req *r)
             cond(r, " AND y.kind = $", add_param(r, v), "");
         } else if (!strcmp(k, "campaign")) {
             cond(r, " AND m.campaign = $", add_param(r, v), "");
+        } else if (!strcmp(k, "batch")) {
+            cond(r, " AND m.batch_id = $", add_param(r, v), "");
         } else if (!strcmp(k, "tag")) {
             cond(r, " AND coalesce(nullif(m.definition->>'tags', ''), '[]')::jsonb ? $",
                  add_param(r, v), "");
@@ -575,9 +594,29 @@ static int build_coupon_query(struct rd_req *r)
     return 0;
 }
 
+int rd_lread_param(struct rd_req *r, const char *v)
+{
+    return add_param(r, v);
+}
+
+/* The codes of batch r->param, one per line, streamed as the listings are. */
+void rd_lread_codes_csv(struct rd_req *r)
+{
+    struct rd_lread *lr = r->lr;
+    memset(&lr->pgq, 0, sizeof(lr->pgq));
+    lr->ls = &code_listing;
+    lr->csv = 1;
+    lr->limit = -1;
+    lr->rows = 0;
+    snprintf(lr->sql, sizeof(lr->sql),
+             "SELECT code, code FROM coupon_rows WHERE batch_id = $1 ORDER BY code");
+    add_param(r, r->param);
+    start_read(r);
+}
+
 void rd_h_coupons_list(struct rd_req *r)
 {
-    lread_new(r);
+    rd_lread_new(r);
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
     r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
     if (build_coupon_query(r) < 0)
@@ -600,13 +639,17 @@ static void on_object_done(struct rd_pgq *q, int ok, const char *err)
         rd_reply_error(r, (enum rd_status)r->lr->missing, NULL, NULL);
         return;
     }
+    if (r->lr->then) {
+        r->lr->then(r);
+        return;
+    }
     json_t *o = r->body;
     r->body = NULL;
-    rd_reply_json(r, 200, o);
+    rd_reply_json(r, r->lr->http ? r->lr->http : 200, o);
 }
 
 /* Runs r->lr->sql; on_row builds the answer; no row answers missing. */
-static void object_read(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing)
+void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing)
 {
     r->lr->missing = (int)missing;
     r->lr->pgq.sql = r->lr->sql;
@@ -659,7 +702,7 @@ static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
 
 void rd_redemption_from_ledger(struct rd_req *r)
 {
-    lread_new(r);
+    rd_lread_new(r);
     snprintf(r->lr->sql, sizeof(r->lr->sql),
              "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
              "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
@@ -670,7 +713,7 @@ void rd_redemption_from_ledger(struct rd_req *r)
              "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
              "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
     add_param(r, r->param);
-    object_read(r, on_redemption_row, RD_E_REDEMPTION_NOT_FOUND);
+    rd_lread_object(r, on_redemption_row, RD_E_REDEMPTION_NOT_FOUND);
 }
 
 /* ---- GET /v1/stats ------------------------------------------------------------------------ */
@@ -695,12 +738,12 @@ static int on_stats_row(struct rd_pgq *q, const PGresult *row)
 
 void rd_h_stats(struct rd_req *r)
 {
-    lread_new(r);
+    rd_lread_new(r);
     snprintf(r->lr->sql, sizeof(r->lr->sql), "SELECT rd_stats($1::bigint)::text");
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
     add_param(r, now);
-    object_read(r, on_stats_row, RD_E_INTERNAL); /* rd_stats always returns a row */
+    rd_lread_object(r, on_stats_row, RD_E_INTERNAL); /* rd_stats always returns a row */
 }
 
 /* ---- an archived coupon, from the mirror -------------------------------------------------- */
@@ -749,11 +792,11 @@ static int on_archived_row(struct rd_pgq *q, const PGresult *row)
 
 void rd_coupon_from_ledger(struct rd_req *r)
 {
-    lread_new(r);
+    rd_lread_new(r);
     snprintf(r->lr->sql, sizeof(r->lr->sql),
              "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
              "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
              "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
     add_param(r, r->code);
-    object_read(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
+    rd_lread_object(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
 }

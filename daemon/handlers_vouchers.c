@@ -71,9 +71,9 @@ void rd_h_voucher_balance(struct rd_req *r)
 {
     if (rd_path_code(r) < 0)
         return;
-    r->call.script = -1;
+    r->call.script = RD_LUA_COUPON_READ; /* a batch code reads through its template */
     r->call.argc = 0;
-    rd_req_arg(r, 0, "HGETALL");
+    rd_req_arg(r, 0, "1");
     rd_req_arg(r, 1, r->keys[0]);
     rd_req_call(r, on_balance);
 }

@@ -43,6 +43,11 @@ static const struct route routes[] = {
      rd_h_voucher_balance},
     {EVHTTP_REQ_POST, "/v1/vouchers/*/pay", RD_SCOPE_REDEEM, 1, rd_h_voucher_pay},
     {EVHTTP_REQ_POST, "/v1/vouchers/*/recharge", RD_SCOPE_ADMIN, 1, rd_h_voucher_recharge},
+    {EVHTTP_REQ_POST, "/v1/batches", RD_SCOPE_ADMIN, 1, rd_h_batch_create},
+    {EVHTTP_REQ_GET, "/v1/batches", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batches_list},
+    {EVHTTP_REQ_GET, "/v1/batches/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batch_get},
+    {EVHTTP_REQ_POST, "/v1/batches/*/cancel", RD_SCOPE_ADMIN, 2, rd_h_batch_cancel},
+    {EVHTTP_REQ_GET, "/v1/batches/*/codes", RD_SCOPE_ADMIN, 0, rd_h_batch_codes},
     {EVHTTP_REQ_GET, "/metrics", 0, 0, rd_h_metrics},
 };
 
@@ -102,6 +107,8 @@ static void req_free(struct rd_req *r)
         }
         if (r->lr->chunk)
             evbuffer_free(r->lr->chunk);
+        for (int i = 0; i < r->lr->nowned; i++)
+            free(r->lr->owned[i]);
         free(r->lr);
     }
     if (r->body)

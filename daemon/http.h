@@ -71,7 +71,11 @@ struct rd_lread {
     int streaming; /* a chunked reply has started */
     long limit, rows;
     char last_cursor[160];
-    struct evbuffer *chunk; /* owned */
+    struct evbuffer *chunk;         /* owned */
+    int http;                       /* single answers: the status of a success (0 = 200) */
+    void (*then)(struct rd_req *r); /* single answers: run instead of answering */
+    char *owned[4];                 /* parameters too long for pbuf (rd_lread_param_owned) */
+    int nowned;
 };
 
 typedef void rd_handler(struct rd_req *r);
@@ -138,6 +142,11 @@ void rd_h_coupons_list(struct rd_req *r);
 void rd_h_voucher_balance(struct rd_req *r);
 void rd_h_voucher_pay(struct rd_req *r);
 void rd_h_voucher_recharge(struct rd_req *r);
+void rd_h_batch_create(struct rd_req *r);
+void rd_h_batches_list(struct rd_req *r);
+void rd_h_batch_get(struct rd_req *r);
+void rd_h_batch_cancel(struct rd_req *r);
+void rd_h_batch_codes(struct rd_req *r);
 /**
  * Refunds the voucher payment r->param (its record names code and user): amount, or all that
  * is left of it when amount is 0. Needs r->idem. Answers r.
@@ -172,6 +181,20 @@ const char *rd_http_route_name(int i);
 void rd_redemption_from_ledger(struct rd_req *r);
 /** Answers GET /v1/coupons/{code} for a code archived out of Redis, from the mirror. */
 void rd_coupon_from_ledger(struct rd_req *r);
+/*
+ * Back-office reads and writes in PostgreSQL (handlers_ledger.c), through the worker's pool.
+ * rd_lread_new() gives r its read state; parameters are copied (up to 135 bytes) or, with
+ * _owned, taken over (freed with r). rd_lread_object() runs r->lr->sql: its row callback puts
+ * the answer into r->body; no row answers missing; r->lr->http sets the status of a success
+ * and r->lr->then, if set, runs instead of answering.
+ */
+void rd_lread_new(struct rd_req *r);
+int rd_lread_param(struct rd_req *r, const char *v);
+int rd_lread_param_owned(struct rd_req *r, char *v);
+void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing);
+/** Streams the codes of batch r->param as CSV (one "code" column). */
+void rd_lread_codes_csv(struct rd_req *r);
+
 /** Frees r after a streamed reply ended (or was cut off). */
 void rd_req_free_streamed(struct rd_req *r);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batcher.h"
 #include "metrics.h"
 #include "pgprobe.h"
 #include "shipper.h"
@@ -126,6 +127,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "redeemd: cannot start the ledger shipper\n");
         return 1;
     }
+    if (cfg.batches && rd_batcher_start(&cfg) < 0) {
+        fprintf(stderr, "redeemd: cannot start the batch thread\n");
+        return 1;
+    }
     if (rd_pgprobe_start(&cfg) < 0) {
         fprintf(stderr, "redeemd: cannot start the PostgreSQL probe\n");
         return 1;
@@ -160,6 +165,7 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < nworkers; i++)
         rd_worker_join(&workers[i]);
+    rd_batcher_stop(); /* between two chunks: its job goes back to the queue */
     /* last: entries the workers wrote just before stopping may still go out */
     if (cfg.shipper)
         rd_shipper_stop();

@@ -237,7 +237,7 @@ int rd_pgpool_init(struct rd_pgpool *p, struct event_base *base, const struct rd
     p->cfg = cfg;
     snprintf(p->conninfo, sizeof(p->conninfo),
              "%s connect_timeout=3 application_name=redeemd-read options='-c "
-             "statement_timeout=%d -c default_transaction_read_only=on -c TimeZone=UTC'",
+             "statement_timeout=%d -c TimeZone=UTC'",
              cfg->pg_conninfo, cfg->query_timeout_ms);
     p->kick_ev = event_new(base, -1, 0, on_kick, p);
     if (!p->kick_ev)

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT
  *
- * A worker's PostgreSQL read connections: a few nonblocking libpq connections on the
- * worker's event_base, opened on first use and reopened with backoff after a failure, so a
- * query never blocks the loop that also answers redemptions. Rows are delivered one at a
- * time (single-row mode); a row callback can pause delivery until the consumer (a slow HTTP
- * client) catches up, so an export of any size runs in constant memory.
+ * A worker's PostgreSQL connections: a few nonblocking libpq connections on the worker's
+ * event_base, opened on first use and reopened with backoff after a failure, so a query never
+ * blocks the loop that also answers redemptions. They read the ledger and write only the
+ * batch queue (rd_batch_create, rd_batch_cancel); every statement is parameterised. Rows are
+ * delivered one at a time (single-row mode); a row callback can pause delivery until the consumer
+ * (a slow HTTP client) catches up, so an export of any size runs in constant memory.
  *
  * Owns the PGconns. A struct rd_pgq is owned by the caller and must stay alive until its
  * done callback has run; callbacks never run from inside rd_pgpool_submit().

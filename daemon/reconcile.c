@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "rd/keys.h"
+#include "rd/lua_scripts.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
 #include "redis_client.h"
@@ -33,6 +34,7 @@ struct rec {
     int off;                           /* coupon: utc offset minutes */
     int in_redis;                      /* coupon: hash exists */
     char *definition;                  /* coupon: mirror JSON from PostgreSQL */
+    int archived; /* coupon: taken out of Redis by redeemctl archive (the mirror says so) */
     /* vouchers: balance, loaded, spent, refunded (minor units) */
     int voucher;          /* a voucher in the ledger (creation row) or in Redis */
     long long money[4];   /* from the ledger */
@@ -144,6 +146,15 @@ static long long period_count(const char *v, int64_t want_idx)
 static int read_redis(struct ctx *c)
 {
     char cursor[32] = "0";
+    /* batch codes keep their definition in a template: read through it, as the scripts do */
+    const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_COUPON_READ];
+    redisReply *ld = redisCommand(c->rc, "SCRIPT LOAD %b", s->body, s->len);
+    int loaded = ld && ld->type == REDIS_REPLY_STRING;
+    freeReplyObject(ld);
+    if (!loaded) {
+        fprintf(stderr, "redeemctl: cannot load coupon_read.lua\n");
+        return -1;
+    }
     do {
         redisReply *r = redisCommand(c->rc, "SCAN %s MATCH {*}:c:* COUNT 1000", cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
@@ -154,7 +165,8 @@ static int read_redis(struct ctx *c)
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *key = r->element[1]->element[i]->str;
             redisReply *h = redisCommand(
-                c->rc, "HMGET %s code used utc_off kind bal loaded spent refunded", key);
+                c->rc, "EVALSHA %s 1 %s code used utc_off kind bal loaded spent refunded", s->sha1,
+                key);
             if (h && h->type == REDIS_REPLY_ARRAY && h->element[0]->type == REDIS_REPLY_STRING) {
                 struct rec *cp = get(&c->coupons, h->element[0]->str, 1);
                 cp->in_redis = 1;
@@ -209,14 +221,15 @@ static PGresult *q(struct ctx *c, const char *sql, int n, const char *const *par
 static int read_ledger(struct ctx *c)
 {
     PGresult *res = q(c,
-                      "SELECT code, definition::text, coalesce((definition->>'utc_off')::int, 0) "
-                      "FROM coupons",
+                      "SELECT code, definition::text, coalesce((definition->>'utc_off')::int, 0), "
+                      "(definition ? 'archived_at')::int FROM coupons",
                       0, NULL);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
         struct rec *cp = get(&c->coupons, PQgetvalue(res, i, 0), 1);
         cp->definition = strdup(PQgetvalue(res, i, 1));
+        cp->archived = atoi(PQgetvalue(res, i, 3));
         if (!cp->in_redis)
             cp->off = atoi(PQgetvalue(res, i, 2));
     }
@@ -225,7 +238,9 @@ static int read_ledger(struct ctx *c)
     /* vouchers: what was loaded (at creation, then by recharges), spent and refunded */
     res = q(c,
             "SELECT code, (details->'after'->>'bal')::bigint FROM transactions WHERE kind = "
-            "'coupon_create' AND outcome = 'accepted' AND details->'after' ? 'bal'",
+            "'coupon_create' AND outcome = 'accepted' AND details->'after' ? 'bal' UNION ALL "
+            "SELECT c.code, (b.template->>'bal')::bigint FROM coupon_rows c JOIN batches b ON "
+            "b.id = c.batch_id WHERE b.template ? 'bal'", /* codes of voucher batches */
             0, NULL);
     if (!res)
         return -1;
@@ -433,8 +448,8 @@ static long long compare(struct ctx *c, int repair)
         rd_key_coupon(key, sizeof(key), rd_bucket_of(cp->key, strlen(cp->key), c->buckets),
                       cp->key);
         if (!cp->in_redis) {
-            if (!cp->definition && cp->live == 0)
-                continue; /* only failed attempts on an unknown code */
+            if ((!cp->definition && cp->live == 0) || cp->archived)
+                continue; /* only failed attempts on an unknown code; or archived */
             diffs++;
             printf("coupon %s: missing in Redis (ledger: %lld uses)%s\n", cp->key, cp->live,
                    cp->definition ? "" : ", and no definition in the mirror to restore");

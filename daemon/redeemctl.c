@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rd/config.h"
 #include "rd/rdtime.h"
@@ -37,26 +38,30 @@ extern char **environ;
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: redeemctl [--config FILE] [--setting=value ...] COMMAND\n"
-            "commands:\n"
-            "  keys create --scope SCOPES [--name NAME]   SCOPES: admin,redeem,fraud\n"
-            "  keys list\n"
-            "  keys revoke ID\n"
-            "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
-            "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
-            "ledger\n"
-            "through redeemd's API (--url URL, default this config's port; --key KEY, --key-file\n"
-            "FILE or $RD_API_KEY with scope admin or fraud):\n"
-            "  create JSON|-                               create a coupon or voucher\n"
-            "  list [name=value ...]                      every coupon matching (GET /v1/coupons\n"
-            "                                             filters), one JSON object per line\n"
-            "  export [name=value ...]                    the same as CSV\n"
-            "  stats                                      GET /v1/stats\n"
-            "  archive --state expired|exhausted|disabled [--expired-before TIME]\n"
-            "          [--prefix P] [--dry-run] [--now TIME]\n"
-            "                                             take dead codes out of Redis; the "
-            "ledger keeps them\n");
+    fprintf(
+        stderr,
+        "usage: redeemctl [--config FILE] [--setting=value ...] COMMAND\n"
+        "commands:\n"
+        "  keys create --scope SCOPES [--name NAME]   SCOPES: admin,redeem,fraud\n"
+        "  keys list\n"
+        "  keys revoke ID\n"
+        "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
+        "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
+        "ledger\n"
+        "through redeemd's API (--url URL, default this config's port; --key KEY, --key-file\n"
+        "FILE or $RD_API_KEY with scope admin or fraud):\n"
+        "  create JSON|-                               create a coupon or voucher\n"
+        "  list [name=value ...]                      every coupon matching (GET /v1/coupons\n"
+        "                                             filters), one JSON object per line\n"
+        "  export [name=value ...]                    the same as CSV\n"
+        "  stats                                      GET /v1/stats\n"
+        "  batch JSON|- [--out FILE]                  issue codes in bulk (POST /v1/batches)\n"
+        "                                             with a progress bar; FILE gets the codes\n"
+        "  batch status|cancel|codes ID               one batch: its state, cancel it, its codes\n"
+        "  archive --state expired|exhausted|disabled [--expired-before TIME]\n"
+        "          [--prefix P] [--dry-run] [--now TIME]\n"
+        "                                             take dead codes out of Redis; the "
+        "ledger keeps them\n");
 }
 
 static redisContext *redis_open(const struct rd_config *cfg)
@@ -140,6 +145,152 @@ static int query_of(int argc, char **argv, char *out, size_t n)
     return 0;
 }
 
+/* A JSON body given on the command line, or "-" for stdin. malloc'd. */
+static char *body_arg(const char *arg)
+{
+    if (strcmp(arg, "-") != 0)
+        return strdup(arg);
+    char *body = NULL;
+    size_t blen = 0;
+    FILE *m = open_memstream(&body, &blen);
+    char chunk[4096];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+        fwrite(chunk, 1, k, m);
+    fclose(m);
+    return body;
+}
+
+/* GET /v1/batches/{id} into a parsed object (NULL on failure, reported). */
+static json_t *batch_view(const struct rd_ctl_target *t, const char *id)
+{
+    char path[128], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/batches/%s", id);
+    int st = rd_ctl_http(t, "GET", path, "application/json", NULL, NULL, &body);
+    if (st != 200) {
+        if (st > 0)
+            rd_ctl_print_error(st, body);
+        free(body);
+        return NULL;
+    }
+    json_t *v = json_loads(body, 0, NULL);
+    free(body);
+    return v;
+}
+
+static void progress_bar(const json_t *v, int tty)
+{
+    long long done = json_integer_value(json_object_get(v, "created"));
+    long long want = json_integer_value(json_object_get(v, "requested"));
+    json_t *rate = json_object_get(v, "codes_per_second");
+    int filled = want > 0 ? (int)(done * 30 / want) : 0;
+    char bar[31];
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < filled ? '#' : '-';
+    bar[30] = '\0';
+    fprintf(stderr, "%s[%s] %3lld%%  %lld/%lld codes  %lld/s  %s%s", tty ? "\r" : "", bar,
+            want > 0 ? done * 100 / want : 0, done, want,
+            json_is_number(rate) ? (long long)json_number_value(rate) : 0,
+            json_string_value(json_object_get(v, "state")), tty ? "   " : "\n");
+    fflush(stderr);
+}
+
+/*
+ * batch JSON|- [--out FILE]: queues a batch, draws its progress until it ends, then writes
+ * its codes to FILE (CSV). batch status|cancel|codes ID: one call each.
+ */
+static int batch_command(const struct rd_ctl_target *t, int argc, char **argv)
+{
+    char *err = NULL, path[128];
+    int st;
+    if (argc == 2 &&
+        (!strcmp(argv[0], "status") || !strcmp(argv[0], "cancel") || !strcmp(argv[0], "codes"))) {
+        if (strlen(argv[1]) > 32) {
+            fprintf(stderr, "redeemctl: not a batch id: %s\n", argv[1]);
+            return 2;
+        }
+        if (!strcmp(argv[0], "status")) {
+            snprintf(path, sizeof(path), "/v1/batches/%s", argv[1]);
+            st = rd_ctl_http(t, "GET", path, "application/json", NULL, stdout, &err);
+        } else if (!strcmp(argv[0], "cancel")) {
+            snprintf(path, sizeof(path), "/v1/batches/%s/cancel", argv[1]);
+            st = rd_ctl_http(t, "POST", path, "application/json", NULL, stdout, &err);
+        } else {
+            snprintf(path, sizeof(path), "/v1/batches/%s/codes", argv[1]);
+            st = rd_ctl_http(t, "GET", path, "text/csv", NULL, stdout, &err);
+        }
+        if (st >= 300)
+            rd_ctl_print_error(st, err);
+        free(err);
+        return st >= 200 && st < 300 ? 0 : 1;
+    }
+    const char *out = NULL;
+    if (argc == 3 && !strcmp(argv[1], "--out"))
+        out = argv[2];
+    else if (argc != 1) {
+        fprintf(stderr, "redeemctl: batch JSON|- [--out FILE] | batch status|cancel|codes ID\n");
+        return 2;
+    }
+    char *body = body_arg(argv[0]);
+    st = rd_ctl_http(t, "POST", "/v1/batches", "application/json", body, NULL, &err);
+    free(body);
+    if (st != 202) {
+        if (st > 0)
+            rd_ctl_print_error(st, err);
+        free(err);
+        return 1;
+    }
+    json_t *v = json_loads(err, 0, NULL);
+    free(err);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(v, "id")));
+    fprintf(stderr, "batch %s queued\n", id);
+    int tty = isatty(2);
+    const char *state = "queued";
+    long long last = -1;
+    for (;;) {
+        state = json_string_value(json_object_get(v, "state"));
+        long long done = json_integer_value(json_object_get(v, "created"));
+        if (tty || done != last ||
+            strcmp(state, "running") != 0) /* a log: lines that say something */
+            progress_bar(v, tty);
+        last = done;
+        if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)
+            break;
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+        json_decref(v);
+        if (!(v = batch_view(t, id)))
+            return 1;
+    }
+    if (tty)
+        fputc('\n', stderr);
+    char *line = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    puts(line);
+    free(line);
+    int ok = strcmp(state, "done") == 0;
+    json_decref(v);
+    if (ok && out) {
+        FILE *f = fopen(out, "w");
+        if (!f) {
+            fprintf(stderr, "redeemctl: %s: %s\n", out, strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof(path), "/v1/batches/%s/codes", id);
+        st = rd_ctl_http(t, "GET", path, "text/csv", NULL, f, &err);
+        if (fclose(f) != 0 || st != 200) {
+            if (st > 0 && st != 200)
+                rd_ctl_print_error(st, err);
+            free(err);
+            return 1;
+        }
+        free(err);
+        fprintf(stderr, "codes written to %s\n", out);
+    }
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
 static int api_command(const struct rd_config *cfg, const char *cmd, int argc, char **argv)
 {
     struct rd_ctl_target t;
@@ -147,23 +298,14 @@ static int api_command(const struct rd_config *cfg, const char *cmd, int argc, c
         return 2;
     char *err = NULL;
     int st;
+    if (!strcmp(cmd, "batch"))
+        return batch_command(&t, argc, argv);
     if (!strcmp(cmd, "create")) {
         if (argc != 1) {
             fprintf(stderr, "redeemctl: create takes one JSON body (or - for stdin)\n");
             return 2;
         }
-        char *body = NULL;
-        size_t blen = 0;
-        if (!strcmp(argv[0], "-")) {
-            FILE *m = open_memstream(&body, &blen);
-            char chunk[4096];
-            size_t k;
-            while ((k = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
-                fwrite(chunk, 1, k, m);
-            fclose(m);
-        } else {
-            body = strdup(argv[0]);
-        }
+        char *body = body_arg(argv[0]);
         st = rd_ctl_http(&t, "POST", "/v1/coupons", "application/json", body, stdout, &err);
         free(body);
     } else if (!strcmp(cmd, "stats")) {
@@ -615,7 +757,7 @@ int main(int argc, char **argv)
     if (!strcmp(args[0], "archive"))
         return archive(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "create") || !strcmp(args[0], "list") || !strcmp(args[0], "export") ||
-        !strcmp(args[0], "stats"))
+        !strcmp(args[0], "stats") || !strcmp(args[0], "batch"))
         return api_command(&cfg, args[0], rest - 1, args + 1);
     if (!strcmp(args[0], "migrate")) {
         const char *dir = opt(rest - 1, args + 1, "--dir");

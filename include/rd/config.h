@@ -45,6 +45,11 @@ struct rd_config {
     int ship_pause_after_commit_ms; /* tests only: widens the COMMIT..XACK window */
     int query_timeout_ms;
     long long voucher_max_balance; /* minor units */
+    /* batch jobs */
+    bool batches;
+    int batch_rate; /* codes per second, 0 = no cap */
+    int batch_chunk;
+    int batch_lease_ms;
 };
 
 /** Fills every field with its default. */

@@ -21,6 +21,7 @@
 #define RD_TAG_LEN_MAX  64
 #define RD_LIMIT_MAX    1000000000LL /* repeat counts: at most 10^9 */
 #define RD_DAYS_MAX     3650
+#define RD_BATCH_ID_MAX 24
 
 enum rd_kind { RD_KIND_DISCOUNT = 0, RD_KIND_VOUCHER };
 
@@ -43,7 +44,8 @@ struct rd_coupon {
     /* vouchers: money in minor units. The scripts own these once the voucher exists:
      * balance = loaded - spent + refunded, always. At creation balance = loaded = initial. */
     int64_t balance, loaded, spent, refunded;
-    int64_t shares, shared_at; /* POST .../share: how often, and when last (-1 never) */
+    int64_t shares, shared_at;       /* POST .../share: how often, and when last (-1 never) */
+    char batch[RD_BATCH_ID_MAX + 1]; /* the batch that issued it ("" for none): hash field t */
 };
 
 void rd_coupon_init(struct rd_coupon *c);

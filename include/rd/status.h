@@ -32,6 +32,9 @@ enum rd_status {
     RD_E_KIND_MISMATCH,  /* a voucher used as a discount coupon, or the other way round */
     RD_E_BALANCE_LIMIT,  /* a recharge would take the balance over voucher_max_balance */
     RD_E_REFUND_EXCEEDS, /* a refund above what is left of the payment */
+    RD_E_BATCH_NOT_FOUND,
+    RD_E_FORMAT_TOO_SMALL, /* a batch's code format cannot hold the count asked for */
+    RD_E_BATCH_FINISHED,   /* cancel of a batch that has already ended */
     RD_E_IDEM_REQUIRED,
     RD_E_IDEM_REUSED,
     RD_E_ALREADY_REVERSED,

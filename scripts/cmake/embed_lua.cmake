@@ -1,4 +1,4 @@
-# Run as: cmake -DOUT_C=... -DOUT_H=... -DFILES="a.lua;b.lua" -P embed_lua.cmake
+# Run as: cmake -DOUT_C=... -DOUT_H=... -DPRELUDE=lib/prelude.lua -DFILES="a.lua|b.lua" -P embed_lua.cmake
 # Emits a table of { name, body, len, sha1 } so the daemon can SCRIPT LOAD each script and
 # call it with EVALSHA. Bytes are copied exactly (HEX read), so the SHA1 computed here is the
 # SHA1 Redis will report for SCRIPT LOAD; the daemon checks that at every connect.
@@ -8,11 +8,23 @@ set(table "const struct rd_lua_script rd_lua_scripts[] = {\n")
 set(enum_lines "")
 set(idx 0)
 string(REPLACE "|" ";" FILES "${FILES}")
+file(READ "${PRELUDE}" prelude)
 foreach(f IN LISTS FILES)
     get_filename_component(name "${f}" NAME_WE)
-    file(READ "${f}" hex HEX)
-    file(SHA1 "${f}" sha)
-    file(SIZE "${f}" len)
+    # The prelude goes after the first line ("#!lua" must stay first). The script as Redis
+    # gets it is written out once, so that its bytes, length and SHA1 are read from one file.
+    file(READ "${f}" text)
+    string(FIND "${text}" "\n" nl)
+    math(EXPR rest "${nl} + 1")
+    string(SUBSTRING "${text}" 0 ${rest} first)
+    string(SUBSTRING "${text}" ${rest} -1 tail)
+    # kept as build/generated/lua/<name>.lua: what Redis runs (bench/compare loads it)
+    get_filename_component(outdir "${OUT_C}" DIRECTORY)
+    set(joined "${outdir}/lua/${name}.lua")
+    file(WRITE "${joined}" "${first}${prelude}${tail}")
+    file(READ "${joined}" hex HEX)
+    file(SHA1 "${joined}" sha)
+    file(SIZE "${joined}" len)
     string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
     string(APPEND body "static const char lua_${name}[] = {${bytes}0x00};\n")
     string(APPEND table "    {\"${name}\", lua_${name}, ${len}, \"${sha}\"},\n")

@@ -12,7 +12,7 @@ ARGV 1 now_ms  2 transaction id  3 state: expired | exhausted | disabled
 Returns 1 if archived (or, dry, would be), 0 if the code is not in that state
 ]]
 local now = tonumber(ARGV[1])
-local c = redis.call('HMGET', KEYS[1], 'code', 'status', 'expires_at', 'l_total', 'used',
+local c = rd_hmget(KEYS[1], 'code', 'status', 'expires_at', 'l_total', 'used',
   'kind', 'bal', 'campaign')
 if not c[1] then return 0 end
 local function num(v) return tonumber(v or '') end

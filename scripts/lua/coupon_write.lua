@@ -15,6 +15,8 @@ Returns {"ok", field1, value1, ...}   the whole hash after the write
 local mode, exists = ARGV[1], redis.call('EXISTS', KEYS[1]) == 1
 if mode == 'create' and exists then return {'rejected', 'coupon_exists'} end
 if mode ~= 'create' and not exists then return {'rejected', 'coupon_not_found'} end
+-- an edited batch code keeps its own full definition from then on (see the prelude)
+if mode ~= 'create' then rd_materialize(KEYS[1]) end
 if mode == 'update' and ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'ver') ~= ARGV[2] then
   return {'rejected', 'conflict'}
 end

@@ -28,7 +28,7 @@ if prev then
   return res
 end
 
-local c = redis.call('HMGET', KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
+local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
   'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign')
 
 local day, week -- the day and ISO week the use counts in (set once the voucher is read)
@@ -105,6 +105,7 @@ local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
   user, ARGV[9], ARGV[14]}
 redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
+rd_own(KEYS[1], 'bal')
 redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'used', 1)

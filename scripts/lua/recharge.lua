@@ -19,7 +19,7 @@ if prev then
   res[2] = '1'
   return res
 end
-local c = redis.call('HMGET', KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
+local c = rd_hmget(KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
 
 local function log(outcome, reason, bal)
   redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'recharge',
@@ -45,6 +45,7 @@ if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return reject('currency_mismatch', c[2
 local bal = tonumber(c[2] or '0')
 if bal + amount > max then return reject('balance_limit_exceeded', c[2]) end
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
+rd_own(KEYS[1], 'bal', 'loaded')
 local after = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[3])
 local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', ARGV[3])
 local res = {'ok', '0', ARGV[2], ARGV[3], string.format('%d', after), string.format('%d', loaded)}

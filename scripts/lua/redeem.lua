@@ -56,7 +56,7 @@ local function log(outcome, reason, c)
     'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14])
 end
 
-local c = redis.call('HMGET', KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
+local c = rd_hmget(KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
   'starts_at', 'expires_at', 'utc_off', 'l_total', 'l_user', 'l_daily', 'campaign',
   'l_weekly', 'status', 'used', 'kind')
 if not c[1] then

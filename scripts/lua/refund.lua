@@ -55,6 +55,7 @@ end
 
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
 local amount_s = string.format('%d', amount)
+rd_own(KEYS[2], 'bal')
 local bal = redis.call('HINCRBY', KEYS[2], 'bal', amount_s)
 redis.call('HINCRBY', KEYS[2], 'refunded', amount_s)
 redis.call('HINCRBY', KEYS[1], 'refunded', amount_s)

@@ -10,7 +10,7 @@ ARGV 1 now_ms  2 transaction id  3 channel  4 recipient ("" for none)  5 client 
 Returns {"ok", shares, expires_at or "", utc_off}
         {"rejected", reason}   coupon_not_found | coupon_disabled | coupon_expired
 ]]
-local c = redis.call('HMGET', KEYS[1], 'code', 'status', 'expires_at', 'utc_off', 'campaign')
+local c = rd_hmget(KEYS[1], 'code', 'status', 'expires_at', 'utc_off', 'campaign')
 local function log(outcome, reason)
   redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'share',
     'outcome', outcome, 'reason', reason, 'code', ARGV[8], 'campaign', c[5] or '',

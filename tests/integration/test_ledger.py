@@ -250,14 +250,15 @@ def test_fraud_role_reads_only(pg, daemon, api):
             "THEN CREATE ROLE analyst LOGIN IN ROLE redeemd_fraud; END IF; END $$")
     c = pgconn(pg.conninfo, "analyst")
     with c.cursor() as cur:
-        for rel in ["transactions", "coupons", "audit_log", "user_attempts_hourly",
+        for rel in ["transactions", "coupons", "coupon_rows", "batches", "audit_log",
+                    "user_attempts_hourly",
                     "ip_failures_hourly", "coupon_redemptions_hourly",
                     "rejection_reasons_hourly"]:
             cur.execute(f"SELECT count(*) FROM {rel}")
         for sql in ["INSERT INTO transactions (txn_id, ts, kind, outcome, stream_id) VALUES "
                     "('x', now(), 'redeem', 'accepted', 's')",
                     "UPDATE transactions SET reason = 'x'", "DELETE FROM audit_log",
-                    "UPDATE coupons SET kind = 'x'", "TRUNCATE transactions",
+                    "UPDATE coupon_rows SET kind = 'x'", "DELETE FROM batches", "TRUNCATE transactions",
                     "CREATE TABLE evil (a int)"]:
             with pytest.raises(psycopg2.Error) as e:
                 cur.execute(sql)

@@ -75,7 +75,7 @@ def test_filters_pages_and_csv(stack):
                    headers={"X-Redeemd-Now": NOW}).json()["data"][0]
     assert page == {"code": v["code"], "kind": "voucher", "status": "active", "campaign": None,
                     "tags": [], "used": 1, "shares": 0, "created_at": page["created_at"],
-                    "expires_at": None, "balance": 300, "currency": "EUR"}
+                    "expires_at": None, "balance": 300, "currency": "EUR", "batch": None}
     one = api.get(f"/v1/coupons?prefix={p}&tag=VIP&status=exhausted").json()["data"][0]
     assert one["tags"] == ["VIP"] and one["used"] == 1 and one["campaign"] == "spring, early"
 
@@ -84,7 +84,7 @@ def test_filters_pages_and_csv(stack):
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(r.text)))
     assert table[0] == ["code", "kind", "status", "campaign", "tags", "used", "shares",
-                        "created_at", "expires_at", "balance", "currency", "cursor"]
+                        "created_at", "expires_at", "balance", "currency", "batch", "cursor"]
     assert [row[0] for row in table[1:]] == sorted(all_codes)
     row_a = table[1]
     assert row_a[3] == "spring, early" and row_a[4] == '["VIP"]' and row_a[2] == "exhausted"

@@ -1,0 +1,11 @@
+#!lua flags=no-writes
+--[[
+coupon_read: a coupon hash as the scripts see it, through its batch template (see the
+prelude): GET /v1/coupons/{code}, the voucher balance, PATCH's read and redeemctl reconcile.
+
+KEYS[1] {b}:c:<CODE>
+ARGV    field names, or none for all fields
+Returns HGETALL's flat field, value list (no fields: empty), or HMGET's values
+]]
+if #ARGV == 0 then return rd_hgetall(KEYS[1]) end
+return rd_hmget(KEYS[1], unpack(ARGV))
