@@ -441,6 +441,8 @@ static void measure(struct job *j)
 {
     int n = j->ncodes < SAMPLE_CODES ? j->ncodes : SAMPLE_CODES;
     char key[RD_KEY_MAX];
+    if (!B.rc)
+        return;
     for (int i = 0; i < n; i++) {
         uint32_t b = rd_bucket_of(j->codes[i], strlen(j->codes[i]), (uint32_t)B.cfg->buckets);
         rd_key_coupon(key, sizeof(key), b, j->codes[i]);
@@ -591,6 +593,13 @@ static int claim(struct job *j)
     struct rd_verr e;
     int bad = !spec || !json_is_object(j->template) ||
               rd_codefmt_parse(&j->fmt, json_object_get(spec, "format"), &e) < 0;
+    const char *f;
+    json_t *fv;
+    json_object_foreach(j->template, f, fv)
+    {
+        if (!json_is_string(fv)) /* they become HSET arguments */
+            bad = 1;
+    }
     json_decref(spec);
     j->codes = calloc((size_t)B.cfg->batch_chunk, sizeof(*j->codes));
     if (!j->codes)
