@@ -334,6 +334,15 @@ static long issue(struct job *j, int n, double *redis_s)
     return good;
 }
 
+/* The codes of a result's first column become the chunk's (res is cleared). */
+static void take_codes(struct job *j, PGresult *res)
+{
+    j->ncodes = PQntuples(res);
+    for (int i = 0; i < j->ncodes; i++)
+        snprintf(j->codes[i], RD_CODE_MAX + 1, "%s", PQgetvalue(res, i, 0));
+    PQclear(res);
+}
+
 /* Draws n codes, records the new ones in the mirror, then issues them. Returns the number
  * issued, or -1. */
 static long chunk(struct job *j, int n, double *redis_s)
@@ -376,7 +385,7 @@ static long chunk(struct job *j, int n, double *redis_s)
         pg_drop("COPY failed");
         return -1;
     }
-    const char *p[5] = {j->id, j->kind, j->campaign, j->created_ms};
+    const char *p[4] = {j->id, j->kind, j->campaign, j->created_ms};
     res = pq("INSERT INTO coupon_rows AS c (code, kind, campaign, definition, created_at, "
              "updated_at, last_txn_id, batch_id) SELECT DISTINCT code, $2, nullif($3, ''), "
              "'{}'::jsonb, to_timestamp($4::bigint / 1000.0), to_timestamp($4::bigint / 1000.0), "
@@ -384,10 +393,7 @@ static long chunk(struct job *j, int n, double *redis_s)
              4, p, PGRES_TUPLES_OK);
     if (!res)
         return -1;
-    j->ncodes = PQntuples(res);
-    for (int i = 0; i < j->ncodes; i++)
-        snprintf(j->codes[i], RD_CODE_MAX + 1, "%s", PQgetvalue(res, i, 0));
-    PQclear(res);
+    take_codes(j, res);
     res = pq("COMMIT", 0, NULL, PGRES_COMMAND_OK);
     if (!res)
         return -1;
@@ -409,10 +415,7 @@ static int reissue(struct job *j)
                            3, p, PGRES_TUPLES_OK);
         if (!res)
             return -1;
-        j->ncodes = PQntuples(res);
-        for (int i = 0; i < j->ncodes; i++)
-            snprintf(j->codes[i], RD_CODE_MAX + 1, "%s", PQgetvalue(res, i, 0));
-        PQclear(res);
+        take_codes(j, res);
         if (j->ncodes == 0)
             break;
         snprintf(last, sizeof(last), "%s", j->codes[j->ncodes - 1]);
