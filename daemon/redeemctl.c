@@ -695,13 +695,29 @@ static int migrate(const struct rd_config *cfg, const char *dir)
 
 int main(int argc, char **argv)
 {
-    /* Settings come first (--name=value), then the command and its own options. */
-    int cmd = 1;
-    while (cmd < argc && argv[cmd][0] == '-') {
-        if ((!strcmp(argv[cmd], "--config") || !strcmp(argv[cmd], "-c")) && cmd + 1 < argc)
-            cmd++;
-        cmd++;
+    /* Settings come first (--name=value), then the command and its own options. The API
+     * commands' --url, --key and --key-file may come before the command too: they are moved
+     * behind it, where api_target() reads them (argv is compacted in place). */
+    char *moved[6];
+    int nmoved = 0, n = 1, a = 1;
+    for (; a < argc && argv[a][0] == '-'; a++) {
+        if ((!strcmp(argv[a], "--url") || !strcmp(argv[a], "--key") ||
+             !strcmp(argv[a], "--key-file")) &&
+            a + 1 < argc && nmoved < 6) {
+            moved[nmoved++] = argv[a];
+            moved[nmoved++] = argv[++a];
+            continue;
+        }
+        argv[n++] = argv[a];
+        if ((!strcmp(argv[a], "--config") || !strcmp(argv[a], "-c")) && a + 1 < argc)
+            argv[n++] = argv[++a];
     }
+    int cmd = n;
+    while (a < argc)
+        argv[n++] = argv[a++];
+    for (int k = 0; k < nmoved; k++)
+        argv[n++] = moved[k];
+    argc = n;
     struct rd_config cfg;
     char err[1400];
     bool help;

@@ -318,7 +318,8 @@ def test_redeemctl_batch_progress_and_codes(daemon, keys, tmp_path):
     lines = out.read_bytes().decode().split("\r\n")
     assert lines[0] == "code" and len(set(x for x in lines[1:] if x)) == 2000
     bid = re.search(r'"id":"(b_[0-9a-z]+)"', p.stdout).group(1)
-    st = subprocess.run([REDEEMCTL, "batch", "--url", daemon.url, "--key", keys["admin"],
+    # --url and --key may also come before the command, with the settings
+    st = subprocess.run([REDEEMCTL, "--url", daemon.url, "--key", keys["admin"], "batch",
                          "status", bid], capture_output=True, text=True, timeout=30)
     assert st.returncode == 0 and '"state":"done"' in st.stdout.replace(" ", "")
     bad = subprocess.run([REDEEMCTL, "batch", "--url", daemon.url, "--key", keys["admin"],
