@@ -68,40 +68,15 @@ week = math.floor((day + 3) / 7)
 local used = num(c[11]) or 0
 local l_total, l_user, l_daily, l_weekly = num(c[6]), num(c[7]), num(c[8]), num(c[9])
 if l_total and used >= l_total then return reject('limit_total_reached') end
-local u = redis.call('HMGET', KEYS[2], 't:' .. user, 'd:' .. user, 'w:' .. user)
-local ut = tonumber(u[1] or '0')
--- period fields only move forward (see redeem.lua)
-local function period(v, idx)
-  if not v then return 0, idx end
-  local p = string.find(v, ':', 1, true)
-  local stored = tonumber(string.sub(v, 1, p - 1))
-  if stored > idx then return tonumber(string.sub(v, p + 1)), stored end
-  if stored < idx then return 0, idx end
-  return tonumber(string.sub(v, p + 1)), idx
-end
-local ud, uw
-ud, day = period(u[2], day)
-uw, week = period(u[3], week)
-if l_user and ut >= l_user then return reject('limit_user_reached') end
-if l_daily and ud >= l_daily then
-  return reject('limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000))
-end
-if l_weekly and uw >= l_weekly then
-  return reject('limit_user_weekly_reached',
-    string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000))
-end
+local why, resets, ut, ud, uw
+why, resets, ut, ud, uw, day, week =
+  rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
+if why then return reject(why, resets) end
 local bal = num(c[12]) or 0
 if amount > bal then return reject('insufficient_balance', nil, string.format('%d', bal)) end
-
-local function left(limit, count)
-  if not limit then return '' end
-  local r = limit - count - 1
-  if r < 0 then r = 0 end
-  return string.format('%d', r)
-end
 local after = string.format('%d', bal - amount)
 local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
-  left(l_total, used), left(l_user, ut), left(l_daily, ud), left(l_weekly, uw),
+  rd_left(l_total, used), rd_left(l_user, ut), rd_left(l_daily, ud), rd_left(l_weekly, uw),
   user, ARGV[9], ARGV[14]}
 redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
@@ -109,9 +84,7 @@ rd_own(KEYS[1], 'bal')
 redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
-redis.call('HSET', KEYS[2], 't:' .. user, ut + 1,
-  'd:' .. user, string.format('%d:%d', day, ud + 1),
-  'w:' .. user, string.format('%d:%d', week, uw + 1))
+rd_user_count(KEYS[2], user, ut, ud, uw, day, week)
 redis.call('HSET', KEYS[4], 'kind', 'pay', 'code', ARGV[14], 'user', user, 'order', ARGV[9],
   'paid', ARGV[3], 'refunded', 0, 'currency', currency, 'created_at', ARGV[1],
   'day', string.format('%d', day), 'week', string.format('%d', week),

@@ -91,40 +91,12 @@ local used = num(c[15]) or 0
 local l_total, l_user, l_daily, l_weekly = num(c[9]), num(c[10]), num(c[11]), num(c[13])
 if l_total and used >= l_total then return reject('limit_total_reached') end
 
-local u = redis.call('HMGET', KEYS[2], 't:' .. user, 'd:' .. user, 'w:' .. user)
-local ut = tonumber(u[1] or '0')
--- A period field only ever moves forward. If it already holds a later period than this
--- request's clock says (a daemon whose clock lags another's, around midnight), that later
--- period stays the current one and this use counts there: a lagging clock can never reopen
--- a day or week that a faster clock has already moved past, so limits stay exact.
-local function period(v, idx)
-  if not v then return 0, idx end
-  local p = string.find(v, ':', 1, true)
-  local stored = tonumber(string.sub(v, 1, p - 1))
-  if stored > idx then return tonumber(string.sub(v, p + 1)), stored end
-  if stored < idx then return 0, idx end
-  return tonumber(string.sub(v, p + 1)), idx
-end
-local ud, uw
-ud, day = period(u[2], day)
-uw, week = period(u[3], week)
-if l_user and ut >= l_user then return reject('limit_user_reached') end
-if l_daily and ud >= l_daily then
-  return reject('limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000))
-end
-if l_weekly and uw >= l_weekly then
-  return reject('limit_user_weekly_reached',
-    string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000))
-end
-
-local function left(limit, count)
-  if not limit then return '' end
-  local r = limit - count - 1
-  if r < 0 then r = 0 end
-  return string.format('%d', r)
-end
+local why, resets, ut, ud, uw
+why, resets, ut, ud, uw, day, week =
+  rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
+if why then return reject(why, resets) end
 local res = {'ok', '0', id, ARGV[2], c[1], c[2], c[3], c[4], c[5],
-  left(l_total, used), left(l_user, ut), left(l_daily, ud), left(l_weekly, uw),
+  rd_left(l_total, used), rd_left(l_user, ut), rd_left(l_daily, ud), rd_left(l_weekly, uw),
   amount, currency, user, ARGV[10], ARGV[15], string.format('%d', day),
   string.format('%d', week), string.format('%d', off)}
 if not redeem then return res end
@@ -132,9 +104,7 @@ if not redeem then return res end
 -- Write phase: nothing above has written.
 redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[8])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
-redis.call('HSET', KEYS[2], 't:' .. user, ut + 1,
-  'd:' .. user, string.format('%d:%d', day, ud + 1),
-  'w:' .. user, string.format('%d:%d', week, uw + 1))
+rd_user_count(KEYS[2], user, ut, ud, uw, day, week)
 redis.call('HSET', KEYS[4], 'code', ARGV[15], 'user', user, 'order', ARGV[10],
   'amount', amount, 'currency', currency, 'dtype', c[1], 'dvalue', c[2], 'dmax', c[3],
   'min_order', c[4], 'created_at', ARGV[2], 'day', string.format('%d', day),

@@ -61,24 +61,8 @@ redis.call('HINCRBY', KEYS[2], 'refunded', amount_s)
 redis.call('HINCRBY', KEYS[1], 'refunded', amount_s)
 local full = amount == left
 if full then
-  -- the payment is undone: its use no longer counts (see reverse.lua)
-  local user = r[2]
-  if tonumber(redis.call('HGET', KEYS[2], 'used') or '0') > 0 then
-    redis.call('HINCRBY', KEYS[2], 'used', -1)
-  end
-  if tonumber(redis.call('HGET', KEYS[3], 't:' .. user) or '0') > 0 then
-    redis.call('HINCRBY', KEYS[3], 't:' .. user, -1)
-  end
-  for _, f in ipairs({{'d:' .. user, r[7]}, {'w:' .. user, r[8]}}) do
-    local v = redis.call('HGET', KEYS[3], f[1])
-    if v then
-      local p = string.find(v, ':', 1, true)
-      local n = tonumber(string.sub(v, p + 1))
-      if string.sub(v, 1, p - 1) == f[2] and n > 0 then
-        redis.call('HSET', KEYS[3], f[1], f[2] .. ':' .. (n - 1))
-      end
-    end
-  end
+  -- the payment is undone: its use no longer counts
+  rd_give_back(KEYS[2], KEYS[3], r[2], r[7], r[8])
 end
 redis.call('HSET', KEYS[1], 'status', full and 'refunded' or 'partially_refunded',
   'reversed_at', now, 'reversal_id', ARGV[2])

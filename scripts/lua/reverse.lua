@@ -37,25 +37,8 @@ if r[3] == 'reversed' then
   return {'rejected', 'already_reversed', r[6], r[7]}
 end
 
-local user = r[2]
-local function give_back(field, idx)
-  local v = redis.call('HGET', KEYS[3], field)
-  if not v then return end
-  local p = string.find(v, ':', 1, true)
-  if string.sub(v, 1, p - 1) ~= idx then return end
-  local n = tonumber(string.sub(v, p + 1))
-  if n > 0 then redis.call('HSET', KEYS[3], field, idx .. ':' .. (n - 1)) end
-end
-
 redis.call('HSET', KEYS[1], 'status', 'reversed', 'reversed_at', now, 'reversal_id', ARGV[2],
   'reversal_idem', ARGV[9])
-if tonumber(redis.call('HGET', KEYS[2], 'used') or '0') > 0 then
-  redis.call('HINCRBY', KEYS[2], 'used', -1)
-end
-if tonumber(redis.call('HGET', KEYS[3], 't:' .. user) or '0') > 0 then
-  redis.call('HINCRBY', KEYS[3], 't:' .. user, -1)
-end
-give_back('d:' .. user, r[4])
-give_back('w:' .. user, r[5])
+rd_give_back(KEYS[2], KEYS[3], r[2], r[4], r[5])
 log('accepted', '')
 return {'ok', now, ARGV[2], '0'}

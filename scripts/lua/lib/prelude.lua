@@ -1,6 +1,7 @@
 -- Prelude: scripts/lua/lib/prelude.lua, put after the first line of every script at build
--- time (Redis scripts cannot load code of their own).
+-- time (Redis scripts cannot load code of their own): what more than one script needs.
 --
+-- ---- coupons through their batch template --------------------------------------------------
 -- A code issued by a batch (POST /v1/batches) keeps in its own hash only what is its own:
 -- "t", the batch id, and whatever scripts have written since (used, bal, status, ...). The
 -- definition all codes of the batch share is kept once per bucket in {b}:t:<batch>, in the
@@ -73,4 +74,75 @@ local function rd_materialize(key)
   if not t then return end
   local all = rd_hgetall(key)
   redis.call('HSET', key, unpack(all))
+end
+
+-- ---- uses (redeem.lua, pay.lua) -----------------------------------------------------------
+-- A period field only ever moves forward. If it already holds a later period than this
+-- request's clock says (a daemon whose clock lags another's, around midnight), that later
+-- period stays the current one and this use counts there: a lagging clock can never reopen
+-- a day or week that a faster clock has already moved past, so limits stay exact.
+local function rd_period(v, idx)
+  if not v then return 0, idx end
+  local p = string.find(v, ':', 1, true)
+  local stored = tonumber(string.sub(v, 1, p - 1))
+  if stored > idx then return tonumber(string.sub(v, p + 1)), stored end
+  if stored < idx then return 0, idx end
+  return tonumber(string.sub(v, p + 1)), idx
+end
+
+-- The per-user limits of a use, from the per-user hash ukey ("t:", "d:", "w:" fields).
+-- Returns reason, resets_at (ms, string) when a limit is reached, else nil, nil, then the
+-- user's counts (total, today, this week) and the day and week the use counts in.
+local function rd_user_limits(ukey, user, day, week, off, l_user, l_daily, l_weekly)
+  local u = redis.call('HMGET', ukey, 't:' .. user, 'd:' .. user, 'w:' .. user)
+  local ut = tonumber(u[1] or '0')
+  local ud, uw
+  ud, day = rd_period(u[2], day)
+  uw, week = rd_period(u[3], week)
+  if l_user and ut >= l_user then return 'limit_user_reached' end
+  if l_daily and ud >= l_daily then
+    return 'limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000)
+  end
+  if l_weekly and uw >= l_weekly then
+    return 'limit_user_weekly_reached',
+      string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000)
+  end
+  return nil, nil, ut, ud, uw, day, week
+end
+
+-- Counts the use for the user (after rd_user_limits said yes).
+local function rd_user_count(ukey, user, ut, ud, uw, day, week)
+  redis.call('HSET', ukey, 't:' .. user, ut + 1,
+    'd:' .. user, string.format('%d:%d', day, ud + 1),
+    'w:' .. user, string.format('%d:%d', week, uw + 1))
+end
+
+-- What is left of a limit after this use ("" for no limit).
+local function rd_left(limit, count)
+  if not limit then return '' end
+  local r = limit - count - 1
+  if r < 0 then r = 0 end
+  return string.format('%d', r)
+end
+
+-- Undoes one use (a reversal; a payment refunded in full): the coupon's count, the user's
+-- total, and the user's day and week counts if the use was counted in the period they still
+-- hold (day, week: the record's indexes, as strings); counts never go below zero.
+local function rd_give_back(ckey, ukey, user, day, week)
+  if tonumber(redis.call('HGET', ckey, 'used') or '0') > 0 then
+    redis.call('HINCRBY', ckey, 'used', -1)
+  end
+  if tonumber(redis.call('HGET', ukey, 't:' .. user) or '0') > 0 then
+    redis.call('HINCRBY', ukey, 't:' .. user, -1)
+  end
+  for _, f in ipairs({{'d:' .. user, day}, {'w:' .. user, week}}) do
+    local v = redis.call('HGET', ukey, f[1])
+    if v then
+      local p = string.find(v, ':', 1, true)
+      local n = tonumber(string.sub(v, p + 1))
+      if string.sub(v, 1, p - 1) == f[2] and n > 0 then
+        redis.call('HSET', ukey, f[1], f[2] .. ':' .. (n - 1))
+      end
+    end
+  end
 end
