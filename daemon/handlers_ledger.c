@@ -475,15 +475,14 @@ void rd_h_transactions(struct rd_req *r)
 #define COUPON_SELECT                                                                              \
     "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
     "x.expires, x.balance, x.currency, x.batch_id FROM (SELECT m.code, y.kind, m.campaign, "       \
-    "coalesce(nullif(m.definition->>'tags', ''), '[]') AS tags, u.used, u.shares, "                \
-    "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, "                               \
-    "nullif(m.definition->>'expires_at', '')::bigint AS expires, "                                 \
-    "nullif(m.definition->>'currency', '') AS currency, y.balance, m.batch_id, "                   \
-    "rd_coupon_state(m.definition, y.kind, u.used, y.balance, $1::bigint) AS status "              \
+    "m.d_tags AS tags, u.used, u.shares, "                                                         \
+    "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, m.d_expires AS expires, "       \
+    "m.d_currency AS currency, y.balance, m.batch_id, "                                            \
+    "rd_coupon_state(m.archived, m.d_status, m.d_starts, m.d_expires, m.d_l_total, y.kind, "       \
+    "u.used, y.balance, $1::bigint) AS status "                                                    \
     "FROM coupons m CROSS JOIN LATERAL rd_coupon_live(m.code) u CROSS JOIN LATERAL (SELECT "       \
     "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
-    "coalesce(nullif(m.definition->>'bal', ''), '0')::bigint + u.recharged - u.spent + "           \
-    "u.refunded END AS balance) y WHERE true"
+    "m.d_bal + u.recharged - u.spent + u.refunded END AS balance) y WHERE true"
 
 static int build_coupon_query(struct rd_req *r)
 {
@@ -531,8 +530,7 @@ static int build_coupon_query(struct rd_req *r)
         } else if (!strcmp(k, "batch")) {
             cond(r, " AND m.batch_id = $", add_param(r, v), "");
         } else if (!strcmp(k, "tag")) {
-            cond(r, " AND coalesce(nullif(m.definition->>'tags', ''), '[]')::jsonb ? $",
-                 add_param(r, v), "");
+            cond(r, " AND m.d_tags ? $", add_param(r, v), "");
         } else if (!strcmp(k, "prefix") || !strcmp(k, "cursor")) {
             /* codes are A-Z 0-9 '-': nothing in them is special to LIKE */
             char code[RD_CODE_MAX + 1];
@@ -561,10 +559,7 @@ static int build_coupon_query(struct rd_req *r)
                 return bad(r, k, "must be an RFC 3339 time");
             char buf[24];
             snprintf(buf, sizeof(buf), "%lld", (long long)ms);
-            cond(r,
-                 !strcmp(k, "expires_from")
-                     ? " AND nullif(m.definition->>'expires_at', '')::bigint >= $"
-                     : " AND nullif(m.definition->>'expires_at', '')::bigint < $",
+            cond(r, !strcmp(k, "expires_from") ? " AND m.d_expires >= $" : " AND m.d_expires < $",
                  add_param(r, buf), "::bigint");
         } else if (!strcmp(k, "shared")) {
             if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)

@@ -38,13 +38,30 @@ ALTER TABLE coupon_rows ADD COLUMN IF NOT EXISTS batch_id text;
 CREATE INDEX IF NOT EXISTS coupon_rows_batch ON coupon_rows (batch_id, code)
     WHERE batch_id IS NOT NULL;
 
-CREATE OR REPLACE VIEW coupons AS
+-- definition is the whole merged object; the d_ columns are the fields the listing and the
+-- stats need, read field by field (a code's own value, else its batch's): building the
+-- merged object costs about 2 us a row, too much for a million codes at a time.
+DROP VIEW IF EXISTS coupons;
+CREATE VIEW coupons AS
 SELECT c.code, c.kind, c.campaign,
        CASE WHEN c.batch_id IS NULL THEN c.definition
             ELSE coalesce(b.template, '{}'::jsonb)
                  || jsonb_build_object('code', c.code, 't', c.batch_id) || c.definition
        END AS definition,
-       c.created_at, c.updated_at, c.last_txn_id, c.batch_id
+       c.created_at, c.updated_at, c.last_txn_id, c.batch_id,
+       c.definition ? 'archived_at' AS archived,
+       coalesce(c.definition->>'status', b.template->>'status') AS d_status,
+       nullif(coalesce(c.definition->>'starts_at', b.template->>'starts_at'), '')::bigint
+           AS d_starts,
+       nullif(coalesce(c.definition->>'expires_at', b.template->>'expires_at'), '')::bigint
+           AS d_expires,
+       nullif(coalesce(c.definition->>'l_total', b.template->>'l_total'), '')::bigint
+           AS d_l_total,
+       coalesce(nullif(coalesce(c.definition->>'bal', b.template->>'bal'), ''), '0')::bigint
+           AS d_bal,
+       coalesce(nullif(coalesce(c.definition->>'tags', b.template->>'tags'), ''), '[]')::jsonb
+           AS d_tags,
+       nullif(coalesce(c.definition->>'currency', b.template->>'currency'), '') AS d_currency
 FROM coupon_rows c LEFT JOIN batches b ON b.id = c.batch_id;
 
 GRANT SELECT ON coupons, coupon_rows, batches TO redeemd_fraud;
@@ -165,3 +182,120 @@ BEGIN
         view := rd_batch_json(b);
     END IF;
 END $$;
+
+-- rd_coupon_state (005) over the fields themselves: simple enough for PostgreSQL to inline.
+CREATE OR REPLACE FUNCTION rd_coupon_state(archived boolean, status text, starts bigint,
+                                           expires bigint, l_total bigint, kind text,
+                                           used bigint, balance bigint, now_ms bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE WHEN archived THEN 'archived'
+            WHEN status = 'disabled' THEN 'disabled'
+            WHEN expires <= now_ms THEN 'expired'
+            WHEN starts > now_ms THEN 'scheduled'
+            WHEN used >= l_total THEN 'exhausted'
+            WHEN kind = 'voucher' AND balance <= 0 THEN 'exhausted'
+            ELSE 'active' END
+$$;
+
+-- rd_stats (005) over the view's fields: the same answer, without building every merged
+-- definition (4.3M coupons: minutes before, seconds now).
+CREATE OR REPLACE FUNCTION rd_stats(now_ms bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+WITH
+pays AS (  -- each accepted voucher payment and what was refunded of it
+    SELECT p.code, p.paid_amount,
+           coalesce((SELECT sum(f.paid_amount) FROM transactions f WHERE f.ref_id = p.txn_id
+                     AND f.kind = 'refund' AND f.outcome = 'accepted'), 0) AS back
+    FROM transactions p WHERE p.kind = 'pay' AND p.outcome = 'accepted'
+),
+uses AS (  -- live uses per code: redemptions not reversed, payments not refunded in full
+    SELECT code, sum(n)::bigint AS used FROM (
+        SELECT code, CASE kind WHEN 'redeem' THEN 1 ELSE -1 END AS n
+        FROM transactions WHERE kind IN ('redeem', 'reverse') AND outcome = 'accepted'
+        UNION ALL
+        SELECT code, CASE WHEN back < paid_amount THEN 1 ELSE 0 END FROM pays
+    ) u GROUP BY code
+),
+money AS (
+    SELECT code,
+           (sum(paid_amount) FILTER (WHERE kind = 'recharge'))::bigint AS recharged,
+           (sum(paid_amount) FILTER (WHERE kind = 'pay'))::bigint AS spent,
+           (sum(paid_amount) FILTER (WHERE kind = 'refund'))::bigint AS refunded
+    FROM transactions WHERE kind IN ('pay', 'refund', 'recharge') AND outcome = 'accepted'
+    GROUP BY code
+),
+c AS (
+    SELECT m.code, coalesce(m.kind, 'discount') AS kind, m.campaign,
+           coalesce(u.used, 0) AS used,
+           m.d_bal + coalesce(y.recharged, 0) AS loaded,
+           coalesce(y.spent, 0) AS spent, coalesce(y.refunded, 0) AS refunded,
+           m.archived, m.d_status, m.d_starts, m.d_expires, m.d_l_total
+    FROM coupons m LEFT JOIN uses u USING (code) LEFT JOIN money y USING (code)
+),
+s AS (
+    SELECT c.*, loaded - spent + refunded AS balance,
+           rd_coupon_state(archived, d_status, d_starts, d_expires, d_l_total, kind, used,
+                           loaded - spent + refunded, now_ms) AS status
+    FROM c
+),
+hours AS (
+    SELECT generate_series(date_trunc('hour', to_timestamp(now_ms / 1000.0)) - interval '47 hours',
+                           date_trunc('hour', to_timestamp(now_ms / 1000.0)),
+                           interval '1 hour') AS h
+),
+per_hour AS (
+    SELECT date_trunc('hour', ts) AS h,
+           count(*) FILTER (WHERE kind = 'redeem') AS redemptions,
+           count(*) FILTER (WHERE kind = 'reverse') AS reversals,
+           count(*) FILTER (WHERE kind = 'pay') AS payments,
+           count(*) FILTER (WHERE kind = 'redeem' AND outcome = 'rejected') AS rejected
+    FROM transactions
+    WHERE ts >= date_trunc('hour', to_timestamp(now_ms / 1000.0)) - interval '47 hours'
+      AND ts < date_trunc('hour', to_timestamp(now_ms / 1000.0)) + interval '1 hour'
+      AND kind IN ('redeem', 'reverse', 'pay')
+      AND (outcome = 'accepted' OR kind = 'redeem')
+    GROUP BY 1
+)
+SELECT jsonb_build_object(
+    'coupons', (SELECT jsonb_build_object(
+        'total', count(*),
+        'used', count(*) FILTER (WHERE used > 0),
+        'unused', count(*) FILTER (WHERE used = 0),
+        'by_status', jsonb_build_object(
+            'active', count(*) FILTER (WHERE status = 'active'),
+            'scheduled', count(*) FILTER (WHERE status = 'scheduled'),
+            'exhausted', count(*) FILTER (WHERE status = 'exhausted'),
+            'expired', count(*) FILTER (WHERE status = 'expired'),
+            'disabled', count(*) FILTER (WHERE status = 'disabled'),
+            'archived', count(*) FILTER (WHERE status = 'archived')),
+        'by_kind', jsonb_build_object(
+            'discount', count(*) FILTER (WHERE kind = 'discount'),
+            'voucher', count(*) FILTER (WHERE kind = 'voucher'))) FROM s),
+    'campaigns', coalesce((SELECT jsonb_agg(x ORDER BY x->>'campaign') FROM (
+        SELECT jsonb_build_object('campaign', campaign, 'coupons', count(*),
+                                  'uses', sum(used),
+                                  'active', count(*) FILTER (WHERE status = 'active'),
+                                  'exhausted', count(*) FILTER (WHERE status = 'exhausted'),
+                                  'expired', count(*) FILTER (WHERE status = 'expired'),
+                                  'disabled', count(*) FILTER (WHERE status = 'disabled')) AS x
+        FROM s WHERE campaign IS NOT NULL AND campaign <> '' GROUP BY campaign) g), '[]'),
+    'per_hour', (SELECT jsonb_agg(jsonb_build_object(
+            'hour', to_char(hours.h AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:00:00"Z"'),
+            'redemptions', coalesce(p.redemptions - p.rejected, 0),
+            'rejected', coalesce(p.rejected, 0),
+            'reversals', coalesce(p.reversals, 0),
+            'payments', coalesce(p.payments, 0)) ORDER BY hours.h)
+        FROM hours LEFT JOIN per_hour p ON p.h = hours.h),
+    'top_coupons', coalesce((SELECT jsonb_agg(jsonb_build_object('code', code, 'kind', kind,
+                                                                'uses', used) ORDER BY used DESC, code)
+        FROM (SELECT code, kind, used FROM s WHERE used > 0
+              ORDER BY used DESC, code LIMIT 10) t), '[]'),
+    'vouchers', (SELECT jsonb_build_object(
+        'count', count(*),
+        'loaded', coalesce(sum(loaded), 0),
+        'spent', coalesce(sum(spent), 0),
+        'refunded', coalesce(sum(refunded), 0),
+        'outstanding', coalesce(sum(balance) FILTER (WHERE status <> 'expired'), 0))
+        FROM s WHERE kind = 'voucher'))
+$$;
