@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
+#include "metrics.h"
 #include "rd/codefmt.h"
 #include "rd/coupon.h"
 #include "rd/keys.h"
@@ -59,6 +60,8 @@ static struct {
     char conninfo[1400];
     uint8_t rnd[4096];
     size_t rnd_used;
+    struct rd_mhist_snap rtt; /* the workers' Redis round trips at the last chunk */
+    double pace;              /* extra rest, in chunk times (see yield()) */
 } B;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -509,6 +512,33 @@ static int report(struct job *j, enum outcome *why)
     return cancel;
 }
 
+/*
+ * Checkouts first: after each chunk, the workers' Redis round trips since the chunk before
+ * are looked at. If more than 1 % of them took longer than batch_yield_us, the batch rests
+ * more (the extra rest doubles, up to 8 chunk times); while they are fast it halves back to
+ * nothing. Slow round trips mean Redis, or the CPU Redis and the workers share, is busy,
+ * whether with the batch's own Redis pipelines or with PostgreSQL inserting its rows.
+ * Returns the extra rest in seconds.
+ */
+static double yield(double chunk_s)
+{
+    struct rd_mhist_snap now = {0};
+    rd_metrics_redis_rtt(&now);
+    unsigned long long total = 0, slow = 0;
+    for (int b = 0; b <= RD_MH_BUCKETS; b++) {
+        unsigned long long d = now.bucket[b] - B.rtt.bucket[b];
+        total += d;
+        if (b > 0 && rd_mh_bounds_us[b - 1] >= (uint32_t)B.cfg->batch_yield_us)
+            slow += d;
+    }
+    B.rtt = now;
+    if (B.cfg->batch_yield_us > 0 && total >= 20 && slow * 100 > total)
+        B.pace = B.pace < 0.25 ? 0.25 : (B.pace * 2 > 8 ? 8 : B.pace * 2);
+    else
+        B.pace = B.pace < 0.05 ? 0 : B.pace / 2;
+    return B.pace * chunk_s;
+}
+
 static enum outcome run(struct job *j)
 {
     template_argv(j);
@@ -517,7 +547,10 @@ static enum outcome run(struct job *j)
     double t0 = mono_s();
     long long since = 0;
     enum outcome why = JOB_DONE;
+    rd_metrics_redis_rtt(&B.rtt);
+    B.pace = 0;
     while (j->created < j->requested) {
+        double c0 = mono_s();
         if (stopping())
             return JOB_STOP;
         if (j->drawn > MAX_DRAW_RATIO * j->requested + 100000) {
@@ -539,8 +572,9 @@ static enum outcome run(struct job *j)
             measure(j);
             return finish(j, "cancelled", NULL);
         }
-        /* throttle: the rate cap, and rest as long as Redis worked for this chunk */
-        double rest = redis_s;
+        /* throttle: the rate cap, a rest as long as Redis worked for this chunk, and more
+         * while checkouts see Redis slow down */
+        double rest = redis_s + yield(mono_s() - c0);
         if (B.cfg->batch_rate > 0) {
             double ahead = (double)since / B.cfg->batch_rate - (mono_s() - t0);
             if (ahead > rest)

@@ -102,6 +102,12 @@ static void http_metrics(FILE *f)
     fprintf(f, "redeemd_inflight_requests %ld\n", inflight);
 }
 
+void rd_metrics_redis_rtt(struct rd_mhist_snap *s)
+{
+    for (int i = 0; i < reg_n; i++)
+        rd_mhist_add(s, &reg_workers[i].redis.rtt);
+}
+
 static void backend_metrics(FILE *f)
 {
     struct rd_mhist_snap rtt = {0};

@@ -26,6 +26,8 @@ struct rd_wmetrics {
 struct rd_worker;
 /** main(), before the workers start: the workers whose counters /metrics sums. */
 void rd_metrics_register(struct rd_worker *workers, int n);
+/** Adds every worker's Redis round-trip histogram to s. Any thread. */
+void rd_metrics_redis_rtt(struct rd_mhist_snap *s);
 /** Writes the whole exposition to f. Any worker thread. */
 void rd_metrics_render(FILE *f);
 

@@ -50,6 +50,7 @@ struct rd_config {
     int batch_rate; /* codes per second, 0 = no cap */
     int batch_chunk;
     int batch_lease_ms;
+    int batch_yield_us; /* checkout Redis round trip above which batch jobs back off */
 };
 
 /** Fills every field with its default. */
