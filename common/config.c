@@ -93,7 +93,7 @@ static const struct setting settings[] = {
      "most codes per second a batch job issues (0 = no cap)"},
     {"batch_chunk", C_INT, OFF(batch_chunk), 0, 1, 100000, "2000",
      "codes a batch job issues per round trip to Redis and PostgreSQL"},
-    {"batch_yield_us", C_INT, OFF(batch_yield_us), 0, 0, 5000000, "2000",
+    {"batch_yield_us", C_INT, OFF(batch_yield_us), 0, 0, 5000000, "5000",
      "a batch job rests more while over 1 % of checkout Redis calls take longer (0 = never)"},
     {"batch_lease_ms", C_INT, OFF(batch_lease_ms), 0, 1000, 3600000, "30000",
      "a batch job whose daemon has not reported for this long is taken over"},

@@ -83,3 +83,19 @@ int rd_mstatus_slot(int http)
             return i;
     return RD_MSTATUS_N - 1;
 }
+
+double rd_batch_pace(double prev, const struct rd_mhist_snap *before,
+                     const struct rd_mhist_snap *now, uint32_t slow_us)
+{
+    unsigned long long total = 0, slow = 0;
+    for (int b = 0; b <= RD_MH_BUCKETS; b++) {
+        unsigned long long d = now->bucket[b] - before->bucket[b];
+        total += d;
+        /* bucket b holds (bound[b-1], bound[b]]: all of it is slower than its lower bound */
+        if (b > 0 && rd_mh_bounds_us[b - 1] >= slow_us)
+            slow += d;
+    }
+    if (slow_us > 0 && total >= 20 && slow * 100 > total)
+        return prev < 0.25 ? 0.25 : (prev * 2 > 8 ? 8 : prev * 2);
+    return prev < 0.05 ? 0 : prev / 2;
+}

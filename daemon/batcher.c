@@ -43,6 +43,7 @@ struct job {
     char (*codes)[RD_CODE_MAX + 1]; /* owned: this chunk's codes */
     int ncodes;
     long long bytes_per_code;
+    double yielded_s;   /* extra rest for checkouts (yield()) */
     uint8_t *tmpl_done; /* owned: buckets given the template in this run (one byte each) */
     int ntemplates;
     const char **tmpl_argv; /* owned array (strings borrowed from template): HSET key f v .. */
@@ -484,8 +485,9 @@ static enum outcome finish(struct job *j, const char *state, const char *error)
     if (!res)
         return JOB_RETRY;
     PQclear(res);
-    rd_info("event=batch_%s batch=%s created=%lld requested=%lld bytes_per_code=%lld", state, j->id,
-            j->created, j->requested, j->bytes_per_code);
+    rd_info("event=batch_%s batch=%s created=%lld requested=%lld bytes_per_code=%lld "
+            "yielded_s=%.1f",
+            state, j->id, j->created, j->requested, j->bytes_per_code, j->yielded_s);
     return JOB_DONE;
 }
 
@@ -524,18 +526,8 @@ static double yield(double chunk_s)
 {
     struct rd_mhist_snap now = {0};
     rd_metrics_redis_rtt(&now);
-    unsigned long long total = 0, slow = 0;
-    for (int b = 0; b <= RD_MH_BUCKETS; b++) {
-        unsigned long long d = now.bucket[b] - B.rtt.bucket[b];
-        total += d;
-        if (b > 0 && rd_mh_bounds_us[b - 1] >= (uint32_t)B.cfg->batch_yield_us)
-            slow += d;
-    }
+    B.pace = rd_batch_pace(B.pace, &B.rtt, &now, (uint32_t)B.cfg->batch_yield_us);
     B.rtt = now;
-    if (B.cfg->batch_yield_us > 0 && total >= 20 && slow * 100 > total)
-        B.pace = B.pace < 0.25 ? 0.25 : (B.pace * 2 > 8 ? 8 : B.pace * 2);
-    else
-        B.pace = B.pace < 0.05 ? 0 : B.pace / 2;
     return B.pace * chunk_s;
 }
 
@@ -574,7 +566,9 @@ static enum outcome run(struct job *j)
         }
         /* throttle: the rate cap, a rest as long as Redis worked for this chunk, and more
          * while checkouts see Redis slow down */
-        double rest = redis_s + yield(mono_s() - c0);
+        double extra = yield(mono_s() - c0);
+        double rest = redis_s + extra;
+        j->yielded_s += extra;
         if (B.cfg->batch_rate > 0) {
             double ahead = (double)since / B.cfg->batch_rate - (mono_s() - t0);
             if (ahead > rest)

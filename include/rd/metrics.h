@@ -45,6 +45,15 @@ void rd_mhist_add(struct rd_mhist_snap *s, const struct rd_mhist *h);
 unsigned long long rd_mhist_count(const struct rd_mhist_snap *s);
 
 /**
+ * A batch job's extra rest, in chunk times, after a chunk: prev, doubled (from at least 0.25,
+ * up to 8) when more than 1 % of at least 20 round trips observed between before and now
+ * took longer than slow_us, else halved back towards 0. slow_us counts from the histogram
+ * bound at or above it; 0 never backs off. (Checkouts first: see daemon/batcher.c.)
+ */
+double rd_batch_pace(double prev, const struct rd_mhist_snap *before,
+                     const struct rd_mhist_snap *now, uint32_t slow_us);
+
+/**
  * Writes s as the _bucket/_sum/_count series of histogram name (in seconds). labels is ""
  * or a label list without braces, e.g. route="/v1/validate" (already escaped).
  */

@@ -79,6 +79,43 @@ static void status_slots(void **state)
     assert_int_equal(rd_mstatus_codes[RD_MSTATUS_N - 1], 0);
 }
 
+/* Bucket index of a bound in rd_mh_bounds_us (100, 250, 500, 1000, 2000, 3000, 5000, ...). */
+static int bucket_of(uint32_t us)
+{
+    int i = 0;
+    while (i < RD_MH_BUCKETS && us > rd_mh_bounds_us[i])
+        i++;
+    return i;
+}
+
+static void batch_pace_backs_off_and_recovers(void **state)
+{
+    (void)state;
+    struct rd_mhist_snap before = {0}, now = {0};
+    /* 1000 fast round trips and 10 of 5-10 ms: exactly 1 %, not more: no back-off */
+    now.bucket[bucket_of(500)] = 1000;
+    now.bucket[bucket_of(10000)] = 10;
+    assert_true(rd_batch_pace(0, &before, &now, 5000) == 0);
+    /* one more slow one tips it: the rest starts at a quarter chunk and doubles, up to 8 */
+    now.bucket[bucket_of(10000)] = 11;
+    assert_true(rd_batch_pace(0, &before, &now, 5000) == 0.25);
+    assert_true(rd_batch_pace(0.25, &before, &now, 5000) == 0.5);
+    assert_true(rd_batch_pace(6, &before, &now, 5000) == 8);
+    assert_true(rd_batch_pace(8, &before, &now, 5000) == 8);
+    /* 3-5 ms is not slower than 5 ms; only the window since the last chunk counts */
+    struct rd_mhist_snap late = now;
+    late.bucket[bucket_of(5000)] += 500;
+    assert_true(rd_batch_pace(2, &now, &late, 5000) == 1);
+    assert_true(rd_batch_pace(0.04, &now, &late, 5000) == 0);
+    /* a threshold between bounds counts from the next bound up: 4 ms counts 5-10 ms only */
+    assert_true(rd_batch_pace(0, &before, &now, 4000) == 0.25);
+    /* too few round trips say nothing; 0 never backs off */
+    struct rd_mhist_snap few = {0};
+    few.bucket[RD_MH_BUCKETS] = 19; /* all of them past 5 s */
+    assert_true(rd_batch_pace(1, &before, &few, 5000) == 0.5);
+    assert_true(rd_batch_pace(0, &before, &now, 0) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -86,6 +123,7 @@ int main(void)
         cmocka_unit_test(histogram_text_is_cumulative),
         cmocka_unit_test(label_values_escaped),
         cmocka_unit_test(status_slots),
+        cmocka_unit_test(batch_pace_backs_off_and_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
