@@ -19,14 +19,8 @@ Returns {"ok", replayed, id, created_at, amount, currency, balance_after,
 local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local fp, id = ARGV[5], ARGV[6]
 
-local prev = redis.call('GET', KEYS[3])
-if prev then
-  local sep = string.find(prev, '\n', 1, true)
-  if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
-  local res = cjson.decode(string.sub(prev, sep + 1))
-  res[2] = '1'
-  return res
-end
+local prev = rd_replay(KEYS[3], fp)
+if prev then return prev end
 
 local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
   'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign')
@@ -49,7 +43,7 @@ end
 
 local function reject(reason, resets, bal)
   local res = {'rejected', '0', reason, id, resets or '', bal or ''}
-  redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+  rd_remember(KEYS[3], fp, res, ARGV[7])
   log('rejected', reason, bal)
   return res
 end
@@ -78,7 +72,7 @@ local after = string.format('%d', bal - amount)
 local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
   rd_left(l_total, used), rd_left(l_user, ut), rd_left(l_daily, ud), rd_left(l_weekly, uw),
   user, ARGV[9], ARGV[14]}
-redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+rd_remember(KEYS[3], fp, res, ARGV[7])
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
 rd_own(KEYS[1], 'bal')
 redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])

@@ -11,14 +11,8 @@ Returns {"ok", replayed, id, amount, balance_after, loaded_after}
         {"reused"}
 ]]
 local amount, max = tonumber(ARGV[3]), tonumber(ARGV[4])
-local prev = redis.call('GET', KEYS[2])
-if prev then
-  local sep = string.find(prev, '\n', 1, true)
-  if string.sub(prev, 1, sep - 1) ~= ARGV[6] then return {'reused'} end
-  local res = cjson.decode(string.sub(prev, sep + 1))
-  res[2] = '1'
-  return res
-end
+local prev = rd_replay(KEYS[2], ARGV[6])
+if prev then return prev end
 local c = rd_hmget(KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
 
 local function log(outcome, reason, bal)
@@ -31,7 +25,7 @@ end
 local function reject(reason, bal)
   local res = {'rejected', '0', reason, bal or '', ARGV[4]}
   if c[1] then -- nothing is remembered for a code that does not exist
-    redis.call('SET', KEYS[2], ARGV[6] .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+    rd_remember(KEYS[2], ARGV[6], res, ARGV[7])
   end
   log('rejected', reason, bal)
   return res
@@ -49,6 +43,6 @@ rd_own(KEYS[1], 'bal', 'loaded')
 local after = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[3])
 local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', ARGV[3])
 local res = {'ok', '0', ARGV[2], ARGV[3], string.format('%d', after), string.format('%d', loaded)}
-redis.call('SET', KEYS[2], ARGV[6] .. '\n' .. cjson.encode(res), 'EX', ARGV[7])
+rd_remember(KEYS[2], ARGV[6], res, ARGV[7])
 log('accepted', '', string.format('%d', after))
 return res

@@ -31,14 +31,8 @@ local redeem = mode == 'redeem'
 local day, week -- the day and ISO week a use counts in (set after the coupon is read)
 
 if redeem then
-  local prev = redis.call('GET', KEYS[3])
-  if prev then
-    local sep = string.find(prev, '\n', 1, true)
-    if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
-    local res = cjson.decode(string.sub(prev, sep + 1))
-    res[2] = '1'
-    return res
-  end
+  local prev = rd_replay(KEYS[3], fp)
+  if prev then return prev end
 end
 
 -- Validate changes nothing, with one exception: an unknown code is logged (kind "validate"),
@@ -67,7 +61,7 @@ end
 local function reject(reason, resets)
   local res = {'rejected', '0', reason, id, resets or '', ARGV[2]}
   if redeem then
-    redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[8])
+    rd_remember(KEYS[3], fp, res, ARGV[8])
     log('rejected', reason, c)
   end
   return res
@@ -102,7 +96,7 @@ local res = {'ok', '0', id, ARGV[2], c[1], c[2], c[3], c[4], c[5],
 if not redeem then return res end
 
 -- Write phase: nothing above has written.
-redis.call('SET', KEYS[3], fp .. '\n' .. cjson.encode(res), 'EX', ARGV[8])
+rd_remember(KEYS[3], fp, res, ARGV[8])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
 rd_user_count(KEYS[2], user, ut, ud, uw, day, week)
 redis.call('HSET', KEYS[4], 'code', ARGV[15], 'user', user, 'order', ARGV[10],

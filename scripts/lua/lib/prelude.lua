@@ -76,6 +76,23 @@ local function rd_materialize(key)
   redis.call('HSET', key, unpack(all))
 end
 
+-- ---- idempotency records (redeem.lua, pay.lua, recharge.lua) ------------------------------
+-- A record is "<request fingerprint>\n<the answer as JSON>". rd_replay returns the stored
+-- answer marked replayed, {"reused"} for the same key with another request, or nil.
+local function rd_replay(key, fp)
+  local prev = redis.call('GET', key)
+  if not prev then return nil end
+  local sep = string.find(prev, '\n', 1, true)
+  if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
+  local res = cjson.decode(string.sub(prev, sep + 1))
+  res[2] = '1'
+  return res
+end
+
+local function rd_remember(key, fp, res, ttl)
+  redis.call('SET', key, fp .. '\n' .. cjson.encode(res), 'EX', ttl)
+end
+
 -- ---- uses (redeem.lua, pay.lua) -----------------------------------------------------------
 -- A period field only ever moves forward. If it already holds a later period than this
 -- request's clock says (a daemon whose clock lags another's, around midnight), that later
