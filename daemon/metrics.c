@@ -139,11 +139,17 @@ static void backend_metrics(FILE *f)
     struct rd_shipper_stats st;
     rd_shipper_stats(&st);
     rd_prom_header(f, "redeemd_outbox_backlog", "gauge",
-                   "Outbox entries not yet in PostgreSQL (-1 before the first count).");
+                   "Outbox entries not yet in PostgreSQL (-1 while unknown: not counted "
+                   "yet, or Redis cannot be asked).");
     fprintf(f, "redeemd_outbox_backlog %lld\n", st.backlog);
     rd_prom_header(f, "redeemd_outbox_backlog_limit", "gauge",
                    "Backlog above which redemptions answer 503.");
     fprintf(f, "redeemd_outbox_backlog_limit %lld\n", cfg->max_backlog);
+    rd_prom_header(f, "redeemd_shipper_last_commit_timestamp_seconds", "gauge",
+                   "When the shipper last committed a batch, Unix seconds (0: not yet); with "
+                   "a backlog above 0, its age tells a stalled ledger.");
+    fprintf(f, "redeemd_shipper_last_commit_timestamp_seconds %.3f\n",
+            (double)st.last_commit_ms / 1000.0);
     rd_prom_header(f, "redeemd_shipper_rows_total", "counter", "Ledger rows committed.");
     fprintf(f, "redeemd_shipper_rows_total %llu\n", st.rows);
     rd_prom_header(f, "redeemd_shipper_rows_per_second", "gauge",

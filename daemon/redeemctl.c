@@ -26,6 +26,7 @@
 #include "rd/config.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
+#include "redis_sync.h"
 #include "ctl_http.h"
 #include "rd/code.h"
 #include "rd/share.h"
@@ -446,22 +447,32 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
                                lk, now_s, txn, state, before_ms, "redeemctl", "archive",
                                dry ? "1" : "0");
         }
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *a;
-            if (redisGetReply(rc, (void **)&a) != REDIS_OK) {
-                fprintf(stderr, "redeemctl: Redis connection lost\n");
-                return 1;
-            }
-            if (a->type == REDIS_REPLY_ERROR) {
-                fprintf(stderr, "redeemctl: %s\n", a->str);
-                freeReplyObject(a);
-                return 1;
+        /* every reply of the pipeline is read before any is judged */
+        int n = (int)keys->elements, failed = 0;
+        redisReply **as = calloc((size_t)n + 1, sizeof(*as));
+        if (!as || rd_rsync_read(rc, n, as) < 0) {
+            fprintf(stderr, "redeemctl: Redis connection lost\n");
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (as[i]->type == REDIS_REPLY_ERROR) {
+                if (!failed)
+                    fprintf(stderr, "redeemctl: %s\n", as[i]->str);
+                failed = 1;
+                continue;
             }
             seen++;
-            archived += a->type == REDIS_REPLY_INTEGER && a->integer == 1;
-            freeReplyObject(a);
+            archived += as[i]->type == REDIS_REPLY_INTEGER && as[i]->integer == 1;
         }
+        rd_rsync_free(as, n);
+        free(as);
         freeReplyObject(r);
+        if (failed) {
+            printf("%lld of %lld coupons %s (%s) before the error\n", archived, seen,
+                   dry ? "would be archived" : "archived", state);
+            redisFree(rc);
+            return 1;
+        }
     } while (strcmp(cursor, "0") != 0);
     redisFree(rc);
     printf("%lld of %lld coupons %s (%s)\n", archived, seen, dry ? "would be archived" : "archived",

@@ -18,6 +18,7 @@
 #include "rd/log.h"
 #include "rd/lua_script_ids.h"
 #include "rd/lua_scripts.h"
+#include "redis_sync.h"
 #include "shipper.h"
 #include "worker.h"
 
@@ -88,7 +89,8 @@ static struct {
     size_t nacks, cap;
     int64_t batch_started_ms;
 
-    atomic_llong backlog;
+    atomic_llong backlog, backlog_at_ms, last_commit_ms;
+    int64_t started_ms;
     atomic_ullong shipped;
     atomic_ullong batches, dead, pg_connects, pg_failures, redis_failures;
     atomic_llong rows_per_sec_milli;
@@ -121,6 +123,9 @@ void rd_shipper_stats(struct rd_shipper_stats *st)
 {
     memset(st, 0, sizeof(*st));
     st->backlog = atomic_load(&S.backlog);
+    st->backlog_at_ms = atomic_load(&S.backlog_at_ms);
+    st->last_commit_ms = atomic_load(&S.last_commit_ms);
+    st->started_ms = S.started_ms;
     st->rows = atomic_load(&S.shipped);
     st->batches = rd_counter_get(&S.batches);
     st->dead_letters = rd_counter_get(&S.dead);
@@ -197,38 +202,44 @@ static redisReply *cmd(int argc, const char **argv, const size_t *lens)
     return r;
 }
 
-static int is_err(const redisReply *r, const char *prefix)
-{
-    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
-}
-
 static void log_key(char *buf, uint32_t b)
 {
     rd_key_log(buf, RD_KEY_MAX, b);
 }
 
+/* One XGROUP CREATE per bucket, pipelined SLICE at a time. Every reply is read, whatever
+ * the first one said: after a Redis restart the first answers are LOADING, and a reply left
+ * unread would answer the next command on this connection (the backlog count, a read). */
 static int create_groups(void)
 {
     char key[RD_KEY_MAX];
-    for (int b = 0; b < S.cfg->buckets; b++) {
-        log_key(key, (uint32_t)b);
-        redisAppendCommand(S.rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", key);
-    }
-    for (int b = 0; b < S.cfg->buckets; b++) {
-        redisReply *r;
-        if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
+    redisReply *rs[SLICE];
+    int ok = 1, loading = 0;
+    for (int first = 0; first < S.cfg->buckets && S.rc; first += SLICE) {
+        int n = S.cfg->buckets - first < SLICE ? S.cfg->buckets - first : SLICE;
+        for (int b = first; b < first + n; b++) {
+            log_key(key, (uint32_t)b);
+            redisAppendCommand(S.rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", key);
+        }
+        if (rd_rsync_read(S.rc, n, rs) < 0) {
             redis_drop(S.rc->errstr);
             return -1;
         }
-        int bad = r->type == REDIS_REPLY_ERROR && !is_err(r, "BUSYGROUP");
-        if (bad)
-            rd_error("event=shipper_group_failed err=\"%s\"", r->str);
-        freeReplyObject(r);
-        if (bad)
-            return -1;
+        for (int i = 0; i < n; i++) {
+            if (rs[i]->type != REDIS_REPLY_ERROR || rd_rsync_is_err(rs[i], "BUSYGROUP"))
+                continue;
+            if (rd_rsync_is_err(rs[i], "LOADING"))
+                loading = 1;
+            else if (ok)
+                rd_error("event=shipper_group_failed err=\"%s\"", rs[i]->str);
+            ok = 0;
+        }
+        rd_rsync_free(rs, n);
     }
-    S.groups_ready = 1;
-    return 0;
+    if (loading)
+        rd_info("event=shipper_waiting reason=redis_loading");
+    S.groups_ready = ok;
+    return ok ? 0 : -1;
 }
 
 static void add_ack(uint32_t bucket, const char *id)
@@ -338,19 +349,15 @@ static int read_buckets(const uint32_t *list, int n, int *got_any)
         /* All replies of the chunk are read before any entry is handled: handling may send
          * commands of its own (dead letters), which must not interleave with the pipeline. */
         redisReply *rs[READ_CHUNK];
-        for (int i = 0; i < chunk; i++) {
-            if (redisGetReply(S.rc, (void **)&rs[i]) != REDIS_OK) {
-                for (int k = 0; k < i; k++)
-                    freeReplyObject(rs[k]);
-                redis_drop(S.rc->errstr);
-                return -1;
-            }
+        if (rd_rsync_read(S.rc, chunk, rs) < 0) {
+            redis_drop(S.rc->errstr);
+            return -1;
         }
         for (int i = 0; i < chunk; i++) {
             redisReply *r = rs[i];
             uint32_t b = list[done + i];
             if (r->type == REDIS_REPLY_ERROR) {
-                if (is_err(r, "NOGROUP"))
+                if (rd_rsync_is_err(r, "NOGROUP"))
                     S.groups_ready = 0; /* Redis lost its data: recreate the groups */
                 else
                     rd_warn("event=shipper_read_failed err=\"%s\"", r->str);
@@ -472,10 +479,13 @@ static void claim_stale(void)
 }
 
 /* Sums XLEN over the streams, SLICE at a time: Redis runs a whole pipeline it has read in
- * one go, and a thousand XLENs at once would hold every checkout call behind them. */
+ * one go, and a thousand XLENs at once would hold every checkout call behind them. A count
+ * that is not whole (Redis loading, or gone) is published as unknown (-1), never as the
+ * part that was counted. */
 static void count_backlog(void)
 {
     char key[RD_KEY_MAX];
+    redisReply *rs[SLICE];
     long long total = 0;
     for (int first = 0; first < S.cfg->buckets; first += SLICE) {
         int n = S.cfg->buckets - first < SLICE ? S.cfg->buckets - first : SLICE;
@@ -483,18 +493,29 @@ static void count_backlog(void)
             log_key(key, (uint32_t)b);
             redisAppendCommand(S.rc, "XLEN %s", key);
         }
-        for (int i = 0; i < n; i++) {
-            redisReply *r;
-            if (redisGetReply(S.rc, (void **)&r) != REDIS_OK) {
-                redis_drop(S.rc->errstr);
-                return;
-            }
-            if (r->type == REDIS_REPLY_INTEGER)
-                total += r->integer;
-            freeReplyObject(r);
+        if (rd_rsync_read(S.rc, n, rs) < 0) {
+            redis_drop(S.rc->errstr);
+            atomic_store(&S.backlog, -1);
+            return;
         }
+        int whole = 1;
+        for (int i = 0; i < n; i++) {
+            if (rs[i]->type == REDIS_REPLY_INTEGER)
+                total += rs[i]->integer;
+            else
+                whole = 0;
+        }
+        if (!whole) {
+            rd_debug("event=backlog_unknown err=\"%s\"",
+                     rs[0]->type == REDIS_REPLY_ERROR ? rs[0]->str : "unexpected reply");
+            rd_rsync_free(rs, n);
+            atomic_store(&S.backlog, -1);
+            return;
+        }
+        rd_rsync_free(rs, n);
     }
     atomic_store(&S.backlog, total);
+    atomic_store(&S.backlog_at_ms, rd_now_ms());
 }
 
 /* Acknowledges the committed batch, bucket by bucket. Returns 0 when all are done. */
@@ -520,7 +541,7 @@ static int acknowledge(void)
             lens[n++] = strlen(S.acks[j].id);
         }
         redisReply *r = cmd(n, argv, lens);
-        if (r && is_err(r, "NOSCRIPT")) {
+        if (r && rd_rsync_is_err(r, "NOSCRIPT")) {
             freeReplyObject(r);
             const char *la[] = {"SCRIPT", "LOAD", s->body};
             size_t ll[] = {6, 4, s->len};
@@ -637,6 +658,7 @@ static void start_batch(void)
 
 static void batch_done(void)
 {
+    atomic_store(&S.last_commit_ms, rd_now_ms());
     atomic_fetch_add(&S.shipped, (unsigned long long)S.rows);
     rd_counter_inc(&S.batches, 1);
     rd_mhist_observe(&S.batch_time, (uint64_t)(rd_mono_ms() - S.batch_started_ms) * 1000);
@@ -883,8 +905,10 @@ static void on_count(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     sample_rate();
-    if (redis_ensure() == 0 && S.groups_ready)
+    if (redis_ensure() == 0)
         count_backlog();
+    else
+        atomic_store(&S.backlog, -1); /* not known while Redis cannot be asked */
 }
 
 static void on_pause_over(evutil_socket_t fd, short what, void *arg)
@@ -933,6 +957,7 @@ int rd_shipper_start(const struct rd_config *cfg)
     memset(&S, 0, sizeof(S));
     S.cfg = cfg;
     atomic_store(&S.backlog, -1);
+    S.started_ms = rd_now_ms();
     S.reading_pel = 1;
     S.scan = malloc((size_t)cfg->buckets * sizeof(*S.scan));
     if (!S.scan)

@@ -31,9 +31,12 @@
 #include "rd/config.h"
 #include "rd/metrics.h"
 
-/** A snapshot for /metrics. */
+/** A snapshot for /metrics and /readyz. */
 struct rd_shipper_stats {
-    long long backlog;
+    long long backlog;        /* -1: unknown (not counted yet, or Redis cannot be asked) */
+    long long backlog_at_ms;  /* wall clock of the count behind backlog (0: never counted) */
+    long long last_commit_ms; /* wall clock of the last batch committed (0: none yet) */
+    long long started_ms;     /* wall clock of the shipper's start */
     unsigned long long rows, batches, dead_letters;
     unsigned long long pg_connects, pg_failures, redis_failures;
     double rows_per_sec; /* over the last second */
@@ -43,7 +46,10 @@ struct rd_shipper_stats {
 int rd_shipper_start(const struct rd_config *cfg);
 /** Any thread: stops the loop and joins. An unacknowledged batch stays pending in Redis. */
 void rd_shipper_stop(void);
-/** Entries not yet shipped, summed over the bucket streams; -1 before the first count. */
+/**
+ * Entries not yet shipped, summed over the bucket streams every 500 ms; -1 while unknown
+ * (before the first count, or while Redis cannot be asked: never a partial sum).
+ */
 long long rd_shipper_backlog(void);
 /**
  * A worker wrote to bucket's outbox stream (any thread, lock-free): the shipper reads that

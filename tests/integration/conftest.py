@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 
+import psycopg2
 import pytest
 import redis as redis_lib
 import requests
@@ -36,13 +37,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+# What a predicate may raise while the thing it waits for is still coming up (a server not
+# listening yet, Redis loading, PostgreSQL restarting). An AssertionError is never one of
+# them: an assert inside a predicate fails the test at once.
+TRANSIENT = (OSError, ValueError, KeyError, requests.RequestException,
+             redis_lib.exceptions.ConnectionError, redis_lib.exceptions.BusyLoadingError,
+             redis_lib.exceptions.TimeoutError, psycopg2.OperationalError)
+
+
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if pred():
                 return True
-        except Exception:
+        except TRANSIENT:
             pass
         time.sleep(step)
     raise AssertionError(f"timed out waiting for {what}")
@@ -56,13 +65,16 @@ class RedisServer:
         self.port = free_port()
         self.proc = None
 
-    def start(self):
+    def start(self, *extra, wait=True):
+        """Starts the server (extra: further redis-server flags); with wait, until it answers
+        PING (after loading its AOF)."""
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
              "--maxmemory-policy", "noeviction", "--save", "",
-             "--logfile", os.path.join(self.dir, "redis.log")])
-        wait_for(lambda: self.client().ping(), what=f"redis on {self.port}")
+             "--logfile", os.path.join(self.dir, "redis.log")] + list(extra))
+        if wait:
+            wait_for(lambda: self.client().ping(), timeout=30, what=f"redis on {self.port}")
         return self
 
     def client(self):
