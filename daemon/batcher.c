@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
+#include "pgconn.h"
 #include "metrics.h"
 #include "rd/codefmt.h"
 #include "rd/coupon.h"
@@ -58,7 +59,7 @@ static struct {
     redisContext *rc;
     PGconn *pg;
     char owner[200];
-    char conninfo[1400];
+    struct rd_pgparams pgparams;
     uint8_t rnd[4096];
     size_t rnd_used;
     struct rd_mhist_snap rtt; /* the workers' Redis round trips at the last chunk */
@@ -175,7 +176,7 @@ static PGresult *pq(const char *sql, int n, const char *const *params, ExecStatu
 static int connect_all(void)
 {
     if (!B.pg) {
-        B.pg = PQconnectdb(B.conninfo);
+        B.pg = rd_pg_connect(&B.pgparams);
         if (PQstatus(B.pg) != CONNECTION_OK) {
             PQfinish(B.pg);
             B.pg = NULL;
@@ -699,10 +700,14 @@ int rd_batcher_start(const struct rd_config *cfg)
     random_bytes(r, sizeof(r), NULL);
     snprintf(B.owner, sizeof(B.owner), "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1],
              r[2], r[3]);
-    snprintf(B.conninfo, sizeof(B.conninfo),
-             "%s connect_timeout=3 application_name=redeemd-batch options='-c "
-             "statement_timeout=60000 -c client_min_messages=warning -c TimeZone=UTC'",
-             cfg->pg_conninfo);
+    char err[300];
+    if (rd_pgparams_init(&B.pgparams, cfg->pg_conninfo, "redeemd-batch",
+                         "-c statement_timeout=60000 -c client_min_messages=warning "
+                         "-c TimeZone=UTC",
+                         err, sizeof(err)) < 0) {
+        rd_error("event=pg_conninfo_invalid err=\"%s\"", err);
+        return -1;
+    }
     if (pthread_create(&B.thread, NULL, batcher_main, NULL) != 0)
         return -1;
     B.started = 1;
@@ -718,6 +723,7 @@ void rd_batcher_stop(void)
     pthread_cond_signal(&cv);
     pthread_mutex_unlock(&mu);
     pthread_join(B.thread, NULL);
+    rd_pgparams_free(&B.pgparams);
 }
 
 void rd_batcher_kick(void)

@@ -128,7 +128,9 @@ int rd_ledger_backlogged(struct rd_req *r)
     if (!r->w->cfg->shipper || rd_shipper_backlog() <= r->w->cfg->max_backlog)
         return 0;
     rd_reply_error(r, RD_E_UNAVAILABLE,
-                   "the transaction ledger is behind; retry with the same Idempotency-Key", NULL);
+                   "the transaction ledger is behind; retry shortly (with the same "
+                   "Idempotency-Key)",
+                   NULL);
     return 1;
 }
 
@@ -136,7 +138,8 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
 {
     struct rd_verr e;
     r->redeem_mode = redeem;
-    if (redeem && rd_ledger_backlogged(r))
+    /* validate too: a probe of an unknown code is a ledger entry (the fraud signal) */
+    if (rd_ledger_backlogged(r))
         return;
     if (redeem) {
         r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");

@@ -234,6 +234,13 @@ void rd_req_arg(struct rd_req *r, int i, const char *s)
 
 void rd_req_argn(struct rd_req *r, int i, const char *s, size_t n)
 {
+    if (i < 0 || i >= RD_RCALL_MAXARGS) {
+        /* a handler's bug, not the client's: the call is refused as a whole (500) */
+        rd_error("event=script_args_overflow req=%s index=%d max=%d", r->request_id, i,
+                 RD_RCALL_MAXARGS);
+        r->call.overflow = 1;
+        return;
+    }
     r->call.argv[i] = s;
     r->call.argvlen[i] = n;
     if (i + 1 > r->call.argc)
@@ -244,6 +251,10 @@ void rd_req_call(struct rd_req *r, rd_redis_cb *cb)
 {
     r->call.cb = cb;
     r->call.arg = r;
+    if (r->call.overflow) {
+        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+        return;
+    }
     if (rd_redis_call(&r->w->redis, &r->call) < 0)
         rd_reply_error(r, RD_E_UNAVAILABLE, "Redis is not reachable; retry shortly", NULL);
 }

@@ -16,6 +16,7 @@
 
 #include "batcher.h"
 #include "metrics.h"
+#include "pgconn.h"
 #include "pgprobe.h"
 #include "shipper.h"
 #include "rd/config.h"
@@ -86,6 +87,14 @@ int main(int argc, char **argv)
         rd_info("event=redis_host_resolved name=%s addr=%s", cfg.redis_host, ip);
         snprintf(cfg.redis_host, sizeof(cfg.redis_host), "%s", ip);
     }
+    /* a conninfo libpq cannot parse stops the start here, not as reconnect noise later */
+    struct rd_pgparams pgcheck;
+    char pgerr[300];
+    if (rd_pgparams_init(&pgcheck, cfg.pg_conninfo, NULL, NULL, pgerr, sizeof(pgerr)) < 0) {
+        fprintf(stderr, "redeemd: %s\n", pgerr);
+        return 2;
+    }
+    rd_pgparams_free(&pgcheck);
     if (cfg.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg.workers = n > 0 ? (int)(n > 256 ? 256 : n) : 1;

@@ -165,7 +165,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 static void conn_start(struct rd_pgq_conn *c)
 {
     atomic_fetch_add_explicit(&c->pool->connects, 1, memory_order_relaxed);
-    c->pg = PQconnectStart(c->pool->conninfo);
+    c->pg = rd_pg_connect_start(&c->pool->params);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         return;
@@ -235,10 +235,14 @@ int rd_pgpool_init(struct rd_pgpool *p, struct event_base *base, const struct rd
     memset(p, 0, sizeof(*p));
     p->base = base;
     p->cfg = cfg;
-    snprintf(p->conninfo, sizeof(p->conninfo),
-             "%s connect_timeout=3 application_name=redeemd-read options='-c "
-             "statement_timeout=%d -c TimeZone=UTC'",
-             cfg->pg_conninfo, cfg->query_timeout_ms);
+    char settings[128], err[300];
+    snprintf(settings, sizeof(settings), "-c statement_timeout=%d -c TimeZone=UTC",
+             cfg->query_timeout_ms);
+    if (rd_pgparams_init(&p->params, cfg->pg_conninfo, "redeemd-read", settings, err, sizeof(err)) <
+        0) {
+        rd_error("event=pg_conninfo_invalid err=\"%s\"", err);
+        return -1;
+    }
     p->kick_ev = event_new(base, -1, 0, on_kick, p);
     if (!p->kick_ev)
         return -1;
@@ -262,6 +266,7 @@ void rd_pgpool_free(struct rd_pgpool *p)
     }
     if (p->kick_ev)
         event_free(p->kick_ev);
+    rd_pgparams_free(&p->params);
     memset(p, 0, sizeof(*p));
 }
 

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 
+#include "pgconn.h"
 #include "rd/config.h"
 
 #define RD_PGPOOL_CONNS  2
@@ -48,7 +49,7 @@ struct rd_pgq_conn;
 struct rd_pgpool {
     struct event_base *base;
     const struct rd_config *cfg;
-    char conninfo[1400];
+    struct rd_pgparams params;
     struct rd_pgq_conn *conns[RD_PGPOOL_CONNS];
     struct rd_pgq *queue_head, *queue_tail;
     struct event *kick_ev;            /* runs queued work outside the caller's stack */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pgconn.h"
 #include "pgprobe.h"
 #include "rd/log.h"
 
@@ -29,18 +30,20 @@ static void *probe_main(void *arg)
     (void)arg;
     rd_log_set_thread_name("pgprobe");
     PGconn *conn = NULL;
-    char conninfo[1200];
     /* Bounded waits: a dead server must not hold the probe (or shutdown) for long. */
-    snprintf(conninfo, sizeof(conninfo),
-             "%s connect_timeout=2 application_name=redeemd-probe options='-c "
-             "statement_timeout=2000'",
-             config->pg_conninfo);
+    struct rd_pgparams params;
+    char err[300];
+    if (rd_pgparams_init(&params, config->pg_conninfo, "redeemd-probe", "-c statement_timeout=2000",
+                         err, sizeof(err)) < 0) {
+        rd_error("event=pg_conninfo_invalid err=\"%s\"", err);
+        return NULL;
+    }
     int was_ok = -1;
     while (!atomic_load(&stop_flag)) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             if (conn)
                 PQfinish(conn);
-            conn = PQconnectdb(conninfo);
+            conn = rd_pg_connect(&params);
         }
         int ok = 0;
         if (PQstatus(conn) == CONNECTION_OK) {
@@ -75,6 +78,7 @@ static void *probe_main(void *arg)
     }
     if (conn)
         PQfinish(conn);
+    rd_pgparams_free(&params);
     return NULL;
 }
 

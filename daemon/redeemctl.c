@@ -26,6 +26,7 @@
 #include "rd/config.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
+#include "pgconn.h"
 #include "redis_sync.h"
 #include "ctl_http.h"
 #include "rd/code.h"
@@ -632,15 +633,32 @@ static int exec_ok(PGconn *pg, const char *sql, const char *what)
     return ok ? 0 : -1;
 }
 
+/* A blocking connection for the tools, from the same conninfo rules as the daemon's. */
+static PGconn *pg_open(const struct rd_config *cfg)
+{
+    struct rd_pgparams params;
+    char err[300];
+    if (rd_pgparams_init(&params, cfg->pg_conninfo, "redeemctl", NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "redeemctl: %s\n", err);
+        return NULL;
+    }
+    PGconn *pg = rd_pg_connect(&params);
+    rd_pgparams_free(&params);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "redeemctl: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
 /* Applies every DIR/NNN_name.sql not yet recorded in schema_migrations, each in its own
  * transaction, under an advisory lock so two concurrent runs cannot interleave. */
 static int migrate(const struct rd_config *cfg, const char *dir)
 {
-    PGconn *pg = PQconnectdb(cfg->pg_conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "redeemctl: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+    PGconn *pg = pg_open(cfg);
+    if (!pg)
         return 1;
-    }
     if (exec_ok(pg, "SET client_min_messages = warning", "setup") < 0 ||
         exec_ok(pg, "SELECT pg_advisory_lock(724171)", "lock") < 0 ||
         exec_ok(pg,
@@ -766,11 +784,9 @@ int main(int argc, char **argv)
                 return 2;
             }
         }
-        PGconn *pg = PQconnectdb(cfg.pg_conninfo);
-        if (PQstatus(pg) != CONNECTION_OK) {
-            fprintf(stderr, "redeemctl: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        PGconn *pg = pg_open(&cfg);
+        if (!pg)
             return 2;
-        }
         redisContext *rc = redis_open(&cfg);
         redisReply *b = redisCommand(rc, "HGET %s buckets", RD_KEY_META);
         uint32_t buckets =

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "redis_client.h"
@@ -22,8 +23,12 @@ static void schedule_reconnect(struct rd_redis *r)
     r->state = RD_REDIS_CLOSED;
     r->ac = NULL;
     int ms = r->backoff_ms;
-    /* +-25% jitter so that every worker does not hit a restarting Redis at once. */
-    ms += (rand() % (ms / 2 + 1)) - ms / 4;
+    /* +-25% jitter so that every worker does not hit a restarting Redis at once
+     * (xorshift64*: this thread's own, seeded from the CSPRNG at start) */
+    r->jitter ^= r->jitter >> 12;
+    r->jitter ^= r->jitter << 25;
+    r->jitter ^= r->jitter >> 27;
+    ms += (int)((r->jitter * 2685821657736338717ULL >> 33) % (uint64_t)(ms / 2 + 1)) - ms / 4;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(r->reconnect_ev, &tv);
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
@@ -215,6 +220,8 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
     r->on_ready = on_ready;
     r->on_ready_arg = arg;
     r->backoff_ms = BACKOFF_MIN_MS;
+    if (getrandom(&r->jitter, sizeof(r->jitter), 0) != sizeof(r->jitter) || r->jitter == 0)
+        r->jitter = (uint64_t)rd_mono_us() | 1; /* only jitter depends on it */
     r->reconnect_ev = evtimer_new(base, on_reconnect_timer, r);
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     if (!r->reconnect_ev || !r->watchdog_ev)

@@ -51,6 +51,7 @@ struct rd_rcall {
     int argc;
     int script; /* enum rd_lua_id, or -1 for a plain command */
     int retried;
+    int overflow; /* an argument past RD_RCALL_MAXARGS was set: never sent */
     int64_t sent_us;
     const char *argv[RD_RCALL_MAXARGS];
     size_t argvlen[RD_RCALL_MAXARGS];
@@ -66,6 +67,8 @@ struct rd_redis {
     struct event *reconnect_ev;
     struct event *watchdog_ev;
     int backoff_ms;
+    uint64_t jitter; /* this connection's own generator for reconnect jitter (rand() is
+                        shared by every thread) */
     int inflight;
     int64_t last_progress_ms;
     int64_t connect_started_ms;

@@ -18,6 +18,7 @@
 #include "rd/log.h"
 #include "rd/lua_script_ids.h"
 #include "rd/lua_scripts.h"
+#include "pgconn.h"
 #include "redis_sync.h"
 #include "shipper.h"
 #include "worker.h"
@@ -58,7 +59,7 @@ static struct {
     struct event_base *base;
     struct event *tick_ev, *stop_ev, *pg_ev, *pause_ev, *count_ev;
     char consumer[160];
-    char conninfo[1400];
+    struct rd_pgparams pgparams;
 
     redisContext *rc;
     int64_t redis_retry_ms;
@@ -614,7 +615,7 @@ static void pg_down(const char *why)
 static void pg_connect(void)
 {
     rd_counter_inc(&S.pg_connects, 1);
-    S.pg = PQconnectStart(S.conninfo);
+    S.pg = rd_pg_connect_start(&S.pgparams);
     if (!S.pg || PQstatus(S.pg) == CONNECTION_BAD) {
         pg_down(S.pg ? PQerrorMessage(S.pg) : "out of memory");
         return;
@@ -947,6 +948,7 @@ static void *shipper_main(void *arg)
     event_free(S.count_ev);
     event_base_free(S.base);
     rd_sbuf_free(&S.copy);
+    rd_pgparams_free(&S.pgparams);
     free(S.acks);
     free(S.scan);
     return NULL;
@@ -972,10 +974,14 @@ int rd_shipper_start(const struct rd_config *cfg)
         snprintf(S.consumer, sizeof(S.consumer), "redeemd-%s", host);
     }
     /* statement_timeout bounds a stuck batch; NOTICEs (IF NOT EXISTS) stay out of our log */
-    snprintf(S.conninfo, sizeof(S.conninfo),
-             "%s connect_timeout=3 application_name=redeemd-shipper options='-c "
-             "statement_timeout=30000 -c client_min_messages=warning -c TimeZone=UTC'",
-             cfg->pg_conninfo);
+    char err[300];
+    if (rd_pgparams_init(&S.pgparams, cfg->pg_conninfo, "redeemd-shipper",
+                         "-c statement_timeout=30000 -c client_min_messages=warning "
+                         "-c TimeZone=UTC",
+                         err, sizeof(err)) < 0) {
+        rd_error("event=pg_conninfo_invalid err=\"%s\"", err);
+        return -1;
+    }
     S.base = event_base_new();
     if (!S.base)
         return -1;

@@ -15,11 +15,12 @@ Returns {"ok", field1, value1, ...}   the whole hash after the write
 local mode, exists = ARGV[1], redis.call('EXISTS', KEYS[1]) == 1
 if mode == 'create' and exists then return {'rejected', 'coupon_exists'} end
 if mode ~= 'create' and not exists then return {'rejected', 'coupon_not_found'} end
--- an edited batch code keeps its own full definition from then on (see the prelude)
-if mode ~= 'create' then rd_materialize(KEYS[1]) end
-if mode == 'update' and ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'ver') ~= ARGV[2] then
+-- every check before the first write: the version as read through a batch code's template
+if mode == 'update' and ARGV[2] ~= '' and rd_hmget(KEYS[1], 'ver')[1] ~= ARGV[2] then
   return {'rejected', 'conflict'}
 end
+-- an edited batch code keeps its own full definition from then on (see the prelude)
+if mode ~= 'create' then rd_materialize(KEYS[1]) end
 
 local fields, before, after = {}, {}, {}
 for i = 9, #ARGV, 2 do

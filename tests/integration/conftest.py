@@ -166,11 +166,14 @@ class Api:
         return self.req("PATCH", path, body, **kw)
 
     # domain helpers
-    def create(self, **fields):
+    def create_raw(self, **fields):
         body = {"code": unique_code(), "discount": {"type": "percent", "value": 1000},
                 "currency": "EUR"}
         body.update(fields)
-        r = self.post("/v1/coupons", body)
+        return self.post("/v1/coupons", body)
+
+    def create(self, **fields):
+        r = self.create_raw(**fields)
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -220,6 +223,14 @@ def start_load(d, key, code, n, prefix):
     for t in threads:
         t.start()
     return stop, results, lock, threads
+
+
+def outbox_len(r, buckets=1024):
+    """The real backlog: entries in every bucket's outbox stream, read from Redis itself."""
+    p = r.pipeline(transaction=False)
+    for b in range(buckets):
+        p.xlen(f"{{{b:04d}}}:log")
+    return sum(p.execute())
 
 
 def unique_code(prefix="T"):

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import Api, start_load, wait_for
+from conftest import Api, outbox_len, start_load, wait_for
 
 
 def pgconn(conninfo, user=None):
@@ -224,6 +224,13 @@ def test_backlog_limit(stack):
             assert "ledger" in r.json()["error"]["message"]
         time.sleep(0.02)
     assert 503 in statuses and 20 <= len(accepted) < 40
+    # nothing else that writes to the outbox gets through either: a validate of an unknown
+    # code (a ledger row, the fraud signal), admin writes (audit rows), shares
+    before = outbox_len(redis.client())
+    for r in (api.validate("NO-SUCH-CODE"), api.create_raw(), api.post(
+            f"/v1/coupons/{c['code']}/disable"), api.post(f"/v1/coupons/{c['code']}/share")):
+        assert r.status_code == 503 and "ledger" in r.json()["error"]["message"], r.text
+    assert outbox_len(redis.client()) == before
     j = requests.get(d.url + "/readyz", timeout=5)
     assert j.status_code == 503 and j.json()["checks"]["outbox"] == "backlog_over_limit"
     # a daemon that can reach PostgreSQL drains it; nothing accepted is missing

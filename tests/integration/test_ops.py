@@ -3,10 +3,12 @@ import os
 import shutil
 import subprocess
 
+import psycopg2
 import pytest
 import requests
 
-from conftest import REDEEMCTL, REDEEMD, ROOT, Api, Daemon, ctl, make_key, wait_for
+from conftest import (REDEEMCTL, REDEEMD, ROOT, Api, Daemon, RedisServer, ctl, make_key,
+                      wait_for)
 
 
 @pytest.mark.parametrize("flag,needle", [
@@ -18,6 +20,7 @@ from conftest import REDEEMCTL, REDEEMD, ROOT, Api, Daemon, ctl, make_key, wait_
     ("--max_body_bytes=10", "max_body_bytes must be an integer from 256"),
     ("--bogus=1", "unknown setting"),
     ("--access_log=perhaps", "true or false"),
+    ("--pg_conninfo=host=x nosuchkeyword=1", "nosuchkeyword"),
 ])
 def test_bad_config_is_refused_clearly(flag, needle):
     p = subprocess.run([REDEEMD, flag], capture_output=True, text=True, timeout=10)
@@ -121,3 +124,41 @@ def test_idle_connections_are_closed(workdir, redis_srv, pg):
         s.close()
     finally:
         d.stop()
+
+
+def test_uri_conninfo_reads_and_ships(workdir, fresh_db, pg):
+    """A postgresql:// URI with options= works for every connection (keywords appended to
+    it used to make it unparseable), and the connections name themselves."""
+    db = dict(kv.split("=") for kv in fresh_db.split())["dbname"]
+    uri = (f"postgresql://redeemd@127.0.0.1:{pg.port}/{db}"
+           "?options=-c%20lock_timeout%3D2000")
+    # a Redis of its own: another daemon's shipper must not take these entries
+    redis = RedisServer(workdir).start()
+    d = Daemon(workdir, redis.port, uri).start()
+    try:
+        api = Api(d.url, make_key(redis.port, "admin,redeem,fraud"))
+        wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
+        c = api.create()
+        assert api.redeem(c["code"]).status_code == 201
+        conn = psycopg2.connect(fresh_db)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                def shipped():
+                    cur.execute("SELECT count(*) FROM transactions WHERE code = %s AND "
+                                "kind = 'redeem'", (c["code"],))
+                    return cur.fetchone()[0] == 1
+                wait_for(shipped, what="the redemption in the ledger")
+                # a read through the workers' pool
+                page = api.get(f"/v1/coupons?prefix={c['code']}").json()["data"]
+                assert [x["code"] for x in page] == [c["code"]] and page[0]["used"] == 1
+                cur.execute("SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                            (db,))
+                names = {r[0] for r in cur.fetchall()}
+        finally:
+            conn.close()
+        assert {"redeemd-read", "redeemd-shipper"} <= names, names
+    finally:
+        d.stop()
+        redis.stop()
+

@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from conftest import start_load, wait_for
+from conftest import outbox_len, start_load, wait_for
 
 
 def used(api, code):
@@ -99,14 +99,6 @@ def test_sigterm_finishes_and_exits_zero(stack):
     assert api.redeem(c["code"]).status_code == 201
     d.stop()  # asserts exit status 0 (and no sanitizer report)
     assert "event=stopped" in d.log()
-
-
-def outbox_len(r, buckets=1024):
-    """The real backlog: entries in every bucket's outbox stream, read from Redis itself."""
-    p = r.pipeline(transaction=False)
-    for b in range(buckets):
-        p.xlen(f"{{{b:04d}}}:log")
-    return sum(p.execute())
 
 
 def test_ledger_catches_up_after_redis_restart_while_loading(stack):
