@@ -48,9 +48,12 @@ enum step {
 
 enum pgstate { PG_DOWN = 0, PG_CONNECTING, PG_READY };
 
+/* One row of the batch: its stream entry, and its bytes in the COPY buffer. */
 struct ack {
     uint32_t bucket;
+    int dead; /* dead-lettered (and acknowledged there) while the batch was split */
     char id[48];
+    size_t off, len;
 };
 
 static struct {
@@ -79,9 +82,18 @@ static struct {
 
     enum step step;
     int failed;
+    char fail_state[6]; /* SQLSTATE of the attempt's first failed statement */
+    char fail_msg[300];
     struct rd_sbuf copy;
-    size_t copy_sent;
-    int copying; /* COPY_IN received, data or the end not yet all queued */
+    size_t copy_row, copy_pos; /* the next row of the window to send, the next byte */
+    int copying;               /* COPY_IN received, data or the end not yet all queued */
+    /* A batch that fails for a row's data (SQLSTATE class 22 or 23) is split in halves until
+     * the rows at fault stand alone; those are dead-lettered, the rest are shipped. The
+     * current attempt covers rows [win_lo, win_hi); windows still to do wait in wstack. */
+    size_t win_lo, win_hi;
+    size_t *wstack; /* pairs lo, hi */
+    size_t nwstack, wstack_cap;
+    long dead_rows; /* rows of this batch dead-lettered by a split */
     long rows;
     int batch_admin; /* the batch holds admin rows (coupon_*): they need the staging path */
     int fast;        /* this attempt takes the fast path */
@@ -243,7 +255,7 @@ static int create_groups(void)
     return ok ? 0 : -1;
 }
 
-static void add_ack(uint32_t bucket, const char *id)
+static void add_ack(uint32_t bucket, const char *id, size_t off, size_t len)
 {
     if (S.nacks == S.cap) {
         S.cap = S.cap ? S.cap * 2 : 256;
@@ -251,13 +263,19 @@ static void add_ack(uint32_t bucket, const char *id)
         if (!S.acks)
             abort();
     }
-    S.acks[S.nacks].bucket = bucket;
-    snprintf(S.acks[S.nacks].id, sizeof(S.acks[0].id), "%s", id);
-    S.nacks++;
+    struct ack *a = &S.acks[S.nacks++];
+    a->bucket = bucket;
+    a->dead = 0;
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->off = off;
+    a->len = len;
 }
 
-/* Copies an entry that cannot be shipped to {b}:dead and acknowledges it there and then. */
-static void dead_letter(uint32_t bucket, const char *id, const redisReply *fields, const char *why)
+/* Copies an entry that cannot be shipped to {b}:dead, with why and the fields given (flat
+ * name, value pairs), and acknowledges it there and then. Returns 0, or -1 if Redis did not
+ * take it (the entry stays pending and comes round again). */
+static int dead_letter_argv(uint32_t bucket, const char *id, const char *why, int nf,
+                            const char *const *f, const size_t *fl)
 {
     char key[RD_KEY_MAX], dead[RD_KEY_MAX];
     log_key(key, bucket);
@@ -272,15 +290,15 @@ static void dead_letter(uint32_t bucket, const char *id, const redisReply *field
     argv[n] = id, lens[n++] = strlen(id);
     argv[n] = "error", lens[n++] = 5;
     argv[n] = why, lens[n++] = strlen(why);
-    for (size_t i = 0; fields && i < fields->elements && n < 258; i++) {
-        argv[n] = fields->element[i]->str ? fields->element[i]->str : "";
-        lens[n++] = fields->element[i]->str ? fields->element[i]->len : 0;
+    for (int i = 0; i + 1 < nf && n < 258; i += 2) {
+        argv[n] = f[i], lens[n++] = fl[i];
+        argv[n] = f[i + 1], lens[n++] = fl[i + 1];
     }
     redisReply *r = cmd(n, argv, lens);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         if (r)
             freeReplyObject(r);
-        return; /* not acknowledged: it will come round again */
+        return -1; /* not acknowledged: it will come round again */
     }
     rd_counter_inc(&S.dead, 1);
     freeReplyObject(r);
@@ -289,6 +307,20 @@ static void dead_letter(uint32_t bucket, const char *id, const redisReply *field
     r = cmd(4, ack, NULL);
     if (r)
         freeReplyObject(r);
+    return 0;
+}
+
+/* The same for an entry as read from its stream (fields: its flat field list, or NULL). */
+static void dead_letter(uint32_t bucket, const char *id, const redisReply *fields, const char *why)
+{
+    const char *f[256] = {0};
+    size_t fl[256] = {0};
+    int nf = 0;
+    for (size_t i = 0; fields && i < fields->elements && nf < 256; i++) {
+        f[nf] = fields->element[i]->str ? fields->element[i]->str : "";
+        fl[nf++] = fields->element[i]->str ? fields->element[i]->len : 0;
+    }
+    (void)dead_letter_argv(bucket, id, why, nf, f, fl);
 }
 
 /* Adds one stream entry [id, [f, v, ...]] of bucket b to the batch. */
@@ -321,12 +353,13 @@ static void take_entry(uint32_t b, const redisReply *e)
         if (nl[i] == 4 && memcmp(names[i], "kind", 4) == 0 && vl[i] > 7 &&
             memcmp(values[i], "coupon_", 7) == 0)
             S.batch_admin = 1;
+    size_t off = S.copy.len;
     if (rd_ledger_row(&S.copy, sid, names, nl, values, vl, n) < 0) {
         dead_letter(b, id, f, "not a ledger entry");
         return;
     }
     S.rows++;
-    add_ack(b, id);
+    add_ack(b, id, off, S.copy.len - off);
 }
 
 /* Reads the given buckets' new entries (pending ones while S.reading_pel), a pipelined
@@ -519,10 +552,24 @@ static void count_backlog(void)
     atomic_store(&S.backlog_at_ms, rd_now_ms());
 }
 
-/* Acknowledges the committed batch, bucket by bucket. Returns 0 when all are done. */
+static int cmp_ack(const void *a, const void *b)
+{
+    const struct ack *x = a, *y = b;
+    return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
+}
+
+/* Acknowledges the committed batch, bucket by bucket (rows dead-lettered by a split were
+ * acknowledged then). Returns 0 when all are done. */
 static int acknowledge(void)
 {
     const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_SHIP_ACK];
+    size_t live = 0;
+    for (size_t k = 0; k < S.nacks; k++)
+        if (!S.acks[k].dead)
+            S.acks[live++] = S.acks[k];
+    S.nacks = live;
+    if (S.nacks > 1)
+        qsort(S.acks, S.nacks, sizeof(*S.acks), cmp_ack);
     size_t i = 0;
     while (i < S.nacks) {
         uint32_t b = S.acks[i].bucket;
@@ -567,12 +614,6 @@ static int acknowledge(void)
     }
     S.nacks = 0;
     return 0;
-}
-
-static int cmp_ack(const void *a, const void *b)
-{
-    const struct ack *x = a, *y = b;
-    return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
 }
 
 /* ---- PostgreSQL (nonblocking, on this loop) -------------------------------------------- */
@@ -638,9 +679,15 @@ static int pg_send(const char *sql, enum step next)
 
 static void start_batch(void)
 {
-    S.copy_sent = 0;
+    if (S.win_hi == 0) { /* a new batch: one window, all of it */
+        S.win_lo = 0;
+        S.win_hi = S.nacks;
+        S.batch_started_ms = rd_mono_ms();
+    }
+    S.copy_row = S.win_lo;
+    S.copy_pos = S.win_lo < S.nacks ? S.acks[S.win_lo].off : 0;
     S.copying = 0;
-    S.batch_started_ms = rd_mono_ms();
+    S.fail_state[0] = S.fail_msg[0] = '\0';
     /* The fast path COPYs straight into the ledger: one pass, no staging table, no sort. It
      * fails only when a row is already there (a batch shipped again after a crash between
      * COMMIT and XACK) or its month has no partition yet; the batch then rolls back and
@@ -660,20 +707,36 @@ static void start_batch(void)
 static void batch_done(void)
 {
     atomic_store(&S.last_commit_ms, rd_now_ms());
-    atomic_fetch_add(&S.shipped, (unsigned long long)S.rows);
+    atomic_fetch_add(&S.shipped, (unsigned long long)(S.rows - S.dead_rows));
     rd_counter_inc(&S.batches, 1);
     rd_mhist_observe(&S.batch_time, (uint64_t)(rd_mono_ms() - S.batch_started_ms) * 1000);
     rd_debug("event=shipped rows=%ld ms=%lld", S.rows,
              (long long)(rd_mono_ms() - S.batch_started_ms));
     S.copy.len = 0;
-    S.rows = 0;
+    S.rows = S.dead_rows = 0;
     S.batch_admin = S.fast_failed = 0;
+    S.win_lo = S.win_hi = S.nwstack = 0;
     S.step = ST_IDLE;
     S.pg_backoff_ms = 100;
 }
 
+/* The next window of a split batch; returns 0 when there is none left. */
+static int next_window(void)
+{
+    if (S.nwstack == 0)
+        return 0;
+    S.nwstack--;
+    S.win_lo = S.wstack[2 * S.nwstack];
+    S.win_hi = S.wstack[2 * S.nwstack + 1];
+    return 1;
+}
+
 static void after_commit(void)
 {
+    if (next_window()) {
+        start_batch();
+        return;
+    }
     S.step = ST_COMMITTED;
     if (S.cfg->ship_pause_after_commit_ms > 0) {
         rd_info("event=ship_committed rows=%ld action=pause_before_xack ms=%d", S.rows,
@@ -686,15 +749,29 @@ static void after_commit(void)
     schedule_tick(0);
 }
 
-/* Streams the COPY data; returns 1 when all is queued and ended, 0 when it must wait for
- * the socket (nonblocking libpq refuses to queue more), -1 when the connection failed. */
+/* Streams the COPY data of the window's live rows (they lie one after the other in
+ * S.copy; dead-lettered ones are skipped); returns 1 when all is queued and ended, 0 when
+ * it must wait for the socket (nonblocking libpq refuses to queue more), -1 when the
+ * connection failed. */
 static int pg_copy_data(void)
 {
-    while (S.copy_sent < S.copy.len) {
-        size_t n = S.copy.len - S.copy_sent;
+    while (S.copy_row < S.win_hi) {
+        const struct ack *a = &S.acks[S.copy_row];
+        if (a->dead || S.copy_pos >= a->off + a->len) {
+            S.copy_row++;
+            if (S.copy_row < S.win_hi && S.copy_pos < S.acks[S.copy_row].off)
+                S.copy_pos = S.acks[S.copy_row].off;
+            continue;
+        }
+        /* this row's rest and the live rows after it, up to COPY_CHUNK */
+        size_t end = a->off + a->len;
+        for (size_t j = S.copy_row + 1;
+             j < S.win_hi && !S.acks[j].dead && end - S.copy_pos < COPY_CHUNK; j++)
+            end = S.acks[j].off + S.acks[j].len;
+        size_t n = end - S.copy_pos;
         if (n > COPY_CHUNK)
             n = COPY_CHUNK;
-        int rc = PQputCopyData(S.pg, S.copy.buf + S.copy_sent, (int)n);
+        int rc = PQputCopyData(S.pg, S.copy.buf + S.copy_pos, (int)n);
         if (rc < 0) {
             pg_down(PQerrorMessage(S.pg));
             return -1;
@@ -703,7 +780,7 @@ static int pg_copy_data(void)
             pg_wait(EV_READ | EV_WRITE); /* the send buffer is full */
             return 0;
         }
-        S.copy_sent += n;
+        S.copy_pos += n;
     }
     int rc = PQputCopyEnd(S.pg, NULL);
     if (rc < 0) {
@@ -716,6 +793,50 @@ static int pg_copy_data(void)
     }
     S.copying = 0;
     return 1;
+}
+
+/* A failure that lies in a row's data (class 22, data exception; 23, integrity constraint),
+ * not in PostgreSQL's state or our schema: only then is splitting the batch the answer. A
+ * failure of any other class (connection, timeout, missing column) is retried as a whole,
+ * for dead-lettering rows over a schema problem would empty the ledger into dead letters. */
+static int row_fault(void)
+{
+    return !strncmp(S.fail_state, "22", 2) || !strncmp(S.fail_state, "23", 2);
+}
+
+/* The window failed for a row's data: halve it, or, down to one row, dead-letter that row
+ * with PostgreSQL's error and go on with the rest of the batch. */
+static void split_window(void)
+{
+    size_t lo = S.win_lo, hi = S.win_hi;
+    if (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (S.nwstack * 2 + 2 > S.wstack_cap) {
+            S.wstack_cap = S.wstack_cap ? S.wstack_cap * 2 : 64;
+            S.wstack = realloc(S.wstack, S.wstack_cap * sizeof(*S.wstack));
+            if (!S.wstack)
+                abort();
+        }
+        S.wstack[2 * S.nwstack] = mid;
+        S.wstack[2 * S.nwstack + 1] = hi;
+        S.nwstack++;
+        S.win_hi = mid;
+        rd_info("event=shipper_split rows=%zu first=%zu sqlstate=%s", hi - lo, mid - lo,
+                S.fail_state);
+        start_batch();
+        return;
+    }
+    if (lo < hi) {
+        struct ack *a = &S.acks[lo];
+        const char *f[4] = {"sqlstate", S.fail_state, "row", S.copy.buf + a->off};
+        size_t fl[4] = {8, strlen(S.fail_state), 3, a->len ? a->len - 1 : 0}; /* no '\n' */
+        /* not taken by Redis: left out of the batch's acknowledgement, it stays pending
+         * and comes round again */
+        (void)dead_letter_argv(a->bucket, a->id, S.fail_msg, 4, f, fl);
+        a->dead = 1;
+        S.dead_rows++;
+    }
+    after_commit(); /* the next window, or the end of the batch */
 }
 
 /* All results of the current step are in. */
@@ -752,6 +873,10 @@ static void step_finished(void)
             S.fast_failed = 1;
             S.step = ST_IDLE;
             start_batch();
+            break;
+        }
+        if (row_fault()) {
+            split_window();
             break;
         }
         /* a statement failed with the connection intact: retry the batch after a pause */
@@ -841,7 +966,14 @@ static void pg_io(evutil_socket_t fd, short what, void *arg)
             snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
             msg[strcspn(msg, "\n")] = '\0';
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            rd_log(S.fast ? RD_LOG_INFO : RD_LOG_ERROR,
+            if (!S.failed) {
+                snprintf(S.fail_state, sizeof(S.fail_state), "%s", state ? state : "");
+                snprintf(S.fail_msg, sizeof(S.fail_msg), "%s", msg);
+            }
+            /* expected: the fast path's fallback; a row fault is split (and logged when
+             * its row is dead-lettered) */
+            int quiet = S.fast || (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)));
+            rd_log(quiet ? RD_LOG_INFO : RD_LOG_ERROR,
                    "event=shipper_statement_failed step=%d sqlstate=%s err=\"%s\"%s", S.step,
                    state ? state : "-", msg, S.fast ? " action=staging_path" : "");
             S.failed = 1;
@@ -879,8 +1011,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             }
             if (S.rc)
                 collect();
-            if (S.nacks > 1)
-                qsort(S.acks, S.nacks, sizeof(*S.acks), cmp_ack);
         }
     }
     if (S.step == ST_IDLE && S.rows > 0) {
@@ -950,6 +1080,7 @@ static void *shipper_main(void *arg)
     rd_sbuf_free(&S.copy);
     rd_pgparams_free(&S.pgparams);
     free(S.acks);
+    free(S.wstack);
     free(S.scan);
     return NULL;
 }

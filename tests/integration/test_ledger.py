@@ -8,6 +8,7 @@ import uuid
 
 import psycopg2
 import pytest
+import redis as redis_lib
 import requests
 
 from conftest import Api, outbox_len, start_load, wait_for
@@ -294,3 +295,35 @@ def test_partitions_for_any_month(daemon, api, pg):
     got = rows(pg.conninfo, "SELECT tableoid::regclass::text FROM transactions WHERE txn_id = %s",
                r.json()["id"])
     assert got[0][0] == "transactions_203107"
+
+
+def test_bad_entries_are_dead_lettered_and_the_rest_ships(stack):
+    """Entries that PostgreSQL refuses for their data (here invalid UTF-8 in a text column,
+    and an audit entry whose 'before' is not JSON) go to the dead-letter stream with the
+    error; every other entry of their batches is shipped. The shipper used to retry such a
+    batch for ever, and the whole ledger stopped behind one entry."""
+    redis, d, api, db = stack
+    c = api.create()
+    ids = [api.redeem(c["code"], user=f"g{i}").json()["id"] for i in range(5)]
+    raw = redis_lib.Redis(host="127.0.0.1", port=redis.port)
+    now = str(int(time.time() * 1000)).encode()
+    stream = b"{0007}:log"
+    base = {b"ts": now, b"outcome": b"rejected", b"reason": b"coupon_not_found",
+            b"code": b"NOPE"}
+    raw.xadd(stream, dict(base, id=b"t_0007_bad_utf8", kind=b"validate", user=b"\xff\xfe"))
+    raw.xadd(stream, dict(base, id=b"t_0007_good", kind=b"validate", user=b"fine"))
+    raw.xadd(stream, {b"id": b"t_0007_bad_json", b"ts": now, b"kind": b"coupon_update",
+                      b"outcome": b"accepted", b"code": b"NOPE", b"before": b"{not json",
+                      b"after": b"{}"})
+    ids += [api.redeem(c["code"], user=f"h{i}").json()["id"] for i in range(5)]
+    drained(d)
+    got = {g[0] for g in rows(db, "SELECT txn_id FROM transactions")}
+    assert set(ids) <= got and "t_0007_good" in got
+    assert not {"t_0007_bad_utf8", "t_0007_bad_json"} & got
+    dead = {e[1][b"source_id"]: e[1] for e in raw.xrange(b"{0007}:dead")}
+    assert len(dead) == 2, dead
+    errors = sorted(e[b"sqlstate"] for e in dead.values())
+    assert errors == [b"22021", b"22P02"], dead
+    assert all(e[b"error"] and e[b"row"] for e in dead.values())
+    m = requests.get(d.url + "/metrics", timeout=5).text
+    assert "redeemd_shipper_dead_letters_total 2" in m
