@@ -43,6 +43,23 @@ void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len)
     rd_sbuf_add(out, s + start, len - start);
 }
 
+void rd_pg_text_array(struct rd_sbuf *out, const char *const *v, int n, const char *suffix)
+{
+    rd_sbuf_add(out, "{", 1);
+    for (int i = 0; i < n; i++) {
+        rd_sbuf_add(out, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *p = v[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                rd_sbuf_add(out, "\\", 1);
+            rd_sbuf_add(out, p, 1);
+        }
+        if (suffix)
+            rd_sbuf_addstr(out, suffix);
+        rd_sbuf_add(out, "\"", 1);
+    }
+    rd_sbuf_add(out, "}", 1);
+}
+
 struct entry {
     const char *const *names, *const *values;
     const size_t *nl, *vl;

@@ -12,8 +12,9 @@ const uint32_t rd_mh_bounds_us[RD_MH_BUCKETS] = {
     25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
 };
 
-const int rd_mstatus_codes[RD_MSTATUS_N] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
-                                            409, 410, 413, 422, 429, 500, 503, 0};
+const int rd_mstatus_codes[RD_MSTATUS_N] = {200, 201, 202, 204, 400, 401, 403, 404,
+                                            405, 408, 409, 413, 415, 417, 422, 429,
+                                            431, 499, 500, 501, 503, 505, 0};
 
 void rd_mhist_observe(struct rd_mhist *h, uint64_t us)
 {

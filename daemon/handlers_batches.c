@@ -141,8 +141,7 @@ void rd_h_batch_create(struct rd_req *r)
                                  (json_int_t)(space / 2)));
         return;
     }
-    const char *idem =
-        evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+    const char *idem = rd_req_header(r, "Idempotency-Key");
     if (idem && rd_idem_key_check(idem) < 0) {
         rd_verr_set(&e, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
         rd_reply_verr(r, &e);
@@ -165,18 +164,16 @@ void rd_h_batch_create(struct rd_req *r)
     snprintf(requested, sizeof(requested), "%lld", (long long)count);
 
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT outcome, view::text FROM rd_batch_create($1, $2::bigint, $3, $4, $5, $6, "
-             "$7::jsonb, $8::jsonb, $9, $10, $11::bigint)");
+    rd_sbuf_addstr(
+        &r->lr->sql,
+        "SELECT outcome, view::text FROM rd_batch_create($1, $2::bigint, $3, $4, $5, $6, "
+        "$7::jsonb, $8::jsonb, $9, $10, $11::bigint)");
     rd_lread_param(r, id);
     rd_lread_param(r, now);
     rd_lread_param(r, r->key_id);
     rd_lread_param(r, r->request_id);
     rd_lread_param(r, r->client_ip);
-    if (idem)
-        rd_lread_param_owned(r, strdup(idem));
-    else
-        r->lr->pgq.params[r->lr->pgq.nparams++] = NULL; /* SQL NULL: no key */
+    rd_lread_param(r, idem); /* NULL: no key */
     rd_lread_param_owned(r, dump(spec));
     rd_lread_param_owned(r, dump(fields));
     rd_lread_param(r, r->coupon.kind == RD_KIND_VOUCHER ? "voucher" : "discount");
@@ -195,10 +192,10 @@ void rd_h_batch_create(struct rd_req *r)
 void rd_h_batches_list(struct rd_req *r)
 {
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT jsonb_build_object('data', coalesce(jsonb_agg(rd_batch_json(b) ORDER BY "
-             "b.created_at DESC, b.id), '[]'))::text FROM (SELECT * FROM batches ORDER BY "
-             "created_at DESC, id LIMIT 100) b");
+    rd_sbuf_addstr(&r->lr->sql,
+                   "SELECT jsonb_build_object('data', coalesce(jsonb_agg(rd_batch_json(b) ORDER BY "
+                   "b.created_at DESC, b.id), '[]'))::text FROM (SELECT * FROM batches ORDER BY "
+                   "created_at DESC, id LIMIT 100) b");
     rd_lread_object(r, on_view_row, RD_E_INTERNAL);
 }
 
@@ -207,8 +204,7 @@ void rd_h_batch_get(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT rd_batch_json(b)::text FROM batches b WHERE b.id = $1");
+    rd_sbuf_addstr(&r->lr->sql, "SELECT rd_batch_json(b)::text FROM batches b WHERE b.id = $1");
     rd_lread_param(r, r->param);
     rd_lread_object(r, on_view_row, RD_E_BATCH_NOT_FOUND);
 }
@@ -236,8 +232,7 @@ void rd_h_batch_cancel(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT outcome, view::text FROM rd_batch_cancel($1, $2, $3, $4)");
+    rd_sbuf_addstr(&r->lr->sql, "SELECT outcome, view::text FROM rd_batch_cancel($1, $2, $3, $4)");
     rd_lread_param(r, r->param);
     rd_lread_param(r, r->key_id);
     rd_lread_param(r, r->request_id);
@@ -255,7 +250,7 @@ void rd_h_batch_codes(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql), "SELECT '{}' FROM batches WHERE id = $1");
+    rd_sbuf_addstr(&r->lr->sql, "SELECT '{}' FROM batches WHERE id = $1");
     rd_lread_param(r, r->param);
     r->lr->then = rd_lread_codes_csv; /* the batch exists: stream its codes */
     rd_lread_object(r, on_view_row, RD_E_BATCH_NOT_FOUND);

@@ -31,6 +31,8 @@
 #define PAGE_DEFAULT 100
 #define PAGE_MAX     1000
 #define CHUNK_BYTES  65536
+/* times a filter may be given ("any of"): each value is a comparison in PostgreSQL */
+#define RD_FILTER_MAX_VALUES 20
 
 /*
  * A listing: what its query returns and how each column is written. Column 0 of every row is
@@ -87,35 +89,44 @@ enum { COL_CURSOR = 0, COL_FIRST = 1 };
     "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
     "FROM transactions"
 
+/* ---- statement parameters ---------------------------------------------------------------- */
+
 int rd_lread_param_owned(struct rd_req *r, char *v)
 {
-    if (r->lr->nowned >= (int)(sizeof(r->lr->owned) / sizeof(r->lr->owned[0])))
-        abort();
-    r->lr->owned[r->lr->nowned++] = v;
-    int i = r->lr->pgq.nparams++;
-    r->lr->pgq.params[i] = v;
+    struct rd_lread *lr = r->lr;
+    if (lr->pgq.nparams >= RD_PGQ_MAXPARAMS) {
+        free(v);
+        lr->overflow = 1;
+        return -1;
+    }
+    int i = lr->pgq.nparams++;
+    lr->params[i] = v;
+    lr->pgq.params[i] = v;
     return i + 1;
 }
 
-static int add_param(struct rd_req *r, const char *v)
+int rd_lread_param(struct rd_req *r, const char *v)
 {
-    int i = r->lr->pgq.nparams++;
-    snprintf(r->lr->pbuf[i], sizeof(r->lr->pbuf[i]), "%s", v);
-    r->lr->pgq.params[i] = r->lr->pbuf[i];
-    return i + 1;
+    char *copy = NULL;
+    if (v && !(copy = strdup(v)))
+        abort();
+    if (!v) { /* SQL NULL */
+        if (r->lr->pgq.nparams >= RD_PGQ_MAXPARAMS) {
+            r->lr->overflow = 1;
+            return -1;
+        }
+        int i = r->lr->pgq.nparams++;
+        r->lr->params[i] = NULL;
+        r->lr->pgq.params[i] = NULL;
+        return i + 1;
+    }
+    return rd_lread_param_owned(r, copy);
 }
 
-/* Appends pre, the parameter number n, then post: " AND code = $3". */
+/* Appends pre, parameter number n, then post: " AND code = $3". */
 static void cond(struct rd_req *r, const char *pre, int n, const char *post)
 {
-    size_t len = strlen(r->lr->sql);
-    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, "%s%d%s", pre, n, post);
-}
-
-static void sql_add(struct rd_req *r, const char *text)
-{
-    size_t len = strlen(r->lr->sql);
-    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, "%s", text);
+    rd_sbuf_addf(&r->lr->sql, "%s%d%s", pre, n, post);
 }
 
 static int bad(struct rd_req *r, const char *field, const char *msg)
@@ -126,11 +137,82 @@ static int bad(struct rd_req *r, const char *field, const char *msg)
     return -1;
 }
 
+/* ---- query parameters ------------------------------------------------------------------------
+ *
+ * A listing's parameters come from a fixed table. A filter may be given up to
+ * RD_FILTER_MAX_VALUES times and means "any of these" (?kind=pay&kind=refund); it becomes one
+ * statement parameter, an array, however many values it has. Every other parameter (dates,
+ * limit, cursor) may be given once. Beyond that: 400 naming the parameter. */
+
+struct qrule {
+    const char *name;
+    int many; /* a filter: any of up to RD_FILTER_MAX_VALUES values */
+};
+
+struct qvals {
+    int n;
+    const char *v[RD_FILTER_MAX_VALUES];
+};
+
+/* Parses r's query string and sorts its values by rule (vals[i] for rules[i]). */
+static int gather(struct rd_req *r, const struct qrule *rules, struct qvals *vals)
+{
+    const char *why;
+    if (rd_query_parse(rd_hreq_head(r->hr)->query, &r->lr->query, &why) != RD_OK)
+        return bad(r, "query", why);
+    const struct rd_query *q = &r->lr->query;
+    for (int i = 0; i < q->n; i++) {
+        const char *k = q->names[i], *v = q->values[i];
+        int rule = -1;
+        for (int j = 0; rules[j].name; j++)
+            if (!strcmp(rules[j].name, k))
+                rule = j;
+        if (rule < 0)
+            return bad(r, k, "unknown parameter");
+        if (strlen(v) == 0 || strlen(v) > 128)
+            return bad(r, k, "must be 1 to 128 printable characters");
+        struct qvals *qv = &vals[rule];
+        if (!rules[rule].many && qv->n == 1)
+            return bad(r, k, "may be given once");
+        if (qv->n == RD_FILTER_MAX_VALUES) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "may be given at most %d times (any of them matches)",
+                     RD_FILTER_MAX_VALUES);
+            return bad(r, k, msg);
+        }
+        qv->v[qv->n++] = v;
+    }
+    return 0;
+}
+
+/* The values of one filter as one array parameter; its number, or -1. */
+static int array_param(struct rd_req *r, const char *const *v, int n, const char *suffix)
+{
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_pg_text_array(&b, v, n, suffix);
+    return rd_lread_param_owned(r, b.buf); /* taken over */
+}
+
+/* A filter column = any of the values: " AND <col> = ANY($n::<type>[])". */
+static void any_of(struct rd_req *r, const char *col, const char *op, const char *type,
+                   const struct qvals *qv)
+{
+    if (qv->n == 0)
+        return;
+    char pre[96], post[32];
+    snprintf(pre, sizeof(pre), " AND %s %s ANY($", col, op);
+    snprintf(post, sizeof(post), "::%s[])", type);
+    cond(r, pre, array_param(r, qv->v, qv->n, NULL), post);
+}
+
 /* A client ip filter: an address, or a CIDR block. */
 static int valid_ip_filter(const char *s)
 {
     char buf[64];
     unsigned char addr[16];
+    if (strlen(s) >= sizeof(buf))
+        return 0;
     snprintf(buf, sizeof(buf), "%s", s);
     char *slash = strchr(buf, '/');
     int max = 128;
@@ -155,87 +237,138 @@ static int in(const char *v, const char *const *set)
     return 0;
 }
 
+/* Every value of qv must be in set; else 400 with msg. */
+static int all_in(struct rd_req *r, const char *name, const struct qvals *qv,
+                  const char *const *set, const char *msg)
+{
+    for (int i = 0; i < qv->n; i++)
+        if (!in(qv->v[i], set))
+            return bad(r, name, msg);
+    return 0;
+}
+
+static int parse_limit(struct rd_req *r, const struct qvals *qv)
+{
+    if (qv->n == 0)
+        return 0;
+    char *end;
+    long n = strtol(qv->v[0], &end, 10);
+    if (*end || n < 1 || n > PAGE_MAX)
+        return bad(r, "limit", "must be an integer from 1 to 1000");
+    r->lr->limit = n;
+    return 0;
+}
+
+/* A time parameter as RFC 3339 (ts) or epoch ms (ms); 0 if absent, -1 answered. */
+static int time_param(struct rd_req *r, const char *name, const struct qvals *qv, int as_ms,
+                      const char *pre, const char *post)
+{
+    if (qv->n == 0)
+        return 0;
+    int64_t ms;
+    if (rd_time_parse(qv->v[0], &ms) < 0)
+        return bad(r, name, "must be an RFC 3339 time");
+    char buf[RD_TIME_BUFSZ];
+    if (as_ms)
+        snprintf(buf, sizeof(buf), "%lld", (long long)ms);
+    else
+        rd_time_format(ms, buf);
+    cond(r, pre, rd_lread_param(r, buf), post);
+    return 0;
+}
+
+/* ---- GET /v1/transactions ------------------------------------------------------------------ */
+
+enum {
+    TQ_CODE,
+    TQ_USER,
+    TQ_IP,
+    TQ_KIND,
+    TQ_OUTCOME,
+    TQ_REASON,
+    TQ_FROM,
+    TQ_TO,
+    TQ_LIMIT,
+    TQ_CURSOR,
+    TQ__COUNT
+};
+static const struct qrule tx_rules[TQ__COUNT + 1] = {
+    [TQ_CODE] = {"code", 1},     [TQ_USER] = {"user_id", 1},    [TQ_IP] = {"client_ip", 1},
+    [TQ_KIND] = {"kind", 1},     [TQ_OUTCOME] = {"outcome", 1}, [TQ_REASON] = {"reason", 1},
+    [TQ_FROM] = {"from", 0},     [TQ_TO] = {"to", 0},           [TQ_LIMIT] = {"limit", 0},
+    [TQ_CURSOR] = {"cursor", 0}, [TQ__COUNT] = {NULL, 0}};
+
 static int build_query(struct rd_req *r)
 {
-    static const char *const params[] = {"code",    "user_id", "client_ip", "kind",
-                                         "outcome", "reason",  "from",      "to",
-                                         "limit",   "cursor",  NULL};
-    static const char *const kinds[] = {
-        "redeem",        "reverse",       "validate",       "pay",           "refund", "recharge",
-        "coupon_create", "coupon_update", "coupon_disable", "coupon_enable", NULL};
+    static const char *const kinds[] = {"redeem",
+                                        "reverse",
+                                        "validate",
+                                        "pay",
+                                        "refund",
+                                        "recharge",
+                                        "share",
+                                        "coupon_create",
+                                        "coupon_update",
+                                        "coupon_disable",
+                                        "coupon_enable",
+                                        "coupon_archive",
+                                        NULL};
     static const char *const outcomes[] = {"accepted", "rejected", NULL};
-    const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
-    r->lr->query = calloc(1, sizeof(*r->lr->query));
-    if (!r->lr->query)
-        abort();
-    TAILQ_INIT(r->lr->query);
-    if (q && evhttp_parse_query_str(q + 1, r->lr->query) < 0)
-        return bad(r, "query", "the query string cannot be parsed");
+    struct qvals q[TQ__COUNT] = {{0}};
     r->lr->ls = &tx_listing;
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
     r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
-    struct evkeyval *kv;
-    TAILQ_FOREACH(kv, r->lr->query, next)
-    {
-        const char *k = kv->key, *v = kv->value;
-        if (!in(k, params))
-            return bad(r, k, "unknown parameter");
-        if (strlen(v) == 0 || strlen(v) > 128 || rd_str_has_ctl(v, strlen(v)))
-            return bad(r, k, "must be 1 to 128 printable characters");
-        if (!strcmp(k, "code")) {
-            char code[RD_CODE_MAX + 1];
-            if (rd_code_normalize(v, strlen(v), code) < 0)
-                return bad(r, k, "is not a valid coupon code");
-            cond(r, " AND code = $", add_param(r, code), "");
-        } else if (!strcmp(k, "user_id")) {
-            cond(r, " AND user_id = $", add_param(r, v), "");
-        } else if (!strcmp(k, "client_ip")) {
-            if (!valid_ip_filter(v))
-                return bad(r, k, "must be an IP address or a CIDR block");
-            cond(r, " AND client_ip <<= $", add_param(r, v), "::inet");
-        } else if (!strcmp(k, "kind")) {
-            if (!in(v, kinds))
-                return bad(r, k, "is not a transaction kind");
-            cond(r, " AND kind = $", add_param(r, v), "");
-        } else if (!strcmp(k, "outcome")) {
-            if (!in(v, outcomes))
-                return bad(r, k, "must be accepted or rejected");
-            cond(r, " AND outcome = $", add_param(r, v), "");
-        } else if (!strcmp(k, "reason")) {
-            if (rd_status_from_name(v) == RD_E_INTERNAL && strcmp(v, "internal") != 0)
-                return bad(r, k, "is not an error code");
-            cond(r, " AND reason = $", add_param(r, v), "");
-        } else if (!strcmp(k, "from") || !strcmp(k, "to")) {
-            int64_t ms;
-            if (rd_time_parse(v, &ms) < 0)
-                return bad(r, k, "must be an RFC 3339 time");
-            char buf[RD_TIME_BUFSZ];
-            cond(r, !strcmp(k, "from") ? " AND ts >= $" : " AND ts < $",
-                 add_param(r, rd_time_format(ms, buf)), "::timestamptz");
-        } else if (!strcmp(k, "limit")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > PAGE_MAX)
-                return bad(r, k, "must be an integer from 1 to 1000");
-            r->lr->limit = n;
-        } else if (!strcmp(k, "cursor")) {
-            /* opaque to clients: "<txid>.<txn_id>" */
-            const char *dot = strchr(v, '.');
-            size_t dl = dot ? (size_t)(dot - v) : 0;
-            if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
-                strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(dot + 1))
-                return bad(r, k, "is not a cursor this service issued");
-            char txid[24];
-            snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);
-            cond(r, " AND (txid, txn_id) > ($", add_param(r, txid), "::xid8, ");
-            cond(r, "$", add_param(r, dot + 1), ")");
-        }
+    if (gather(r, tx_rules, q) < 0)
+        return -1;
+    rd_sbuf_addstr(&r->lr->sql,
+                   SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
+
+    char codes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1];
+    const char *cv[RD_FILTER_MAX_VALUES];
+    for (int i = 0; i < q[TQ_CODE].n; i++) {
+        const char *v = q[TQ_CODE].v[i];
+        if (rd_code_normalize(v, strlen(v), codes[i]) < 0)
+            return bad(r, "code", "is not a valid coupon code");
+        cv[i] = codes[i];
     }
-    size_t len = strlen(r->lr->sql);
-    snprintf(r->lr->sql + len, sizeof(r->lr->sql) - len, " ORDER BY txid, txn_id");
+    struct qvals qcodes = q[TQ_CODE];
+    memcpy(qcodes.v, cv, sizeof(cv[0]) * (size_t)qcodes.n);
+    for (int i = 0; i < q[TQ_IP].n; i++)
+        if (!valid_ip_filter(q[TQ_IP].v[i]))
+            return bad(r, "client_ip", "must be an IP address or a CIDR block");
+    for (int i = 0; i < q[TQ_REASON].n; i++) {
+        const char *v = q[TQ_REASON].v[i];
+        if (rd_status_from_name(v) == RD_E_INTERNAL && strcmp(v, "internal") != 0)
+            return bad(r, "reason", "is not an error code");
+    }
+    if (all_in(r, "kind", &q[TQ_KIND], kinds, "is not a transaction kind") < 0 ||
+        all_in(r, "outcome", &q[TQ_OUTCOME], outcomes, "must be accepted or rejected") < 0 ||
+        parse_limit(r, &q[TQ_LIMIT]) < 0)
+        return -1;
+    any_of(r, "code", "=", "text", &qcodes);
+    any_of(r, "user_id", "=", "text", &q[TQ_USER]);
+    any_of(r, "client_ip", "<<=", "inet", &q[TQ_IP]);
+    any_of(r, "kind", "=", "text", &q[TQ_KIND]);
+    any_of(r, "outcome", "=", "text", &q[TQ_OUTCOME]);
+    any_of(r, "reason", "=", "text", &q[TQ_REASON]);
+    if (time_param(r, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz") < 0 ||
+        time_param(r, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz") < 0)
+        return -1;
+    if (q[TQ_CURSOR].n) {
+        /* opaque to clients: "<txid>.<txn_id>" */
+        const char *v = q[TQ_CURSOR].v[0];
+        const char *dot = strchr(v, '.');
+        size_t dl = dot ? (size_t)(dot - v) : 0;
+        if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
+            strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(dot + 1))
+            return bad(r, "cursor", "is not a cursor this service issued");
+        char txid[24];
+        snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);
+        cond(r, " AND (txid, txn_id) > ($", rd_lread_param(r, txid), "::xid8, ");
+        cond(r, "$", rd_lread_param(r, dot + 1), ")");
+    }
+    rd_sbuf_addstr(&r->lr->sql, " ORDER BY txid, txn_id");
     if (r->lr->limit > 0) /* one row more than asked tells whether there is a next page */
-        cond(r, " LIMIT ", (int)r->lr->limit + 1, "");
+        rd_sbuf_addf(&r->lr->sql, " LIMIT %ld", r->lr->limit + 1);
     return 0;
 }
 
@@ -314,44 +447,33 @@ static void row_csv(struct rd_req *r, const PGresult *row)
     evbuffer_add(r->lr->chunk, "\r\n", 2);
 }
 
-static void on_client_close(struct evhttp_connection *con, void *arg);
+/* ---- streaming -------------------------------------------------------------------------- */
 
-static void on_chunk_sent(struct evhttp_connection *con, void *arg)
+static void on_chunk_sent(void *arg)
 {
     struct rd_req *r = arg;
-    (void)con;
     rd_pgq_resume(&r->lr->pgq);
 }
 
+/* Sends the chunk; 1 when the query is to pause until the client has taken it. */
 static int send_chunk(struct rd_req *r)
 {
-    if (!evhttp_request_get_connection(r->ev))
-        return 0;
-    evhttp_send_reply_chunk_with_cb(r->ev, r->lr->chunk, on_chunk_sent, r);
-    return 1;
+    return rd_hreq_stream_chunk(r->hr, r->lr->chunk, on_chunk_sent, r) == 0;
 }
 
 static void end_stream(struct rd_req *r)
 {
-    struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
-    if (con)
-        evhttp_connection_set_closecb(con, NULL, NULL);
-    /* with the client gone evcon is NULL and this only frees the request (evhttp 2.1.12) */
-    evhttp_send_reply_end(r->ev);
+    rd_hreq_stream_end(r->hr);
     rd_req_free_streamed(r);
 }
 
 static void start_csv(struct rd_req *r)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(h, "Content-Type", "text/csv; charset=utf-8");
-    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    rd_hreq_add_header(r->hr, "Content-Type", "text/csv; charset=utf-8");
+    rd_hreq_add_header(r->hr, "X-Request-Id", r->request_id);
     r->status = 200;
-    evhttp_send_reply_start(r->ev, 200, "OK");
+    rd_hreq_stream_start(r->hr, 200);
     r->lr->streaming = 1;
-    struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
-    if (con)
-        evhttp_connection_set_closecb(con, on_client_close, r);
     for (int c = 0; r->lr->ls->cols[c].name; c++)
         evbuffer_add_printf(r->lr->chunk, "%s%s", c ? "," : "", r->lr->ls->cols[c].name);
     evbuffer_add_printf(r->lr->chunk, "%s\r\n", r->lr->ls->no_cursor ? "" : ",cursor");
@@ -379,25 +501,29 @@ static int on_row(struct rd_pgq *q, const PGresult *row)
     return 0;
 }
 
+/* A read that failed, answered by why: the ledger down, or a time limit (both 503: worth a
+ * retry, said with Retry-After). */
+static void read_failed(struct rd_req *r, const struct rd_pgq *q, const char *err)
+{
+    rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+    (void)q;
+    rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+}
+
 static void on_done(struct rd_pgq *q, int ok, const char *err)
 {
     struct rd_req *r = q->arg;
     if (!ok) {
-        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
         if (r->lr->streaming) {
             /* mid-export: the reply cannot turn into an error any more; cutting the
              * connection (no final chunk) makes the truncation visible to the client */
-            struct evhttp_connection *con = evhttp_request_get_connection(r->ev);
-            if (con) {
-                evhttp_connection_set_closecb(con, NULL, NULL);
-                evhttp_connection_free(con); /* frees the request with it */
-            } else {
-                evhttp_send_reply_end(r->ev);
-            }
+            rd_warn("event=ledger_query_failed req=%s err=\"%s\" rows=%ld", r->request_id, err,
+                    r->lr->rows);
+            rd_hreq_abort(r->hr);
             rd_req_free_streamed(r);
             return;
         }
-        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        read_failed(r, q, err);
         return;
     }
     if (r->lr->csv) {
@@ -416,23 +542,19 @@ static void on_done(struct rd_pgq *q, int ok, const char *err)
     else
         evbuffer_add_printf(r->lr->chunk, "null}");
     size_t len = evbuffer_get_length(r->lr->chunk);
-    char *body = malloc(len + 1);
-    if (!body)
-        abort();
-    evbuffer_remove(r->lr->chunk, body, len);
-    body[len] = '\0';
+    const char *body = (const char *)evbuffer_pullup(r->lr->chunk, -1);
     rd_reply_raw(r, 200, body, len);
-    free(body);
 }
 
-static void on_client_close(struct evhttp_connection *con, void *arg)
+/* The client went away while its read was queued or running: the query is cancelled in
+ * PostgreSQL (not left running for minutes, holding a connection) and the request ends. */
+static void on_gone(struct rd_hreq *h, void *arg)
 {
     struct rd_req *r = arg;
-    (void)con;
-    rd_info("event=export_abandoned req=%s rows=%ld", r->request_id, r->lr->rows);
+    (void)h;
+    rd_info("event=read_abandoned req=%s rows=%ld", r->request_id, r->lr->rows);
     rd_pgq_abandon(&r->lr->pgq);
-    evhttp_send_reply_end(r->ev); /* detached by evhttp: this frees it */
-    rd_req_free_streamed(r);
+    rd_req_abandon(r);
 }
 
 void rd_lread_new(struct rd_req *r)
@@ -440,6 +562,24 @@ void rd_lread_new(struct rd_req *r)
     r->lr = calloc(1, sizeof(*r->lr));
     if (!r->lr)
         abort();
+    rd_sbuf_init(&r->lr->sql);
+}
+
+/* Sends the statement in r->lr (or answers 500 if it could not be built). */
+static void submit(struct rd_req *r, rd_pgq_row_cb *row_cb, rd_pgq_done_cb *done_cb)
+{
+    struct rd_lread *lr = r->lr;
+    if (lr->overflow) {
+        rd_error("event=too_many_sql_params req=%s max=%d", r->request_id, RD_PGQ_MAXPARAMS);
+        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    lr->pgq.sql = lr->sql.buf;
+    lr->pgq.on_row = row_cb;
+    lr->pgq.on_done = done_cb;
+    lr->pgq.arg = r;
+    rd_hreq_on_gone(r->hr, on_gone, r);
+    rd_pgpool_submit(&r->w->pgpool, &lr->pgq);
 }
 
 /* Submits the listing query built in r->lr: JSON pages or a CSV stream. */
@@ -450,18 +590,21 @@ static void start_read(struct rd_req *r)
         abort();
     if (!r->lr->csv)
         evbuffer_add_printf(r->lr->chunk, "{\"data\":[");
-    r->lr->pgq.sql = r->lr->sql;
-    r->lr->pgq.on_row = on_row;
-    r->lr->pgq.on_done = on_done;
-    r->lr->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+    submit(r, on_row, on_done);
+}
+
+static int wants_csv(const struct rd_req *r)
+{
+    const char *accept = rd_req_header(r, "Accept");
+    return accept && strstr(accept, "text/csv") != NULL;
 }
 
 void rd_h_transactions(struct rd_req *r)
 {
     rd_lread_new(r);
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
-    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
+    r->lr->csv = wants_csv(r);
+    /* a page of the ledger is a small read; an export is a long one */
+    r->lr->pgq.cls = r->lr->csv ? RD_PGQ_EXPORT : RD_PGQ_LIGHT;
     if (build_query(r) < 0)
         return;
     start_read(r);
@@ -484,136 +627,158 @@ void rd_h_transactions(struct rd_req *r)
     "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
     "m.d_bal + u.recharged - u.spent + u.refunded END AS balance) y WHERE true"
 
+enum {
+    CQ_STATUS,
+    CQ_KIND,
+    CQ_CAMPAIGN,
+    CQ_TAG,
+    CQ_PREFIX,
+    CQ_BATCH,
+    CQ_CREATED_FROM,
+    CQ_CREATED_TO,
+    CQ_EXPIRES_FROM,
+    CQ_EXPIRES_TO,
+    CQ_SHARED,
+    CQ_LIMIT,
+    CQ_CURSOR,
+    CQ__COUNT
+};
+static const struct qrule coupon_rules[CQ__COUNT + 1] = {[CQ_STATUS] = {"status", 1},
+                                                         [CQ_KIND] = {"kind", 1},
+                                                         [CQ_CAMPAIGN] = {"campaign", 1},
+                                                         [CQ_TAG] = {"tag", 1},
+                                                         [CQ_PREFIX] = {"prefix", 1},
+                                                         [CQ_BATCH] = {"batch", 1},
+                                                         [CQ_CREATED_FROM] = {"created_from", 0},
+                                                         [CQ_CREATED_TO] = {"created_to", 0},
+                                                         [CQ_EXPIRES_FROM] = {"expires_from", 0},
+                                                         [CQ_EXPIRES_TO] = {"expires_to", 0},
+                                                         [CQ_SHARED] = {"shared", 0},
+                                                         [CQ_LIMIT] = {"limit", 0},
+                                                         [CQ_CURSOR] = {"cursor", 0},
+                                                         [CQ__COUNT] = {NULL, 0}};
+
+/* Codes are A-Z 0-9 '-' (nothing in them is special to LIKE): v upper-cased into out. */
+static int code_param(const char *v, char out[RD_CODE_MAX + 1])
+{
+    size_t n = strlen(v);
+    if (n > RD_CODE_MAX ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != n)
+        return -1;
+    for (size_t i = 0; i <= n; i++)
+        out[i] = (v[i] >= 'a' && v[i] <= 'z') ? (char)(v[i] - 32) : v[i];
+    return 0;
+}
+
 static int build_coupon_query(struct rd_req *r)
 {
-    static const char *const params[] = {
-        "status",       "kind",       "campaign", "tag",   "prefix", "created_from", "created_to",
-        "expires_from", "expires_to", "shared",   "limit", "cursor", "batch",        NULL};
     static const char *const statuses[] = {"active",  "valid",    "scheduled", "exhausted",
                                            "expired", "disabled", "archived",  "used",
                                            "unused",  NULL};
     static const char *const kinds[] = {"discount", "voucher", NULL};
-    const char *uri = evhttp_request_get_uri(r->ev), *q = strchr(uri, '?');
+    struct qvals q[CQ__COUNT] = {{0}};
     r->lr->ls = &coupon_listing;
-    r->lr->query = calloc(1, sizeof(*r->lr->query));
-    if (!r->lr->query)
-        abort();
-    TAILQ_INIT(r->lr->query);
-    if (q && evhttp_parse_query_str(q + 1, r->lr->query) < 0)
-        return bad(r, "query", "the query string cannot be parsed");
+    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
+    if (gather(r, coupon_rules, q) < 0)
+        return -1;
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
-    add_param(r, now); /* $1 */
-    snprintf(r->lr->sql, sizeof(r->lr->sql), "%s", COUPON_SELECT);
-    const char *status = NULL, *shared = NULL;
-    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
-    struct evkeyval *kv;
-    TAILQ_FOREACH(kv, r->lr->query, next)
-    {
-        const char *k = kv->key, *v = kv->value;
-        if (!in(k, params))
-            return bad(r, k, "unknown parameter");
-        if (strlen(v) == 0 || strlen(v) > 128 || rd_str_has_ctl(v, strlen(v)))
-            return bad(r, k, "must be 1 to 128 printable characters");
-        if (!strcmp(k, "status")) {
-            if (!in(v, statuses))
-                return bad(r, k,
-                           "must be active (or valid), scheduled, exhausted, expired, disabled, "
-                           "archived, used or unused");
-            status = v;
-        } else if (!strcmp(k, "kind")) {
-            if (!in(v, kinds))
-                return bad(r, k, "must be discount or voucher");
-            cond(r, " AND y.kind = $", add_param(r, v), "");
-        } else if (!strcmp(k, "campaign")) {
-            cond(r, " AND m.campaign = $", add_param(r, v), "");
-        } else if (!strcmp(k, "batch")) {
-            cond(r, " AND m.batch_id = $", add_param(r, v), "");
-        } else if (!strcmp(k, "tag")) {
-            cond(r, " AND m.d_tags ? $", add_param(r, v), "");
-        } else if (!strcmp(k, "prefix") || !strcmp(k, "cursor")) {
-            /* codes are A-Z 0-9 '-': nothing in them is special to LIKE */
-            char code[RD_CODE_MAX + 1];
-            size_t n = strlen(v);
-            if (n > RD_CODE_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                             "0123456789-") != n)
-                return bad(r, k,
-                           !strcmp(k, "prefix") ? "must be letters, digits and '-'"
-                                                : "is not a cursor this service issued");
-            for (size_t i = 0; i <= n; i++)
-                code[i] = (v[i] >= 'a' && v[i] <= 'z') ? (char)(v[i] - 32) : v[i];
-            if (!strcmp(k, "prefix"))
-                cond(r, " AND m.code LIKE $", add_param(r, code), " || '%'");
-            else
-                cond(r, " AND m.code > $", add_param(r, code), "");
-        } else if (!strcmp(k, "created_from") || !strcmp(k, "created_to")) {
-            int64_t ms;
-            if (rd_time_parse(v, &ms) < 0)
-                return bad(r, k, "must be an RFC 3339 time");
-            char buf[RD_TIME_BUFSZ];
-            cond(r, !strcmp(k, "created_from") ? " AND m.created_at >= $" : " AND m.created_at < $",
-                 add_param(r, rd_time_format(ms, buf)), "::timestamptz");
-        } else if (!strcmp(k, "expires_from") || !strcmp(k, "expires_to")) {
-            int64_t ms;
-            if (rd_time_parse(v, &ms) < 0)
-                return bad(r, k, "must be an RFC 3339 time");
-            char buf[24];
-            snprintf(buf, sizeof(buf), "%lld", (long long)ms);
-            cond(r, !strcmp(k, "expires_from") ? " AND m.d_expires >= $" : " AND m.d_expires < $",
-                 add_param(r, buf), "::bigint");
-        } else if (!strcmp(k, "shared")) {
-            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
-                return bad(r, k, "must be true or false");
-            shared = v;
-        } else if (!strcmp(k, "limit")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > PAGE_MAX)
-                return bad(r, k, "must be an integer from 1 to 1000");
-            r->lr->limit = n;
-        }
-    }
-    sql_add(r, ") x WHERE true");
-    if (status && !strcmp(status, "used"))
-        sql_add(r, " AND x.used > 0");
-    else if (status && !strcmp(status, "unused"))
-        sql_add(r, " AND x.used = 0");
-    else if (status)
-        cond(r, " AND x.status = $", add_param(r, !strcmp(status, "valid") ? "active" : status),
-             "");
-    if (shared)
-        sql_add(r, !strcmp(shared, "true") ? " AND x.shares > 0" : " AND x.shares = 0");
-    sql_add(r, " ORDER BY x.code");
-    if (r->lr->limit > 0)
-        cond(r, " LIMIT ", (int)r->lr->limit + 1, "");
-    return 0;
-}
+    rd_lread_param(r, now); /* $1 */
+    rd_sbuf_addstr(&r->lr->sql, COUPON_SELECT);
 
-int rd_lread_param(struct rd_req *r, const char *v)
-{
-    return add_param(r, v);
+    if (all_in(r, "status", &q[CQ_STATUS], statuses,
+               "must be active (or valid), scheduled, exhausted, expired, disabled, archived, "
+               "used or unused") < 0 ||
+        all_in(r, "kind", &q[CQ_KIND], kinds, "must be discount or voucher") < 0 ||
+        parse_limit(r, &q[CQ_LIMIT]) < 0)
+        return -1;
+    char prefixes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1], cursor[RD_CODE_MAX + 1];
+    struct qvals pv = q[CQ_PREFIX];
+    for (int i = 0; i < pv.n; i++) {
+        if (code_param(pv.v[i], prefixes[i]) < 0)
+            return bad(r, "prefix", "must be letters, digits and '-'");
+        pv.v[i] = prefixes[i];
+    }
+    if (q[CQ_CURSOR].n && code_param(q[CQ_CURSOR].v[0], cursor) < 0)
+        return bad(r, "cursor", "is not a cursor this service issued");
+    const char *shared = q[CQ_SHARED].n ? q[CQ_SHARED].v[0] : NULL;
+    if (shared && strcmp(shared, "true") != 0 && strcmp(shared, "false") != 0)
+        return bad(r, "shared", "must be true or false");
+
+    any_of(r, "y.kind", "=", "text", &q[CQ_KIND]);
+    any_of(r, "m.campaign", "=", "text", &q[CQ_CAMPAIGN]);
+    any_of(r, "m.batch_id", "=", "text", &q[CQ_BATCH]);
+    if (q[CQ_TAG].n) /* any of the tags: jsonb ?| text[] */
+        cond(r, " AND m.d_tags ?| $", array_param(r, q[CQ_TAG].v, q[CQ_TAG].n, NULL), "::text[]");
+    if (pv.n)
+        cond(r, " AND m.code LIKE ANY($", array_param(r, pv.v, pv.n, "%"), "::text[])");
+    if (q[CQ_CURSOR].n)
+        cond(r, " AND m.code > $", rd_lread_param(r, cursor), "");
+    if (time_param(r, "created_from", &q[CQ_CREATED_FROM], 0, " AND m.created_at >= $",
+                   "::timestamptz") < 0 ||
+        time_param(r, "created_to", &q[CQ_CREATED_TO], 0, " AND m.created_at < $",
+                   "::timestamptz") < 0 ||
+        time_param(r, "expires_from", &q[CQ_EXPIRES_FROM], 1, " AND m.d_expires >= $", "::bigint") <
+            0 ||
+        time_param(r, "expires_to", &q[CQ_EXPIRES_TO], 1, " AND m.d_expires < $", "::bigint") < 0)
+        return -1;
+    rd_sbuf_addstr(&r->lr->sql, ") x WHERE true");
+    if (q[CQ_STATUS].n) {
+        /* any of: a derived status, or used / unused */
+        const char *st[RD_FILTER_MAX_VALUES];
+        int nst = 0, used = 0, unused = 0;
+        for (int i = 0; i < q[CQ_STATUS].n; i++) {
+            const char *v = q[CQ_STATUS].v[i];
+            if (!strcmp(v, "used"))
+                used = 1;
+            else if (!strcmp(v, "unused"))
+                unused = 1;
+            else
+                st[nst++] = !strcmp(v, "valid") ? "active" : v;
+        }
+        rd_sbuf_addstr(&r->lr->sql, " AND (false");
+        if (nst)
+            cond(r, " OR x.status = ANY($", array_param(r, st, nst, NULL), "::text[])");
+        if (used)
+            rd_sbuf_addstr(&r->lr->sql, " OR x.used > 0");
+        if (unused)
+            rd_sbuf_addstr(&r->lr->sql, " OR x.used = 0");
+        rd_sbuf_addstr(&r->lr->sql, ")");
+    }
+    if (shared)
+        rd_sbuf_addstr(&r->lr->sql,
+                       !strcmp(shared, "true") ? " AND x.shares > 0" : " AND x.shares = 0");
+    rd_sbuf_addstr(&r->lr->sql, " ORDER BY x.code");
+    if (r->lr->limit > 0)
+        rd_sbuf_addf(&r->lr->sql, " LIMIT %ld", r->lr->limit + 1);
+    return 0;
 }
 
 /* The codes of batch r->param, one per line, streamed as the listings are. */
 void rd_lread_codes_csv(struct rd_req *r)
 {
     struct rd_lread *lr = r->lr;
+    for (int i = 0; i < lr->pgq.nparams; i++)
+        free(lr->params[i]);
     memset(&lr->pgq, 0, sizeof(lr->pgq));
+    lr->pgq.cls = RD_PGQ_EXPORT;
     lr->ls = &code_listing;
     lr->csv = 1;
     lr->limit = -1;
     lr->rows = 0;
-    snprintf(lr->sql, sizeof(lr->sql),
-             "SELECT code, code FROM coupon_rows WHERE batch_id = $1 ORDER BY code");
-    add_param(r, r->param);
+    lr->sql.len = 0;
+    rd_sbuf_addstr(&lr->sql,
+                   "SELECT code, code FROM coupon_rows WHERE batch_id = $1 ORDER BY code");
+    rd_lread_param(r, r->param);
     start_read(r);
 }
 
 void rd_h_coupons_list(struct rd_req *r)
 {
     rd_lread_new(r);
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Accept");
-    r->lr->csv = accept && strstr(accept, "text/csv") != NULL;
+    r->lr->csv = wants_csv(r);
+    /* a page computes live figures per coupon: heavy, and kept off the lane of small reads */
+    r->lr->pgq.cls = r->lr->csv ? RD_PGQ_EXPORT : RD_PGQ_HEAVY;
     if (build_coupon_query(r) < 0)
         return;
     start_read(r);
@@ -626,8 +791,7 @@ static void on_object_done(struct rd_pgq *q, int ok, const char *err)
 {
     struct rd_req *r = q->arg;
     if (!ok) {
-        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
-        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        read_failed(r, q, err);
         return;
     }
     if (!r->body) {
@@ -647,11 +811,7 @@ static void on_object_done(struct rd_pgq *q, int ok, const char *err)
 void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing)
 {
     r->lr->missing = (int)missing;
-    r->lr->pgq.sql = r->lr->sql;
-    r->lr->pgq.on_row = row_cb;
-    r->lr->pgq.on_done = on_object_done;
-    r->lr->pgq.arg = r;
-    rd_pgpool_submit(&r->w->pgpool, &r->lr->pgq);
+    submit(r, row_cb, on_object_done);
 }
 
 static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
@@ -698,16 +858,17 @@ static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
 void rd_redemption_from_ledger(struct rd_req *r)
 {
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
-             "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
-             "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id, t.kind, "
-             "t.paid_amount, t.balance_after, (SELECT coalesce(sum(f.paid_amount), 0) FROM "
-             "transactions f WHERE f.ref_id = t.txn_id AND f.kind = 'refund' AND f.outcome = "
-             "'accepted') FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id "
-             "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
-             "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
-    add_param(r, r->param);
+    rd_sbuf_addstr(
+        &r->lr->sql,
+        "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
+        "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
+        "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id, t.kind, "
+        "t.paid_amount, t.balance_after, (SELECT coalesce(sum(f.paid_amount), 0) FROM "
+        "transactions f WHERE f.ref_id = t.txn_id AND f.kind = 'refund' AND f.outcome = "
+        "'accepted') FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id "
+        "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
+        "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
+    rd_lread_param(r, r->param);
     rd_lread_object(r, on_redemption_row, RD_E_REDEMPTION_NOT_FOUND);
 }
 
@@ -734,10 +895,11 @@ static int on_stats_row(struct rd_pgq *q, const PGresult *row)
 void rd_h_stats(struct rd_req *r)
 {
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql), "SELECT rd_stats($1::bigint)::text");
+    r->lr->pgq.cls = RD_PGQ_HEAVY;
+    rd_sbuf_addstr(&r->lr->sql, "SELECT rd_stats($1::bigint)::text");
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
-    add_param(r, now);
+    rd_lread_param(r, now);
     rd_lread_object(r, on_stats_row, RD_E_INTERNAL); /* rd_stats always returns a row */
 }
 
@@ -788,10 +950,10 @@ static int on_archived_row(struct rd_pgq *q, const PGresult *row)
 void rd_coupon_from_ledger(struct rd_req *r)
 {
     rd_lread_new(r);
-    snprintf(r->lr->sql, sizeof(r->lr->sql),
-             "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
-             "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
-             "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
-    add_param(r, r->code);
+    rd_sbuf_addstr(&r->lr->sql,
+                   "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
+                   "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
+                   "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
+    rd_lread_param(r, r->code);
     rd_lread_object(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
 }

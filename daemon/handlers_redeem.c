@@ -142,7 +142,7 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
     if (rd_ledger_backlogged(r))
         return;
     if (redeem) {
-        r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+        r->idem = rd_req_header(r, "Idempotency-Key");
         if (!r->idem) {
             rd_reply_error(r, RD_E_IDEM_REQUIRED, NULL, NULL);
             return;
@@ -366,7 +366,7 @@ void rd_h_reverse(struct rd_req *r)
         return;
     }
     r->refund_amount = amount;
-    r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+    r->idem = rd_req_header(r, "Idempotency-Key");
     if (r->idem && rd_idem_key_check(r->idem) < 0) {
         rd_verr_set(&e, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
         rd_reply_verr(r, &e);

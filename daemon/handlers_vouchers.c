@@ -17,7 +17,7 @@
 
 static int require_idem(struct rd_req *r)
 {
-    r->idem = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Idempotency-Key");
+    r->idem = rd_req_header(r, "Idempotency-Key");
     if (!r->idem) {
         rd_reply_error(r, RD_E_IDEM_REQUIRED, NULL, NULL);
         return -1;

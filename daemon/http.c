@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
- * Request intake, routing, authentication and replies.
+ * Routing, authentication and replies, on top of the server core (httpd.c).
  */
 #include <arpa/inet.h>
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +13,7 @@
 #include "rd/rdtime.h"
 
 struct route {
-    int method;       /* EVHTTP_REQ_* */
+    int method;       /* RD_HM_* */
     const char *path; /* '*' matches one segment */
     unsigned scopes;  /* any of these; 0 = no authentication */
     int body;         /* 0 none, 1 a JSON object, 2 optional (absent = {}) */
@@ -24,31 +21,31 @@ struct route {
 };
 
 static const struct route routes[] = {
-    {EVHTTP_REQ_GET, "/healthz", 0, 0, rd_h_healthz},
-    {EVHTTP_REQ_GET, "/readyz", 0, 0, rd_h_readyz},
-    {EVHTTP_REQ_POST, "/v1/coupons", RD_SCOPE_ADMIN, 1, rd_h_coupon_create},
-    {EVHTTP_REQ_GET, "/v1/coupons", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupons_list},
-    {EVHTTP_REQ_GET, "/v1/coupons/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupon_get},
-    {EVHTTP_REQ_PATCH, "/v1/coupons/*", RD_SCOPE_ADMIN, 1, rd_h_coupon_patch},
-    {EVHTTP_REQ_POST, "/v1/coupons/*/disable", RD_SCOPE_ADMIN, 2, rd_h_coupon_disable},
-    {EVHTTP_REQ_POST, "/v1/coupons/*/enable", RD_SCOPE_ADMIN, 2, rd_h_coupon_enable},
-    {EVHTTP_REQ_POST, "/v1/coupons/*/share", RD_SCOPE_ADMIN, 2, rd_h_coupon_share},
-    {EVHTTP_REQ_POST, "/v1/validate", RD_SCOPE_REDEEM, 1, rd_h_validate},
-    {EVHTTP_REQ_POST, "/v1/redemptions", RD_SCOPE_REDEEM, 1, rd_h_redeem},
-    {EVHTTP_REQ_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
-    {EVHTTP_REQ_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
-    {EVHTTP_REQ_GET, "/v1/transactions", RD_SCOPE_FRAUD, 0, rd_h_transactions},
-    {EVHTTP_REQ_GET, "/v1/stats", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_stats},
-    {EVHTTP_REQ_GET, "/v1/vouchers/*/balance", RD_SCOPE_REDEEM | RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0,
+    {RD_HM_GET, "/healthz", 0, 0, rd_h_healthz},
+    {RD_HM_GET, "/readyz", 0, 0, rd_h_readyz},
+    {RD_HM_POST, "/v1/coupons", RD_SCOPE_ADMIN, 1, rd_h_coupon_create},
+    {RD_HM_GET, "/v1/coupons", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupons_list},
+    {RD_HM_GET, "/v1/coupons/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_coupon_get},
+    {RD_HM_PATCH, "/v1/coupons/*", RD_SCOPE_ADMIN, 1, rd_h_coupon_patch},
+    {RD_HM_POST, "/v1/coupons/*/disable", RD_SCOPE_ADMIN, 2, rd_h_coupon_disable},
+    {RD_HM_POST, "/v1/coupons/*/enable", RD_SCOPE_ADMIN, 2, rd_h_coupon_enable},
+    {RD_HM_POST, "/v1/coupons/*/share", RD_SCOPE_ADMIN, 2, rd_h_coupon_share},
+    {RD_HM_POST, "/v1/validate", RD_SCOPE_REDEEM, 1, rd_h_validate},
+    {RD_HM_POST, "/v1/redemptions", RD_SCOPE_REDEEM, 1, rd_h_redeem},
+    {RD_HM_GET, "/v1/redemptions/*", RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_redemption_get},
+    {RD_HM_POST, "/v1/redemptions/*/reverse", RD_SCOPE_REDEEM, 2, rd_h_reverse},
+    {RD_HM_GET, "/v1/transactions", RD_SCOPE_FRAUD, 0, rd_h_transactions},
+    {RD_HM_GET, "/v1/stats", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_stats},
+    {RD_HM_GET, "/v1/vouchers/*/balance", RD_SCOPE_REDEEM | RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0,
      rd_h_voucher_balance},
-    {EVHTTP_REQ_POST, "/v1/vouchers/*/pay", RD_SCOPE_REDEEM, 1, rd_h_voucher_pay},
-    {EVHTTP_REQ_POST, "/v1/vouchers/*/recharge", RD_SCOPE_ADMIN, 1, rd_h_voucher_recharge},
-    {EVHTTP_REQ_POST, "/v1/batches", RD_SCOPE_ADMIN, 1, rd_h_batch_create},
-    {EVHTTP_REQ_GET, "/v1/batches", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batches_list},
-    {EVHTTP_REQ_GET, "/v1/batches/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batch_get},
-    {EVHTTP_REQ_POST, "/v1/batches/*/cancel", RD_SCOPE_ADMIN, 2, rd_h_batch_cancel},
-    {EVHTTP_REQ_GET, "/v1/batches/*/codes", RD_SCOPE_ADMIN, 0, rd_h_batch_codes},
-    {EVHTTP_REQ_GET, "/metrics", 0, 0, rd_h_metrics},
+    {RD_HM_POST, "/v1/vouchers/*/pay", RD_SCOPE_REDEEM, 1, rd_h_voucher_pay},
+    {RD_HM_POST, "/v1/vouchers/*/recharge", RD_SCOPE_ADMIN, 1, rd_h_voucher_recharge},
+    {RD_HM_POST, "/v1/batches", RD_SCOPE_ADMIN, 1, rd_h_batch_create},
+    {RD_HM_GET, "/v1/batches", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batches_list},
+    {RD_HM_GET, "/v1/batches/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batch_get},
+    {RD_HM_POST, "/v1/batches/*/cancel", RD_SCOPE_ADMIN, 2, rd_h_batch_cancel},
+    {RD_HM_GET, "/v1/batches/*/codes", RD_SCOPE_ADMIN, 0, rd_h_batch_codes},
+    {RD_HM_GET, "/metrics", 0, 0, rd_h_metrics},
 };
 
 /* Request contexts a worker keeps for reuse; beyond, they go back to malloc. Sanitizer
@@ -101,14 +98,12 @@ static void req_free(struct rd_req *r)
     rd_mhist_observe(&m->latency[r->route], (uint64_t)(rd_mono_us() - r->start_us));
     r->w->inflight--;
     if (r->lr) {
-        if (r->lr->query) {
-            evhttp_clear_headers(r->lr->query);
-            free(r->lr->query);
-        }
+        rd_query_free(&r->lr->query);
+        rd_sbuf_free(&r->lr->sql);
         if (r->lr->chunk)
             evbuffer_free(r->lr->chunk);
-        for (int i = 0; i < r->lr->nowned; i++)
-            free(r->lr->owned[i]);
+        for (int i = 0; i < r->lr->pgq.nparams; i++)
+            free(r->lr->params[i]);
         free(r->lr);
     }
     if (r->body)
@@ -140,30 +135,46 @@ static struct rd_req *req_new(struct rd_worker *w)
     return r;
 }
 
+const char *rd_req_header(const struct rd_req *r, const char *name)
+{
+    return rd_hreq_header(r->hr, name);
+}
+
 static void send_body(struct rd_req *r, int http, const char *ctype, const char *body, size_t len)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(h, "Content-Type", ctype);
-    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    rd_hreq_add_header(r->hr, "Content-Type", ctype);
+    rd_hreq_add_header(r->hr, "X-Request-Id", r->request_id);
     if (r->replayed)
-        evhttp_add_header(h, "Idempotent-Replayed", "true");
-    if (r->w->stopping)
-        evhttp_add_header(h, "Connection", "close");
-    evbuffer_add(evhttp_request_get_output_buffer(r->ev), body, len);
-    if (len == 0 || body[len - 1] != '\n')
-        evbuffer_add(evhttp_request_get_output_buffer(r->ev), "\n", 1);
-    const char *reason = http < 300 ? "OK" : http < 500 ? "Client Error" : "Server Error";
+        rd_hreq_add_header(r->hr, "Idempotent-Replayed", "true");
     r->status = http;
-    evhttp_send_reply(r->ev, http, reason, NULL);
+    if (len == 0 || body[len - 1] != '\n') {
+        /* one newline at the end, for people reading answers in a terminal */
+        char *nl = malloc(len + 1);
+        if (!nl)
+            abort();
+        memcpy(nl, body, len);
+        nl[len] = '\n';
+        rd_hreq_reply(r->hr, http, nl, len + 1);
+        free(nl);
+    } else {
+        rd_hreq_reply(r->hr, http, body, len);
+    }
     if (r->w->cfg->access_log)
-        rd_info("event=access req=%s method=%d path=\"%s\" status=%d key=%s ms=%lld", r->request_id,
-                (int)evhttp_request_get_command(r->ev), r->path, http,
-                r->key_id[0] ? r->key_id : "-", (long long)(rd_mono_us() - r->start_us) / 1000);
+        rd_info("event=access req=%s method=%s path=\"%s\" status=%d key=%s ms=%lld", r->request_id,
+                rd_hreq_head(r->hr)->method_name, r->path, http, r->key_id[0] ? r->key_id : "-",
+                (long long)(rd_mono_us() - r->start_us) / 1000);
     req_free(r);
 }
 
 void rd_req_free_streamed(struct rd_req *r)
 {
+    req_free(r);
+}
+
+void rd_req_abandon(struct rd_req *r)
+{
+    r->status = 499;
+    rd_hreq_abort(r->hr);
     req_free(r);
 }
 
@@ -177,14 +188,22 @@ void rd_reply_text(struct rd_req *r, int http, const char *ctype, const char *bo
     send_body(r, http, ctype, body, len);
 }
 
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    rd_sbuf_add(data, buf, size);
+    return 0;
+}
+
 void rd_reply_json(struct rd_req *r, int http, json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    if (json_dump_callback(obj, dump_cb, &b, JSON_COMPACT) < 0)
+        abort(); /* only out of memory: everything we dump is built by us */
     json_decref(obj);
-    if (!s)
-        abort();
-    send_body(r, http, "application/json", s, strlen(s));
-    free(s);
+    rd_sbuf_add(&b, "\n", 1);
+    send_body(r, http, "application/json", b.buf, b.len);
+    rd_sbuf_free(&b);
 }
 
 void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, json_t *details)
@@ -195,7 +214,7 @@ void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, js
     if (details)
         json_object_set_new(err, "details", details);
     if (st == RD_E_RATE_LIMITED || st == RD_E_UNAVAILABLE)
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", "1");
+        rd_hreq_add_header(r->hr, "Retry-After", "1");
     rd_reply_json(r, rd_status_http(st), json_pack("{s:o}", "error", err));
 }
 
@@ -273,7 +292,7 @@ static void gen_request_id(struct rd_req *r)
 
 static int authenticate(struct rd_req *r, unsigned need)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+    const char *h = rd_req_header(r, "Authorization");
     if (!r->w->keys.loaded) {
         rd_reply_error(r, RD_E_UNAVAILABLE, "API keys are not loaded yet; retry shortly", NULL);
         return -1;
@@ -302,32 +321,37 @@ static int authenticate(struct rd_req *r, unsigned need)
     return 0;
 }
 
+/* application/json, with parameters ("; charset=utf-8") or without */
+static int is_json_type(const char *ct)
+{
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    ct += 16;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
 static int read_body(struct rd_req *r, int optional)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
-    size_t len = evbuffer_get_length(in);
+    size_t len;
+    const char *body = rd_hreq_body(r->hr, &len);
     if (len == 0 && optional) {
         r->body = json_object();
         return 0;
     }
-    if (len > (size_t)r->w->cfg->max_body_bytes) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "the body is %zu bytes; the limit is %d", len,
-                 r->w->cfg->max_body_bytes);
+    /* (the core has refused bodies over max_body_bytes before reading them) */
+    const char *ct = rd_req_header(r, "Content-Type");
+    if (len > 0 && ct && !is_json_type(ct)) {
         rd_reply_error(
-            r, RD_E_PAYLOAD_TOO_LARGE, msg,
-            json_pack("{s:s, s:i}", "field", "body", "limit", r->w->cfg->max_body_bytes));
-        return -1;
-    }
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Content-Type");
-    if (len > 0 && ct && strncasecmp(ct, "application/json", 16) != 0) {
-        struct rd_verr e;
-        rd_verr_set(&e, "Content-Type", "must be application/json");
-        rd_reply_verr(r, &e);
+            r, RD_E_UNSUPPORTED_MEDIA, NULL,
+            json_pack("{s:s, s:s}", "field", "Content-Type", "expected", "application/json"));
         return -1;
     }
     struct rd_verr e;
-    r->body = rd_json_parse_object((const char *)evbuffer_pullup(in, -1), len, &e);
+    r->body = rd_json_parse_object(body, len, &e);
     if (!r->body) {
         rd_reply_verr(r, &e);
         return -1;
@@ -335,32 +359,72 @@ static int read_body(struct rd_req *r, int optional)
     return 0;
 }
 
-void rd_http_dispatch(struct evhttp_request *ev, void *arg)
+/* The context of any answer, before its route is known. */
+static struct rd_req *req_start(struct rd_worker *w, struct rd_hreq *h)
 {
-    struct rd_worker *w = arg;
     struct rd_req *r = req_new(w);
     r->w = w;
-    r->ev = ev;
+    r->hr = h;
     r->start_us = rd_mono_us();
     r->route = ROUTE_NONE;
     r->now_ms = rd_now_ms();
     rd_coupon_init(&r->coupon);
     w->inflight++;
-
-    struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
-    const char *rid = evhttp_find_header(in, "X-Request-Id");
+    const char *rid = rd_hreq_header(h, "X-Request-Id");
     if (rid && rd_request_id_check(rid) == 0)
         snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
     else
         gen_request_id(r);
+    snprintf(r->client_ip, sizeof(r->client_ip), "%s", rd_hreq_peer(h));
+    const char *path = rd_hreq_head(h)->path;
+    if (strlen(path) < sizeof(r->path))
+        snprintf(r->path, sizeof(r->path), "%s", path);
+    return r;
+}
 
-    struct evhttp_connection *con = evhttp_request_get_connection(ev);
-    if (con) {
-        char *addr = NULL;
-        ev_uint16_t port;
-        evhttp_connection_get_peer(con, &addr, &port);
-        snprintf(r->client_ip, sizeof(r->client_ip), "%s", addr ? addr : "");
+void rd_http_refuse(struct rd_hreq *h, enum rd_status st, const char *msg, void *arg)
+{
+    struct rd_worker *w = arg;
+    struct rd_req *r = req_start(w, h);
+    json_t *details = NULL;
+    if (st == RD_E_PAYLOAD_TOO_LARGE)
+        details = json_pack("{s:s, s:i}", "field", "body", "limit", w->cfg->max_body_bytes);
+    else if (st == RD_E_HEADERS_TOO_LARGE)
+        details = json_pack("{s:i, s:i}", "limit", w->cfg->max_header_bytes, "max_fields",
+                            RD_HTTP_MAX_FIELDS);
+    else if (st == RD_E_REQUEST_TIMEOUT)
+        details = json_pack("{s:i}", "limit_s", w->cfg->request_timeout_s);
+    rd_reply_error(r, st, msg, details);
+}
+
+/* The Allow header of a path: the methods its routes answer. */
+static void allow_header(struct rd_req *r, const char *path)
+{
+    char allow[96] = "";
+    size_t n = 0;
+    unsigned seen = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        const char *param = NULL;
+        if (!match(routes[i].path, path, &param) || (seen & (1u << routes[i].method)))
+            continue;
+        seen |= 1u << routes[i].method;
+        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
+                              rd_http_method_name((enum rd_hmethod)routes[i].method));
+        if (routes[i].method == RD_HM_GET)
+            n += (size_t)snprintf(allow + n, sizeof(allow) - n, ", HEAD");
     }
+    if (!strcmp(path, "*"))
+        snprintf(allow, sizeof(allow), "GET, HEAD, POST, PATCH, OPTIONS");
+    else
+        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%sOPTIONS", n ? ", " : "");
+    rd_hreq_add_header(r->hr, "Allow", allow);
+}
+
+void rd_http_dispatch(struct rd_hreq *h, void *arg)
+{
+    struct rd_worker *w = arg;
+    struct rd_req *r = req_start(w, h);
+    const struct rd_http_head *head = rd_hreq_head(h);
 
     if (w->stopping) {
         rd_reply_error(r, RD_E_UNAVAILABLE, "shutting down", NULL);
@@ -370,18 +434,13 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
         rd_reply_error(r, RD_E_UNAVAILABLE, "too many requests in flight", NULL);
         return;
     }
-
-    const char *uri = evhttp_request_get_uri(ev);
-    size_t plen = strcspn(uri, "?#");
-    if (plen >= sizeof(r->path)) {
+    if (strlen(head->path) >= sizeof(r->path)) {
         rd_reply_error(r, RD_E_NOT_FOUND, NULL, NULL);
         return;
     }
-    memcpy(r->path, uri, plen);
-    r->path[plen] = '\0';
 
     if (w->cfg->test_clock) {
-        const char *now = evhttp_find_header(in, "X-Redeemd-Now");
+        const char *now = rd_req_header(r, "X-Redeemd-Now");
         if (now && rd_time_parse(now, &r->now_ms) < 0) {
             struct rd_verr e;
             rd_verr_set(&e, "X-Redeemd-Now", "must be an RFC 3339 time");
@@ -390,7 +449,8 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
         }
     }
 
-    int method = (int)evhttp_request_get_command(ev), path_found = 0;
+    /* HEAD is GET without the body (the core leaves it out) */
+    int method = head->method == RD_HM_HEAD ? RD_HM_GET : (int)head->method, path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
         const char *param = NULL;
         if (!match(routes[i].path, r->path, &param))
@@ -413,7 +473,23 @@ void rd_http_dispatch(struct evhttp_request *ev, void *arg)
         routes[i].fn(r);
         return;
     }
-    rd_reply_error(r, path_found ? RD_E_METHOD_NOT_ALLOWED : RD_E_NOT_FOUND, NULL, NULL);
+    if (head->method == RD_HM_OPTIONS && (path_found || !strcmp(r->path, "*"))) {
+        allow_header(r, r->path);
+        r->status = 204;
+        rd_hreq_add_header(r->hr, "X-Request-Id", r->request_id);
+        rd_hreq_reply(r->hr, 204, "", 0);
+        req_free(r);
+        return;
+    }
+    if (path_found) {
+        allow_header(r, r->path);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s is not allowed on this endpoint; see the Allow header",
+                 head->method_name);
+        rd_reply_error(r, RD_E_METHOD_NOT_ALLOWED, msg, NULL);
+        return;
+    }
+    rd_reply_error(r, RD_E_NOT_FOUND, NULL, NULL);
 }
 
 const char *rd_el(const redisReply *reply, size_t i)

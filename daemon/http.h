@@ -1,23 +1,25 @@
 /* SPDX-License-Identifier: MIT
  *
- * Per-request context and the reply functions. A struct rd_req is allocated when evhttp
- * hands us a complete request and freed by the one reply function that answers it:
- * exactly one reply per request, always, even when the client has gone (evhttp 2.1.12
- * detaches such requests and frees them only in evhttp_send_reply).
+ * Per-request context, routing and the reply functions. A struct rd_req is allocated when
+ * the server core (httpd.h) hands us a complete request, or a refusal of its own, and
+ * freed by the one reply function that answers it: exactly one reply per request, always,
+ * even when the client has gone (the core keeps the request until it is answered).
  *
  * Owns: the parsed body (json_t), the parsed redeem request, the coupon being edited, the
- * key buffers the Redis call borrows. Borrows: the worker and the evhttp_request.
+ * key buffers the Redis call borrows. Borrows: the worker and the struct rd_hreq.
  * Thread: the worker's.
  */
 #ifndef RD_HTTP_H
 #define RD_HTTP_H
 
-#include <event2/http.h>
+#include <event2/buffer.h>
 #include <jansson.h>
 #include <stdint.h>
 
+#include "httpd.h"
 #include "pgpool.h"
 #include "rd/coupon.h"
+#include "rd/http_parse.h"
 #include "rd/keys.h"
 #include "rd/request.h"
 #include "rd/status.h"
@@ -25,7 +27,7 @@
 
 struct rd_req {
     struct rd_worker *w;
-    struct evhttp_request *ev;
+    struct rd_hreq *hr;
     char request_id[130];
     char client_ip[48];
     char key_id[RD_APIKEY_ID_LEN + 1];
@@ -63,9 +65,10 @@ struct listing;
 struct rd_lread {
     const struct listing *ls; /* the columns being listed (handlers_ledger.c) */
     struct rd_pgq pgq;
-    struct evkeyvalq *query; /* owned: the parsed query string */
-    char sql[4096];
-    char pbuf[RD_PGQ_MAXPARAMS][136];
+    struct rd_query query;          /* owned: the parsed query string */
+    struct rd_sbuf sql;             /* owned: the statement, built as the request is read */
+    char *params[RD_PGQ_MAXPARAMS]; /* owned copies of $1.., NULL for SQL NULL */
+    int overflow;                   /* more parameters than RD_PGQ_MAXPARAMS: never sent */
     int csv;
     int missing;   /* single answers: the error when no row comes back (enum rd_status) */
     int streaming; /* a chunked reply has started */
@@ -74,14 +77,16 @@ struct rd_lread {
     struct evbuffer *chunk;         /* owned */
     int http;                       /* single answers: the status of a success (0 = 200) */
     void (*then)(struct rd_req *r); /* single answers: run instead of answering */
-    char *owned[4];                 /* parameters too long for pbuf (rd_lread_param_owned) */
-    int nowned;
 };
 
 typedef void rd_handler(struct rd_req *r);
 
-/** evhttp's generic callback: builds the context, authenticates and routes. */
-void rd_http_dispatch(struct evhttp_request *ev, void *worker);
+/** The core's request callback: builds the context, authenticates and routes. */
+void rd_http_dispatch(struct rd_hreq *h, void *worker);
+/** The core's refusal callback: answers st in the error envelope. */
+void rd_http_refuse(struct rd_hreq *h, enum rd_status st, const char *msg, void *worker);
+/** A request header's value, or NULL. */
+const char *rd_req_header(const struct rd_req *r, const char *name);
 
 /** Answers with body (borrowed) of content type ctype; frees r. */
 void rd_reply_text(struct rd_req *r, int http, const char *ctype, const char *body, size_t len);
@@ -183,10 +188,13 @@ void rd_redemption_from_ledger(struct rd_req *r);
 void rd_coupon_from_ledger(struct rd_req *r);
 /*
  * Back-office reads and writes in PostgreSQL (handlers_ledger.c), through the worker's pool.
- * rd_lread_new() gives r its read state; parameters are copied (up to 135 bytes) or, with
- * _owned, taken over (freed with r). rd_lread_object() runs r->lr->sql: its row callback puts
- * the answer into r->body; no row answers missing; r->lr->http sets the status of a success
- * and r->lr->then, if set, runs instead of answering.
+ * rd_lread_new() gives r its read state; r->lr->sql is the statement. rd_lread_param()
+ * copies v (NULL: SQL NULL) as the next parameter and returns its number ($n); _owned takes
+ * v over (freed with r). Past RD_PGQ_MAXPARAMS nothing is written and the read answers 500
+ * (a handler's bug: every listing parameter is one statement parameter, whatever its number
+ * of values). rd_lread_object() runs the statement: its row callback puts the answer into
+ * r->body; no row answers missing; r->lr->http sets the status of a success and
+ * r->lr->then, if set, runs instead of answering.
  */
 void rd_lread_new(struct rd_req *r);
 int rd_lread_param(struct rd_req *r, const char *v);
@@ -197,5 +205,7 @@ void rd_lread_codes_csv(struct rd_req *r);
 
 /** Frees r after a streamed reply ended (or was cut off). */
 void rd_req_free_streamed(struct rd_req *r);
+/** Ends r whose client has gone (counted with status 499, as nginx logs it); frees r. */
+void rd_req_abandon(struct rd_req *r);
 
 #endif

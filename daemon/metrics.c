@@ -95,11 +95,37 @@ static void http_metrics(FILE *f)
             n += rd_counter_get(&reg_workers[i].m.errors[st]);
         fprintf(f, "redeemd_errors_total{code=\"%s\"} %llu\n", rd_status_name(st), n);
     }
-    long inflight = 0;
-    for (int i = 0; i < reg_n; i++)
+    long inflight = 0, open = 0;
+    unsigned long long accepted = 0, full = 0, evicted = 0, timeouts = 0, gone = 0;
+    for (int i = 0; i < reg_n; i++) {
+        const struct rd_httpd_stats *h = &reg_workers[i].hstats;
         inflight += atomic_load_explicit(&reg_workers[i].inflight, memory_order_relaxed);
+        open += atomic_load_explicit(&h->open, memory_order_relaxed);
+        accepted += rd_counter_get(&h->accepted);
+        full += rd_counter_get(&h->refused_full);
+        evicted += rd_counter_get(&h->evicted_idle);
+        timeouts += rd_counter_get(&h->timeouts);
+        gone += rd_counter_get(&h->client_gone);
+    }
     rd_prom_header(f, "redeemd_inflight_requests", "gauge", "Requests being worked on.");
     fprintf(f, "redeemd_inflight_requests %ld\n", inflight);
+    rd_prom_header(f, "redeemd_http_connections", "gauge", "Client connections open.");
+    fprintf(f, "redeemd_http_connections %ld\n", open);
+    rd_prom_header(f, "redeemd_http_connections_accepted_total", "counter",
+                   "Client connections accepted.");
+    fprintf(f, "redeemd_http_connections_accepted_total %llu\n", accepted);
+    rd_prom_header(f, "redeemd_http_connections_refused_total", "counter",
+                   "Connections answered 503 at max_connections (no idle one to close).");
+    fprintf(f, "redeemd_http_connections_refused_total %llu\n", full);
+    rd_prom_header(f, "redeemd_http_connections_evicted_total", "counter",
+                   "Idle keep-alive connections closed to make room at max_connections.");
+    fprintf(f, "redeemd_http_connections_evicted_total %llu\n", evicted);
+    rd_prom_header(f, "redeemd_http_request_timeouts_total", "counter",
+                   "Requests not received within request_timeout_s (answered 408).");
+    fprintf(f, "redeemd_http_request_timeouts_total %llu\n", timeouts);
+    rd_prom_header(f, "redeemd_http_clients_gone_total", "counter",
+                   "Clients that closed their connection before their answer.");
+    fprintf(f, "redeemd_http_clients_gone_total %llu\n", gone);
 }
 
 void rd_metrics_redis_rtt(struct rd_mhist_snap *s)

@@ -258,6 +258,22 @@ int rd_pgpool_init(struct rd_pgpool *p, struct event_base *base, const struct rd
 
 void rd_pgpool_free(struct rd_pgpool *p)
 {
+    /* every query still running or queued ends, so that its request is answered; a done
+     * callback that submits again (a read that leads to another) ends here too */
+    p->closing = 1;
+    for (int i = 0; i < RD_PGPOOL_CONNS; i++) {
+        struct rd_pgq_conn *c = p->conns[i];
+        struct rd_pgq *q = c ? c->q : NULL;
+        if (q) {
+            c->q = NULL;
+            q->_conn = NULL;
+            q->on_done(q, 0, "shutting down");
+        }
+    }
+    while (p->queue_head) {
+        struct rd_pgq *q = pop(p);
+        q->on_done(q, 0, "shutting down");
+    }
     for (int i = 0; i < RD_PGPOOL_CONNS; i++) {
         if (!p->conns[i])
             continue;
@@ -281,7 +297,8 @@ void rd_pgpool_submit(struct rd_pgpool *p, struct rd_pgq *q)
     else
         p->queue_head = q;
     p->queue_tail = q;
-    event_active(p->kick_ev, EV_TIMEOUT, 0);
+    if (!p->closing)
+        event_active(p->kick_ev, EV_TIMEOUT, 0);
 }
 
 void rd_pgq_resume(struct rd_pgq *q)

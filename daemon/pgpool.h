@@ -24,6 +24,15 @@
 #define RD_PGPOOL_CONNS  2
 #define RD_PGQ_MAXPARAMS 16
 
+/*
+ * What a query costs, which decides its lane and its time limit:
+ *   LIGHT   single rows and ledger pages: read_timeout_ms, and always a connection of their
+ *           own (heavy queries never hold every connection)
+ *   HEAVY   stats, coupon listings: read_timeout_ms, at most pg_read_conns - 1 at once
+ *   EXPORT  CSV streams of any size: export_timeout_ms, in the heavy lane
+ */
+enum rd_pgq_class { RD_PGQ_LIGHT = 0, RD_PGQ_HEAVY, RD_PGQ_EXPORT };
+
 struct rd_pgq;
 /** One row (borrowed, valid during the call). Return 1 to pause until rd_pgq_resume(). */
 typedef int rd_pgq_row_cb(struct rd_pgq *q, const PGresult *row);
@@ -31,6 +40,7 @@ typedef int rd_pgq_row_cb(struct rd_pgq *q, const PGresult *row);
 typedef void rd_pgq_done_cb(struct rd_pgq *q, int ok, const char *err);
 
 struct rd_pgq {
+    enum rd_pgq_class cls;
     const char *sql; /* borrowed until sent */
     int nparams;
     const char *params[RD_PGQ_MAXPARAMS]; /* borrowed until sent (libpq copies) */
@@ -53,6 +63,7 @@ struct rd_pgpool {
     struct rd_pgq_conn *conns[RD_PGPOOL_CONNS];
     struct rd_pgq *queue_head, *queue_tail;
     struct event *kick_ev;            /* runs queued work outside the caller's stack */
+    int closing;                      /* rd_pgpool_free() is failing what is left */
     atomic_ullong connects, failures; /* read by /metrics on any worker */
 };
 

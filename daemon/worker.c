@@ -65,18 +65,18 @@ static void on_relisten(evutil_socket_t fd, short what, void *arg)
     struct rd_worker *w = arg;
     (void)fd;
     (void)what;
-    if (w->bound && !w->stopping)
-        evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
+    if (w->listener && !w->stopping)
+        evconnlistener_enable(w->listener);
 }
 
-/* evhttp installs no accept error callback: on EMFILE the listener would spin. Pause it and
- * try again shortly, while existing connections finish and free descriptors. */
+/* On EMFILE a listener without an error callback would spin: pause it and try again
+ * shortly, while existing connections finish and free descriptors. */
 static _Thread_local struct rd_worker *current_worker;
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    /* arg is the evhttp (evhttp_bind_listener set it as the listener's argument), so the
-     * worker comes from the thread: each worker thread runs exactly one listener. */
+    /* arg is the server core's; the worker comes from the thread, which runs exactly one
+     * listener */
     struct rd_worker *w = current_worker;
     (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
@@ -108,10 +108,8 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
         return;
     w->stopping = 1;
     w->stop_deadline_ms = rd_mono_ms() + (int64_t)w->cfg->shutdown_timeout_s * 1000;
-    if (w->bound) {
-        evhttp_del_accept_socket(w->http, w->bound);
-        w->bound = NULL;
-    }
+    rd_httpd_drain(w->http); /* frees the listener */
+    w->listener = NULL;
     rd_info("event=draining inflight=%d", w->inflight);
     struct timeval tv = {0, 10000};
     event_add(w->drain_ev, &tv);
@@ -135,23 +133,17 @@ int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, in
     event_config_free(ecfg);
     if (!w->base)
         return -1;
-    w->http = evhttp_new(w->base);
+    struct rd_httpd_limits lim = {
+        .max_header_bytes = (size_t)cfg->max_header_bytes,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .idle_ms = cfg->idle_timeout_s * 1000,
+        .request_ms = cfg->request_timeout_s * 1000,
+        .write_ms = cfg->idle_timeout_s * 1000,
+        .max_connections = cfg->max_connections,
+    };
+    w->http = rd_httpd_new(w->base, &lim, &w->hstats, rd_http_dispatch, rd_http_refuse, w);
     if (!w->http)
         return -1;
-    /* evhttp's defaults suit no public port (unlimited sizes, no server timeout). Its own
-     * body cap is only the memory bound; the configured limit is checked in read_body so that
-     * the client gets a JSON 413 rather than evhttp's HTML. */
-    size_t hard = (size_t)cfg->max_body_bytes * 4;
-    if (hard < (size_t)cfg->max_body_bytes + 65536)
-        hard = (size_t)cfg->max_body_bytes + 65536;
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)hard);
-    evhttp_set_max_headers_size(w->http, cfg->max_header_bytes);
-    evhttp_set_timeout(w->http, cfg->idle_timeout_s);
-    evhttp_set_default_content_type(w->http, "application/json");
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_OPTIONS);
-    evhttp_set_gencb(w->http, rd_http_dispatch, w);
 
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof(sin));
@@ -167,9 +159,8 @@ int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, in
                  strerror(errno));
         return -1;
     }
-    w->bound = evhttp_bind_listener(w->http, l);
-    if (!w->bound)
-        return -1;
+    w->listener = l;
+    rd_httpd_serve(w->http, l);
     w->relisten_ev = evtimer_new(w->base, on_relisten, w);
     evconnlistener_set_error_cb(l, on_accept_error);
     struct sockaddr_in got;
@@ -197,12 +188,18 @@ static void *worker_main(void *arg)
         abort();
     }
     event_base_dispatch(w->base);
-    /* Stop order: HTTP first (no request may still need Redis), then Redis, then keys. */
-    evhttp_free(w->http);
-    w->http = NULL;
+    /* Stop order: what can still answer a request first (Redis calls complete with "outcome
+     * unknown", pending reads fail; both answer 503), the connections last. Freeing the
+     * connections first left pending callbacks answering freed requests. */
     rd_redis_stop(&w->redis);
-    rd_apikeys_stop(&w->keys);
     rd_pgpool_free(&w->pgpool);
+    rd_apikeys_stop(&w->keys);
+    if (w->inflight > 0)
+        rd_error("event=unanswered_at_exit inflight=%d", w->inflight);
+    /* one more pass writes those last answers out where the socket takes them at once */
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    rd_httpd_free(w->http);
+    w->http = NULL;
     rd_info("event=worker_stopped");
     return NULL;
 }

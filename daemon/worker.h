@@ -1,28 +1,30 @@
 /* SPDX-License-Identifier: MIT
  *
- * A worker: one pthread that owns one event_base, its evhttp with a SO_REUSEPORT listener,
- * one Redis connection and one API-key cache. Workers share nothing mutable: the config is
- * read-only and a request is finished on the thread that accepted it (libevent #1001: the
- * http layer is not thread safe).
+ * A worker: one pthread that owns one event_base, its HTTP server core (httpd.h) with a
+ * SO_REUSEPORT listener, one Redis connection, a PostgreSQL read pool and one API-key cache.
+ * Workers share nothing mutable: the config is read-only and a request is finished on the
+ * thread that accepted it.
  *
  * The only cross-thread call is rd_worker_request_stop(), which activates the worker's
  * control event (evthread_use_pthreads() is called before any base is created).
  *
- * Shutdown: stop accepting, answer new requests on open connections with 503, wait for
- * in-flight requests (up to shutdown_timeout_s), then free evhttp (closing idle
- * keep-alive connections), drop Redis and leave the loop.
+ * Shutdown: stop accepting and close idle connections; answer new requests on open ones
+ * with 503 and close them after every answer; wait for in-flight requests (up to
+ * shutdown_timeout_s). Then, in this order: drop Redis and fail the PostgreSQL reads still
+ * pending (their requests are answered 503), and only then close the connections: no
+ * callback may answer a request whose connection is gone.
  */
 #ifndef RD_WORKER_H
 #define RD_WORKER_H
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
 #include "apikeys.h"
+#include "httpd.h"
 #include "metrics.h"
 #include "pgpool.h"
 #include "rd/config.h"
@@ -37,8 +39,8 @@ struct rd_worker {
     pthread_t thread;
     const struct rd_config *cfg; /* borrowed, immutable */
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct rd_httpd *http;
+    struct evconnlistener *listener; /* until handed to http */
     struct event *ctl_ev;
     struct event *drain_ev;
     struct event *relisten_ev;
@@ -46,6 +48,7 @@ struct rd_worker {
     struct rd_apikeys keys;
     struct rd_pgpool pgpool;
     struct rd_wmetrics m;
+    struct rd_httpd_stats hstats; /* written by http, read by /metrics on any worker */
     int stopping;
     int64_t stop_deadline_ms;
     atomic_int inflight;  /* read by /metrics on any worker */
@@ -56,7 +59,7 @@ struct rd_worker {
     size_t rnd_used;
 };
 
-/** Builds the worker's base, evhttp and listener on port (0 = any); *bound_port gets it. */
+/** Builds the worker's base, server and listener on port (0 = any); *bound_port gets it. */
 int rd_worker_init(struct rd_worker *w, int idx, const struct rd_config *cfg, int port,
                    int *bound_port);
 /** Starts the thread (which connects to Redis and serves until stopped). */

@@ -24,6 +24,8 @@ struct rd_config {
     int max_body_bytes;
     int max_header_bytes;
     int idle_timeout_s;
+    int request_timeout_s;
+    int max_connections;
     int max_inflight;
     int idempotency_ttl_s;
     int redemption_ttl_s;

@@ -31,4 +31,11 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
 /** Appends s as one COPY text field (escaped), or \N when s is NULL. */
 void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len);
 
+/**
+ * Appends a PostgreSQL array literal of the n strings v, every element quoted ({"a","b\"c"}),
+ * for one parameter such as "= ANY($1::text[])": a filter of any number of values costs one
+ * parameter. Optional suffix is appended to every element (a LIKE prefix's "%").
+ */
+void rd_pg_text_array(struct rd_sbuf *out, const char *const *v, int n, const char *suffix);
+
 #endif

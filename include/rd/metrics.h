@@ -65,7 +65,7 @@ void rd_prom_header(FILE *f, const char *name, const char *type, const char *hel
 void rd_prom_label_value(FILE *f, const char *s);
 
 /* The HTTP statuses counted one by one; anything else is counted as "other". */
-#define RD_MSTATUS_N 17
+#define RD_MSTATUS_N 23
 extern const int rd_mstatus_codes[RD_MSTATUS_N]; /* the last slot is 0 = other */
 /** The slot of an HTTP status in rd_mstatus_codes. */
 int rd_mstatus_slot(int http);

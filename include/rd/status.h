@@ -16,6 +16,13 @@ enum rd_status {
     RD_E_FORBIDDEN,
     RD_E_NOT_FOUND, /* no such route */
     RD_E_METHOD_NOT_ALLOWED,
+    /* transport-level refusals: the request as HTTP, before any route sees it */
+    RD_E_HEADERS_TOO_LARGE,
+    RD_E_REQUEST_TIMEOUT,
+    RD_E_UNSUPPORTED_MEDIA,
+    RD_E_EXPECTATION_FAILED,
+    RD_E_NOT_IMPLEMENTED,
+    RD_E_HTTP_VERSION,
     RD_E_COUPON_NOT_FOUND,
     RD_E_REDEMPTION_NOT_FOUND,
     RD_E_COUPON_EXISTS,

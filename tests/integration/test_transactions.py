@@ -171,7 +171,7 @@ def test_large_export_streams_in_constant_memory(ledger):
                       headers={"Authorization": f"Bearer {fraud.key}",
                                "Accept": "text/csv"}) as r:
         next(r.iter_content(chunk_size=1024))
-    wait_for(lambda: "event=export_abandoned" in d.log(), timeout=30, what="export abandoned")
+    wait_for(lambda: "event=read_abandoned" in d.log(), timeout=30, what="export abandoned")
     assert fraud.get("/v1/transactions?limit=1").status_code == 200
 
 

@@ -91,13 +91,30 @@ static void copy_escaping(void **state)
     rd_sbuf_free(&b);
 }
 
+/* Filter values reach PostgreSQL as one array literal: quotes and backslashes escaped. */
+static void text_arrays(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    const char *v[] = {"a", "b c", "q\"uote", "back\\slash", "{x,y}", ""};
+    rd_pg_text_array(&b, v, 6, NULL);
+    assert_string_equal(b.buf, "{\"a\",\"b c\",\"q\\\"uote\",\"back\\\\slash\",\"{x,y}\",\"\"}");
+    b.len = 0;
+    rd_pg_text_array(&b, v, 2, "%");
+    assert_string_equal(b.buf, "{\"a%\",\"b c%\"}");
+    b.len = 0;
+    rd_pg_text_array(&b, v, 0, NULL);
+    assert_string_equal(b.buf, "{}");
+    rd_sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(accepted_redeem),
-        cmocka_unit_test(rejected_and_admin),
-        cmocka_unit_test(refused),
-        cmocka_unit_test(copy_escaping),
+        cmocka_unit_test(accepted_redeem), cmocka_unit_test(rejected_and_admin),
+        cmocka_unit_test(refused),         cmocka_unit_test(copy_escaping),
+        cmocka_unit_test(text_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
