@@ -70,7 +70,7 @@ static const struct setting settings[] = {
      "who may read GET /metrics: loopback (clients on 127.0.0.0/8), any, or off"},
     {"access_log", C_BOOL, OFF(access_log), 0, 0, 1, "false", "log one line per request"},
     {"test_clock", C_BOOL, OFF(test_clock), 0, 0, 1, "false",
-     "honour the X-Redeemd-Now header (tests only; never in production)"},
+     "honour the X-Redeemd-Now and X-Redeemd-Test-* headers (tests only; never in production)"},
     {"port_file", C_STR, OFF(port_file), SZ(port_file), 0, 0, "",
      "write the bound port to this file once listening"},
     {"shipper", C_BOOL, OFF(shipper), 0, 0, 1, "true",
@@ -102,7 +102,13 @@ static const struct setting settings[] = {
     {"batch_lease_ms", C_INT, OFF(batch_lease_ms), 0, 1000, 3600000, "30000",
      "a batch job whose daemon has not reported for this long is taken over"},
     {"query_timeout_ms", C_INT, OFF(query_timeout_ms), 0, 100, 3600000, "300000",
-     "statement_timeout of ledger reads (GET /v1/transactions exports)"},
+     "statement_timeout of ledger exports (CSV of transactions, coupons, batch codes)"},
+    {"read_timeout_ms", C_INT, OFF(read_timeout_ms), 0, 100, 3600000, "10000",
+     "statement_timeout of every other ledger read (pages, stats, single rows); then 503"},
+    {"read_queue_ms", C_INT, OFF(read_queue_ms), 0, 10, 600000, "2000",
+     "a ledger read that waits longer than this for a connection answers 503"},
+    {"pg_read_conns", C_INT, OFF(pg_read_conns), 0, 2, 16, "3",
+     "PostgreSQL read connections per worker; heavy reads hold at most all but one"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -501,13 +501,31 @@ static int on_row(struct rd_pgq *q, const PGresult *row)
     return 0;
 }
 
-/* A read that failed, answered by why: the ledger down, or a time limit (both 503: worth a
- * retry, said with Retry-After). */
+/* A read that failed, answered by why (all 503 with Retry-After: each is worth a retry). */
 static void read_failed(struct rd_req *r, const struct rd_pgq *q, const char *err)
 {
-    rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
-    (void)q;
-    rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+    const struct rd_config *cfg = r->w->cfg;
+    switch (q->fail) {
+    case RD_PGQ_E_QUEUE:
+        rd_reply_error(r, RD_E_UNAVAILABLE, "too many ledger reads are waiting; retry shortly",
+                       json_pack("{s:s, s:i}", "reason", "read_queue_full", "read_queue_ms",
+                                 cfg->read_queue_ms));
+        return;
+    case RD_PGQ_E_TIMEOUT: {
+        int limit = q->cls == RD_PGQ_EXPORT ? cfg->query_timeout_ms : cfg->read_timeout_ms;
+        rd_warn("event=ledger_read_timeout req=%s path=\"%s\" limit_ms=%d", r->request_id, r->path,
+                limit);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the ledger read took longer than its limit of %d ms", limit);
+        rd_reply_error(r, RD_E_UNAVAILABLE, msg,
+                       json_pack("{s:s, s:i}", "reason", "read_timeout", "limit_ms", limit));
+        return;
+    }
+    default:
+        rd_warn("event=ledger_query_failed req=%s err=\"%s\"", r->request_id, err);
+        rd_reply_error(r, RD_E_UNAVAILABLE, "the ledger cannot be read right now", NULL);
+        return;
+    }
 }
 
 static void on_done(struct rd_pgq *q, int ok, const char *err)
@@ -575,6 +593,10 @@ static void submit(struct rd_req *r, rd_pgq_row_cb *row_cb, rd_pgq_done_cb *done
         return;
     }
     lr->pgq.sql = lr->sql.buf;
+    if (r->w->cfg->test_clock) { /* tests only: the read holds its connection this long */
+        const char *sleep = rd_req_header(r, "X-Redeemd-Test-Pg-Sleep-Ms");
+        lr->pgq.test_sleep_ms = sleep ? atoi(sleep) : 0;
+    }
     lr->pgq.on_row = row_cb;
     lr->pgq.on_done = done_cb;
     lr->pgq.arg = r;

@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "batcher.h"
 #include "metrics.h"
+#include "pgcancel.h"
 #include "pgconn.h"
 #include "pgprobe.h"
 #include "shipper.h"
@@ -100,6 +102,16 @@ int main(int argc, char **argv)
         cfg.workers = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
     }
     rd_log_set_level(rd_log_level_parse(cfg.log_level));
+    /* every connection is a descriptor: make room for max_connections on every worker */
+    struct rlimit nofile;
+    rlim_t need = (rlim_t)cfg.workers * (rlim_t)cfg.max_connections + 512;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need) {
+        nofile.rlim_cur = need < nofile.rlim_max ? need : nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur < need)
+            rd_warn("event=nofile_limit limit=%llu needed=%llu msg=\"max_connections cannot "
+                    "be reached on every worker; raise the hard limit (ulimit -Hn)\"",
+                    (unsigned long long)nofile.rlim_cur, (unsigned long long)need);
+    }
     event_set_log_callback(libevent_log);
     event_set_fatal_callback(libevent_fatal);
     if (evthread_use_pthreads() < 0) {
@@ -138,6 +150,10 @@ int main(int argc, char **argv)
     }
     if (cfg.batches && rd_batcher_start(&cfg) < 0) {
         fprintf(stderr, "redeemd: cannot start the batch thread\n");
+        return 1;
+    }
+    if (rd_pgcancel_start() < 0) {
+        fprintf(stderr, "redeemd: cannot start the PostgreSQL cancel thread\n");
         return 1;
     }
     if (rd_pgprobe_start(&cfg) < 0) {
@@ -179,6 +195,7 @@ int main(int argc, char **argv)
     if (cfg.shipper)
         rd_shipper_stop();
     rd_pgprobe_stop();
+    rd_pgcancel_stop(); /* after the workers: the last cancels they asked for go out */
     event_free(sigterm);
     event_free(sigint);
     event_base_free(base);

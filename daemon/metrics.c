@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "pgcancel.h"
 #include "pgprobe.h"
 #include "shipper.h"
 #include "worker.h"
@@ -156,6 +157,26 @@ static void backend_metrics(FILE *f)
     rd_prom_header(f, "redeemd_pg_read_failures_total", "counter",
                    "Ledger-read PostgreSQL connections lost or refused.");
     fprintf(f, "redeemd_pg_read_failures_total %llu\n", pg_failures);
+    unsigned long long queue_to = 0, stmt_to = 0, cancels = 0, sent, dropped;
+    for (int i = 0; i < reg_n; i++) {
+        queue_to += rd_counter_get(&reg_workers[i].pgpool.queue_timeouts);
+        stmt_to += rd_counter_get(&reg_workers[i].pgpool.statement_timeouts);
+        cancels += rd_counter_get(&reg_workers[i].pgpool.cancels);
+    }
+    rd_pgcancel_counts(&sent, &dropped);
+    rd_prom_header(f, "redeemd_pg_read_queue_timeouts_total", "counter",
+                   "Ledger reads not started within read_queue_ms (answered 503).");
+    fprintf(f, "redeemd_pg_read_queue_timeouts_total %llu\n", queue_to);
+    rd_prom_header(f, "redeemd_pg_read_statement_timeouts_total", "counter",
+                   "Ledger reads stopped by their statement_timeout (answered 503).");
+    fprintf(f, "redeemd_pg_read_statement_timeouts_total %llu\n", stmt_to);
+    rd_prom_header(f, "redeemd_pg_read_cancelled_total", "counter",
+                   "Ledger reads cancelled in PostgreSQL because their client went away.");
+    fprintf(f, "redeemd_pg_read_cancelled_total %llu\n", cancels);
+    rd_prom_header(f, "redeemd_pg_cancel_requests_total", "counter",
+                   "Cancel requests sent to PostgreSQL, by outcome.");
+    fprintf(f, "redeemd_pg_cancel_requests_total{outcome=\"sent\"} %llu\n", sent);
+    fprintf(f, "redeemd_pg_cancel_requests_total{outcome=\"dropped\"} %llu\n", dropped);
     rd_prom_header(f, "redeemd_postgres_up", "gauge", "The PostgreSQL probe's last answer.");
     fprintf(f, "redeemd_postgres_up %d\n", rd_pgprobe_ok() ? 1 : 0);
 

@@ -225,6 +225,14 @@ def start_load(d, key, code, n, prefix):
     return stop, results, lock, threads
 
 
+def metric(text, name):
+    """The value of an unlabelled metric in a /metrics text, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def outbox_len(r, buckets=1024):
     """The real backlog: entries in every bucket's outbox stream, read from Redis itself."""
     p = r.pipeline(transaction=False)
