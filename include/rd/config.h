@@ -45,8 +45,8 @@ struct rd_config {
     int ship_claim_idle_ms;
     int ship_max_deliveries;
     int ship_pause_after_commit_ms; /* tests only: widens the COMMIT..XACK window */
-    int query_timeout_ms; /* exports (CSV) */
-    int read_timeout_ms;  /* every other ledger read */
+    int query_timeout_ms;           /* exports (CSV) */
+    int read_timeout_ms;            /* every other ledger read */
     int read_queue_ms;
     int pg_read_conns;
     long long voucher_max_balance; /* minor units */
