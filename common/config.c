@@ -179,7 +179,7 @@ static int set_value(struct rd_config *cfg, const struct setting *s, const char 
                      s->name, value);
             return -1;
         }
-        /* fall through */
+        __attribute__((fallthrough)); /* a valid level is stored as a string */
     case C_STR:
         if (strlen(value) >= s->size) {
             snprintf(err, errlen, "%s: %s is longer than %zu characters", origin, s->name,
@@ -230,6 +230,14 @@ int rd_config_load_file(struct rd_config *cfg, const char *path, char *err, size
         snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
         return -1;
     }
+    int rc = rd_config_load_stream(cfg, f, path, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int rd_config_load_stream(struct rd_config *cfg, FILE *f, const char *path, char *err,
+                          size_t errlen)
+{
     char line[2048], origin[1200];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof(line), f)) {
@@ -264,7 +272,6 @@ int rd_config_load_file(struct rd_config *cfg, const char *path, char *err, size
             break;
         }
     }
-    fclose(f);
     return rc;
 }
 

@@ -95,7 +95,7 @@ int rd_json_only_keys(const json_t *obj, const char *const *allowed, const char 
         if (!*a) {
             char field[96];
             snprintf(field, sizeof(field), "%s%s", prefix, key);
-            rd_verr_set(e, field, "unknown field");
+            rd_verr_set(e, field, *key ? "unknown field" : "an empty name is not a field");
             return -1;
         }
     }

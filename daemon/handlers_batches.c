@@ -165,7 +165,7 @@ void rd_h_batch_create(struct rd_req *r)
 
     rd_lread_new(r);
     rd_sbuf_addstr(
-        &r->lr->sql,
+        &r->lr->st.sql,
         "SELECT outcome, view::text FROM rd_batch_create($1, $2::bigint, $3, $4, $5, $6, "
         "$7::jsonb, $8::jsonb, $9, $10, $11::bigint)");
     rd_lread_param(r, id);
@@ -192,7 +192,7 @@ void rd_h_batch_create(struct rd_req *r)
 void rd_h_batches_list(struct rd_req *r)
 {
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->sql,
+    rd_sbuf_addstr(&r->lr->st.sql,
                    "SELECT jsonb_build_object('data', coalesce(jsonb_agg(rd_batch_json(b) ORDER BY "
                    "b.created_at DESC, b.id), '[]'))::text FROM (SELECT * FROM batches ORDER BY "
                    "created_at DESC, id LIMIT 100) b");
@@ -204,7 +204,7 @@ void rd_h_batch_get(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->sql, "SELECT rd_batch_json(b)::text FROM batches b WHERE b.id = $1");
+    rd_sbuf_addstr(&r->lr->st.sql, "SELECT rd_batch_json(b)::text FROM batches b WHERE b.id = $1");
     rd_lread_param(r, r->param);
     rd_lread_object(r, on_view_row, RD_E_BATCH_NOT_FOUND);
 }
@@ -232,7 +232,8 @@ void rd_h_batch_cancel(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->sql, "SELECT outcome, view::text FROM rd_batch_cancel($1, $2, $3, $4)");
+    rd_sbuf_addstr(&r->lr->st.sql,
+                   "SELECT outcome, view::text FROM rd_batch_cancel($1, $2, $3, $4)");
     rd_lread_param(r, r->param);
     rd_lread_param(r, r->key_id);
     rd_lread_param(r, r->request_id);
@@ -250,7 +251,7 @@ void rd_h_batch_codes(struct rd_req *r)
     if (path_batch(r) < 0)
         return;
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->sql, "SELECT '{}' FROM batches WHERE id = $1");
+    rd_sbuf_addstr(&r->lr->st.sql, "SELECT '{}' FROM batches WHERE id = $1");
     rd_lread_param(r, r->param);
     r->lr->then = rd_lread_codes_csv; /* the batch exists: stream its codes */
     rd_lread_object(r, on_view_row, RD_E_BATCH_NOT_FOUND);

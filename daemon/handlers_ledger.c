@@ -25,14 +25,11 @@
 #include "http.h"
 #include "shipper.h"
 #include "rd/ledger.h"
+#include "rd/listing.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
 
-#define PAGE_DEFAULT 100
-#define PAGE_MAX     1000
-#define CHUNK_BYTES  65536
-/* times a filter may be given ("any of"): each value is a comparison in PostgreSQL */
-#define RD_FILTER_MAX_VALUES 20
+#define CHUNK_BYTES 65536
 
 /*
  * A listing: what its query returns and how each column is written. Column 0 of every row is
@@ -82,369 +79,72 @@ static const struct listing code_listing = {code_cols, 1};
 
 enum { COL_CURSOR = 0, COL_FIRST = 1 };
 
-#define SELECT_LIST                                                                                \
-    "SELECT txid::text || '.' || txn_id, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, "  \
-    "outcome, "                                                                                    \
-    "reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "           \
-    "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
-    "FROM transactions"
-
 /* ---- statement parameters ---------------------------------------------------------------- */
 
 int rd_lread_param_owned(struct rd_req *r, char *v)
 {
-    struct rd_lread *lr = r->lr;
-    if (lr->pgq.nparams >= RD_PGQ_MAXPARAMS) {
-        free(v);
-        lr->overflow = 1;
-        return -1;
-    }
-    int i = lr->pgq.nparams++;
-    lr->params[i] = v;
-    lr->pgq.params[i] = v;
-    return i + 1;
+    return rd_stmt_param_owned(&r->lr->st, v);
 }
 
 int rd_lread_param(struct rd_req *r, const char *v)
 {
-    char *copy = NULL;
-    if (v && !(copy = strdup(v)))
-        abort();
-    if (!v) { /* SQL NULL */
-        if (r->lr->pgq.nparams >= RD_PGQ_MAXPARAMS) {
-            r->lr->overflow = 1;
-            return -1;
-        }
-        int i = r->lr->pgq.nparams++;
-        r->lr->params[i] = NULL;
-        r->lr->pgq.params[i] = NULL;
-        return i + 1;
-    }
-    return rd_lread_param_owned(r, copy);
+    return rd_stmt_param(&r->lr->st, v);
 }
 
-/* Appends pre, parameter number n, then post: " AND code = $3". */
-static void cond(struct rd_req *r, const char *pre, int n, const char *post)
-{
-    rd_sbuf_addf(&r->lr->sql, "%s%d%s", pre, n, post);
-}
+/* ---- rows ------------------------------------------------------------------------------ */
 
-static int bad(struct rd_req *r, const char *field, const char *msg)
-{
-    struct rd_verr e;
-    rd_verr_set(&e, field, "%s", msg);
-    rd_reply_verr(r, &e);
-    return -1;
-}
-
-/* ---- query parameters ------------------------------------------------------------------------
- *
- * A listing's parameters come from a fixed table. A filter may be given up to
- * RD_FILTER_MAX_VALUES times and means "any of these" (?kind=pay&kind=refund); it becomes one
- * statement parameter, an array, however many values it has. Every other parameter (dates,
- * limit, cursor) may be given once. Beyond that: 400 naming the parameter. */
-
-struct qrule {
-    const char *name;
-    int many; /* a filter: any of up to RD_FILTER_MAX_VALUES values */
-};
-
-struct qvals {
-    int n;
-    const char *v[RD_FILTER_MAX_VALUES];
-};
-
-/* Parses r's query string and sorts its values by rule (vals[i] for rules[i]). */
-static int gather(struct rd_req *r, const struct qrule *rules, struct qvals *vals)
-{
-    const char *why;
-    if (rd_query_parse(rd_hreq_head(r->hr)->query, &r->lr->query, &why) != RD_OK)
-        return bad(r, "query", why);
-    const struct rd_query *q = &r->lr->query;
-    for (int i = 0; i < q->n; i++) {
-        const char *k = q->names[i], *v = q->values[i];
-        int rule = -1;
-        for (int j = 0; rules[j].name; j++)
-            if (!strcmp(rules[j].name, k))
-                rule = j;
-        if (rule < 0)
-            return bad(r, k, "unknown parameter");
-        if (strlen(v) == 0 || strlen(v) > 128)
-            return bad(r, k, "must be 1 to 128 printable characters");
-        struct qvals *qv = &vals[rule];
-        if (!rules[rule].many && qv->n == 1)
-            return bad(r, k, "may be given once");
-        if (qv->n == RD_FILTER_MAX_VALUES) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "may be given at most %d times (any of them matches)",
-                     RD_FILTER_MAX_VALUES);
-            return bad(r, k, msg);
-        }
-        qv->v[qv->n++] = v;
-    }
-    return 0;
-}
-
-/* The values of one filter as one array parameter; its number, or -1. */
-static int array_param(struct rd_req *r, const char *const *v, int n, const char *suffix)
-{
-    struct rd_sbuf b;
-    rd_sbuf_init(&b);
-    rd_pg_text_array(&b, v, n, suffix);
-    return rd_lread_param_owned(r, b.buf); /* taken over */
-}
-
-/* A filter column = any of the values: " AND <col> = ANY($n::<type>[])". */
-static void any_of(struct rd_req *r, const char *col, const char *op, const char *type,
-                   const struct qvals *qv)
-{
-    if (qv->n == 0)
-        return;
-    char pre[96], post[32];
-    snprintf(pre, sizeof(pre), " AND %s %s ANY($", col, op);
-    snprintf(post, sizeof(post), "::%s[])", type);
-    cond(r, pre, array_param(r, qv->v, qv->n, NULL), post);
-}
-
-/* A client ip filter: an address, or a CIDR block. */
-static int valid_ip_filter(const char *s)
-{
-    char buf[64];
-    unsigned char addr[16];
-    if (strlen(s) >= sizeof(buf))
-        return 0;
-    snprintf(buf, sizeof(buf), "%s", s);
-    char *slash = strchr(buf, '/');
-    int max = 128;
-    if (slash)
-        *slash = '\0';
-    if (inet_pton(AF_INET, buf, addr) == 1)
-        max = 32;
-    else if (inet_pton(AF_INET6, buf, addr) != 1)
-        return 0;
-    if (!slash)
-        return 1;
-    char *end;
-    long bits = strtol(slash + 1, &end, 10);
-    return *end == '\0' && slash[1] && bits >= 0 && bits <= max;
-}
-
-static int in(const char *v, const char *const *set)
-{
-    for (; *set; set++)
-        if (!strcmp(v, *set))
-            return 1;
-    return 0;
-}
-
-/* Every value of qv must be in set; else 400 with msg. */
-static int all_in(struct rd_req *r, const char *name, const struct qvals *qv,
-                  const char *const *set, const char *msg)
-{
-    for (int i = 0; i < qv->n; i++)
-        if (!in(qv->v[i], set))
-            return bad(r, name, msg);
-    return 0;
-}
-
-static int parse_limit(struct rd_req *r, const struct qvals *qv)
-{
-    if (qv->n == 0)
-        return 0;
-    char *end;
-    long n = strtol(qv->v[0], &end, 10);
-    if (*end || n < 1 || n > PAGE_MAX)
-        return bad(r, "limit", "must be an integer from 1 to 1000");
-    r->lr->limit = n;
-    return 0;
-}
-
-/* A time parameter as RFC 3339 (ts) or epoch ms (ms); 0 if absent, -1 answered. */
-static int time_param(struct rd_req *r, const char *name, const struct qvals *qv, int as_ms,
-                      const char *pre, const char *post)
-{
-    if (qv->n == 0)
-        return 0;
-    int64_t ms;
-    if (rd_time_parse(qv->v[0], &ms) < 0)
-        return bad(r, name, "must be an RFC 3339 time");
-    char buf[RD_TIME_BUFSZ];
-    if (as_ms)
-        snprintf(buf, sizeof(buf), "%lld", (long long)ms);
-    else
-        rd_time_format(ms, buf);
-    cond(r, pre, rd_lread_param(r, buf), post);
-    return 0;
-}
-
-/* ---- GET /v1/transactions ------------------------------------------------------------------ */
-
-enum {
-    TQ_CODE,
-    TQ_USER,
-    TQ_IP,
-    TQ_KIND,
-    TQ_OUTCOME,
-    TQ_REASON,
-    TQ_FROM,
-    TQ_TO,
-    TQ_LIMIT,
-    TQ_CURSOR,
-    TQ__COUNT
-};
-static const struct qrule tx_rules[TQ__COUNT + 1] = {
-    [TQ_CODE] = {"code", 1},     [TQ_USER] = {"user_id", 1},    [TQ_IP] = {"client_ip", 1},
-    [TQ_KIND] = {"kind", 1},     [TQ_OUTCOME] = {"outcome", 1}, [TQ_REASON] = {"reason", 1},
-    [TQ_FROM] = {"from", 0},     [TQ_TO] = {"to", 0},           [TQ_LIMIT] = {"limit", 0},
-    [TQ_CURSOR] = {"cursor", 0}, [TQ__COUNT] = {NULL, 0}};
-
-static int build_query(struct rd_req *r)
-{
-    static const char *const kinds[] = {"redeem",
-                                        "reverse",
-                                        "validate",
-                                        "pay",
-                                        "refund",
-                                        "recharge",
-                                        "share",
-                                        "coupon_create",
-                                        "coupon_update",
-                                        "coupon_disable",
-                                        "coupon_enable",
-                                        "coupon_archive",
-                                        NULL};
-    static const char *const outcomes[] = {"accepted", "rejected", NULL};
-    struct qvals q[TQ__COUNT] = {{0}};
-    r->lr->ls = &tx_listing;
-    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
-    if (gather(r, tx_rules, q) < 0)
-        return -1;
-    rd_sbuf_addstr(&r->lr->sql,
-                   SELECT_LIST " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())");
-
-    char codes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1];
-    const char *cv[RD_FILTER_MAX_VALUES];
-    for (int i = 0; i < q[TQ_CODE].n; i++) {
-        const char *v = q[TQ_CODE].v[i];
-        if (rd_code_normalize(v, strlen(v), codes[i]) < 0)
-            return bad(r, "code", "is not a valid coupon code");
-        cv[i] = codes[i];
-    }
-    struct qvals qcodes = q[TQ_CODE];
-    memcpy(qcodes.v, cv, sizeof(cv[0]) * (size_t)qcodes.n);
-    for (int i = 0; i < q[TQ_IP].n; i++)
-        if (!valid_ip_filter(q[TQ_IP].v[i]))
-            return bad(r, "client_ip", "must be an IP address or a CIDR block");
-    for (int i = 0; i < q[TQ_REASON].n; i++) {
-        const char *v = q[TQ_REASON].v[i];
-        if (rd_status_from_name(v) == RD_E_INTERNAL && strcmp(v, "internal") != 0)
-            return bad(r, "reason", "is not an error code");
-    }
-    if (all_in(r, "kind", &q[TQ_KIND], kinds, "is not a transaction kind") < 0 ||
-        all_in(r, "outcome", &q[TQ_OUTCOME], outcomes, "must be accepted or rejected") < 0 ||
-        parse_limit(r, &q[TQ_LIMIT]) < 0)
-        return -1;
-    any_of(r, "code", "=", "text", &qcodes);
-    any_of(r, "user_id", "=", "text", &q[TQ_USER]);
-    any_of(r, "client_ip", "<<=", "inet", &q[TQ_IP]);
-    any_of(r, "kind", "=", "text", &q[TQ_KIND]);
-    any_of(r, "outcome", "=", "text", &q[TQ_OUTCOME]);
-    any_of(r, "reason", "=", "text", &q[TQ_REASON]);
-    if (time_param(r, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz") < 0 ||
-        time_param(r, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz") < 0)
-        return -1;
-    if (q[TQ_CURSOR].n) {
-        /* opaque to clients: "<txid>.<txn_id>" */
-        const char *v = q[TQ_CURSOR].v[0];
-        const char *dot = strchr(v, '.');
-        size_t dl = dot ? (size_t)(dot - v) : 0;
-        if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
-            strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(dot + 1))
-            return bad(r, "cursor", "is not a cursor this service issued");
-        char txid[24];
-        snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);
-        cond(r, " AND (txid, txn_id) > ($", rd_lread_param(r, txid), "::xid8, ");
-        cond(r, "$", rd_lread_param(r, dot + 1), ")");
-    }
-    rd_sbuf_addstr(&r->lr->sql, " ORDER BY txid, txn_id");
-    if (r->lr->limit > 0) /* one row more than asked tells whether there is a next page */
-        rd_sbuf_addf(&r->lr->sql, " LIMIT %ld", r->lr->limit + 1);
-    return 0;
-}
-
-/* ---- JSON pages ------------------------------------------------------------------------ */
+/* A row is written into r->lr->row (kept for the next row), then into the chunk at once. */
 
 static void row_json(struct rd_req *r, const PGresult *row)
 {
     const struct listing *ls = r->lr->ls;
-    struct evbuffer *out = r->lr->chunk;
-    evbuffer_add_printf(out, "%s{", r->lr->rows ? "," : "");
+    struct rd_sbuf *b = &r->lr->row;
+    b->len = 0;
+    rd_sbuf_add(b, r->lr->rows ? ",{" : "{", r->lr->rows ? 2 : 1);
     for (int c = COL_FIRST; ls->cols[c - 1].name; c++) {
         const char *name = ls->cols[c - 1].name;
         char type = ls->cols[c - 1].type;
-        struct rd_sbuf b;
-        rd_sbuf_init(&b);
-        rd_sbuf_add_jstr(&b, name, strlen(name));
-        evbuffer_add(out, b.buf, b.len);
-        evbuffer_add(out, ":", 1);
+        rd_sbuf_add_jstr(b, name, strlen(name));
+        rd_sbuf_add(b, ":", 1);
         if (PQgetisnull(row, 0, c)) {
-            evbuffer_add(out, "null", 4);
+            rd_sbuf_add(b, "null", 4);
         } else if (type == 't') {
             char buf[RD_TIME_BUFSZ];
-            evbuffer_add_printf(out, "\"%s\"", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
+            rd_sbuf_addf(b, "\"%s\"", rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
         } else if (type == 'n' || type == 'j') {
-            evbuffer_add(out, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+            rd_sbuf_add(b, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
         } else {
-            b.len = 0;
-            rd_sbuf_add_jstr(&b, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
-            evbuffer_add(out, b.buf, b.len);
+            rd_sbuf_add_jstr(b, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
         }
-        rd_sbuf_free(&b);
-        evbuffer_add(out, ls->cols[c].name ? "," : "}", 1);
+        rd_sbuf_add(b, ls->cols[c].name ? "," : "}", 1);
     }
+    evbuffer_add(r->lr->chunk, b->buf, b->len);
 }
 
-/* ---- CSV (RFC 4180) -------------------------------------------------------------------- */
-
-static void csv_field(struct evbuffer *out, const char *s, size_t len)
-{
-    if (strcspn(s, ",\"\r\n") >= len) {
-        evbuffer_add(out, s, len);
-        return;
-    }
-    evbuffer_add(out, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"')
-            evbuffer_add(out, "\"\"", 2);
-        else
-            evbuffer_add(out, s + i, 1);
-    }
-    evbuffer_add(out, "\"", 1);
-}
-
+/* RFC 4180, with the row's cursor last so that an interrupted export can resume after it. */
 static void row_csv(struct rd_req *r, const PGresult *row)
 {
     const struct listing *ls = r->lr->ls;
+    struct rd_sbuf *b = &r->lr->row;
+    b->len = 0;
     for (int c = COL_FIRST; ls->cols[c - 1].name; c++) {
         if (c > COL_FIRST)
-            evbuffer_add(r->lr->chunk, ",", 1);
+            rd_sbuf_add(b, ",", 1);
         if (PQgetisnull(row, 0, c))
             continue;
         if (ls->cols[c - 1].type == 't') {
             char buf[RD_TIME_BUFSZ];
-            evbuffer_add_printf(r->lr->chunk, "%s",
-                                rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
+            rd_sbuf_addstr(b, rd_time_format(atoll(PQgetvalue(row, 0, c)), buf));
         } else {
-            csv_field(r->lr->chunk, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
+            rd_csv_field(b, PQgetvalue(row, 0, c), (size_t)PQgetlength(row, 0, c));
         }
     }
-    /* the row's cursor, so an interrupted export can resume after it */
     if (!ls->no_cursor) {
-        evbuffer_add(r->lr->chunk, ",", 1);
-        csv_field(r->lr->chunk, PQgetvalue(row, 0, COL_CURSOR),
-                  (size_t)PQgetlength(row, 0, COL_CURSOR));
+        rd_sbuf_add(b, ",", 1);
+        rd_csv_field(b, PQgetvalue(row, 0, COL_CURSOR), (size_t)PQgetlength(row, 0, COL_CURSOR));
     }
-    evbuffer_add(r->lr->chunk, "\r\n", 2);
+    rd_sbuf_add(b, "\r\n", 2);
+    evbuffer_add(r->lr->chunk, b->buf, b->len);
 }
 
 /* ---- streaming -------------------------------------------------------------------------- */
@@ -577,22 +277,25 @@ static void on_gone(struct rd_hreq *h, void *arg)
 
 void rd_lread_new(struct rd_req *r)
 {
-    r->lr = calloc(1, sizeof(*r->lr));
+    r->lr = calloc(1, sizeof(*r->lr)); /* a zeroed statement and row buffer are empty ones */
     if (!r->lr)
         abort();
-    rd_sbuf_init(&r->lr->sql);
 }
 
 /* Sends the statement in r->lr (or answers 500 if it could not be built). */
 static void submit(struct rd_req *r, rd_pgq_row_cb *row_cb, rd_pgq_done_cb *done_cb)
 {
     struct rd_lread *lr = r->lr;
-    if (lr->overflow) {
-        rd_error("event=too_many_sql_params req=%s max=%d", r->request_id, RD_PGQ_MAXPARAMS);
+    if (lr->st.overflow) {
+        rd_error("event=too_many_sql_params req=%s max=%d", r->request_id, RD_STMT_MAXPARAMS);
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
-    lr->pgq.sql = lr->sql.buf;
+    _Static_assert(RD_STMT_MAXPARAMS <= RD_PGQ_MAXPARAMS, "a statement must fit a query");
+    lr->pgq.sql = lr->st.sql.buf;
+    lr->pgq.nparams = lr->st.nparams;
+    for (int i = 0; i < lr->st.nparams; i++)
+        lr->pgq.params[i] = lr->st.params[i];
     if (r->w->cfg->test_clock) { /* tests only: the read holds its connection this long */
         const char *sleep = rd_req_header(r, "X-Redeemd-Test-Pg-Sleep-Ms");
         lr->pgq.test_sleep_ms = sleep ? atoi(sleep) : 0;
@@ -621,175 +324,42 @@ static int wants_csv(const struct rd_req *r)
     return accept && strstr(accept, "text/csv") != NULL;
 }
 
-void rd_h_transactions(struct rd_req *r)
+/* Builds listing which from the query string and starts it; 400 naming the parameter. */
+static void list(struct rd_req *r, enum rd_listing which)
 {
-    rd_lread_new(r);
-    r->lr->csv = wants_csv(r);
-    /* a page of the ledger is a small read; an export is a long one */
-    r->lr->pgq.cls = r->lr->csv ? RD_PGQ_EXPORT : RD_PGQ_LIGHT;
-    if (build_query(r) < 0)
+    struct rd_verr e;
+    if (rd_listing_build(&r->lr->st, &r->lr->query, &r->lr->limit, which,
+                         rd_hreq_head(r->hr)->query, r->lr->csv, r->now_ms, &e) < 0) {
+        rd_reply_verr(r, &e);
         return;
+    }
     start_read(r);
 }
 
+void rd_h_transactions(struct rd_req *r)
+{
+    rd_lread_new(r);
+    r->lr->ls = &tx_listing;
+    r->lr->csv = wants_csv(r);
+    /* a page of the ledger is a small read; an export is a long one */
+    r->lr->pgq.cls = r->lr->csv ? RD_PGQ_EXPORT : RD_PGQ_LIGHT;
+    list(r, RD_LIST_TRANSACTIONS);
+}
+
 /* ---- GET /v1/coupons: the coupons mirror, with live figures from the ledger --------------- */
-
-/* Per coupon: the mirror's definition (the Redis hash fields as written) and, from its ledger
- * rows, live uses (redemptions not reversed, payments not refunded in full), shares and
- * voucher money; the status is derived as rd_coupon_status() does. $1 is now (ms). */
-#define COUPON_SELECT                                                                              \
-    "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
-    "x.expires, x.balance, x.currency, x.batch_id FROM (SELECT m.code, y.kind, m.campaign, "       \
-    "m.d_tags AS tags, u.used, u.shares, "                                                         \
-    "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, m.d_expires AS expires, "       \
-    "m.d_currency AS currency, y.balance, m.batch_id, "                                            \
-    "rd_coupon_state(m.archived, m.d_status, m.d_starts, m.d_expires, m.d_l_total, y.kind, "       \
-    "u.used, y.balance, $1::bigint) AS status "                                                    \
-    "FROM coupons m CROSS JOIN LATERAL rd_coupon_live(m.code) u CROSS JOIN LATERAL (SELECT "       \
-    "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
-    "m.d_bal + u.recharged - u.spent + u.refunded END AS balance) y WHERE true"
-
-enum {
-    CQ_STATUS,
-    CQ_KIND,
-    CQ_CAMPAIGN,
-    CQ_TAG,
-    CQ_PREFIX,
-    CQ_BATCH,
-    CQ_CREATED_FROM,
-    CQ_CREATED_TO,
-    CQ_EXPIRES_FROM,
-    CQ_EXPIRES_TO,
-    CQ_SHARED,
-    CQ_LIMIT,
-    CQ_CURSOR,
-    CQ__COUNT
-};
-static const struct qrule coupon_rules[CQ__COUNT + 1] = {[CQ_STATUS] = {"status", 1},
-                                                         [CQ_KIND] = {"kind", 1},
-                                                         [CQ_CAMPAIGN] = {"campaign", 1},
-                                                         [CQ_TAG] = {"tag", 1},
-                                                         [CQ_PREFIX] = {"prefix", 1},
-                                                         [CQ_BATCH] = {"batch", 1},
-                                                         [CQ_CREATED_FROM] = {"created_from", 0},
-                                                         [CQ_CREATED_TO] = {"created_to", 0},
-                                                         [CQ_EXPIRES_FROM] = {"expires_from", 0},
-                                                         [CQ_EXPIRES_TO] = {"expires_to", 0},
-                                                         [CQ_SHARED] = {"shared", 0},
-                                                         [CQ_LIMIT] = {"limit", 0},
-                                                         [CQ_CURSOR] = {"cursor", 0},
-                                                         [CQ__COUNT] = {NULL, 0}};
-
-/* Codes are A-Z 0-9 '-' (nothing in them is special to LIKE): v upper-cased into out. */
-static int code_param(const char *v, char out[RD_CODE_MAX + 1])
-{
-    size_t n = strlen(v);
-    if (n > RD_CODE_MAX ||
-        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != n)
-        return -1;
-    for (size_t i = 0; i <= n; i++)
-        out[i] = (v[i] >= 'a' && v[i] <= 'z') ? (char)(v[i] - 32) : v[i];
-    return 0;
-}
-
-static int build_coupon_query(struct rd_req *r)
-{
-    static const char *const statuses[] = {"active",  "valid",    "scheduled", "exhausted",
-                                           "expired", "disabled", "archived",  "used",
-                                           "unused",  NULL};
-    static const char *const kinds[] = {"discount", "voucher", NULL};
-    struct qvals q[CQ__COUNT] = {{0}};
-    r->lr->ls = &coupon_listing;
-    r->lr->limit = r->lr->csv ? -1 : PAGE_DEFAULT;
-    if (gather(r, coupon_rules, q) < 0)
-        return -1;
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
-    rd_lread_param(r, now); /* $1 */
-    rd_sbuf_addstr(&r->lr->sql, COUPON_SELECT);
-
-    if (all_in(r, "status", &q[CQ_STATUS], statuses,
-               "must be active (or valid), scheduled, exhausted, expired, disabled, archived, "
-               "used or unused") < 0 ||
-        all_in(r, "kind", &q[CQ_KIND], kinds, "must be discount or voucher") < 0 ||
-        parse_limit(r, &q[CQ_LIMIT]) < 0)
-        return -1;
-    char prefixes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1], cursor[RD_CODE_MAX + 1];
-    struct qvals pv = q[CQ_PREFIX];
-    for (int i = 0; i < pv.n; i++) {
-        if (code_param(pv.v[i], prefixes[i]) < 0)
-            return bad(r, "prefix", "must be letters, digits and '-'");
-        pv.v[i] = prefixes[i];
-    }
-    if (q[CQ_CURSOR].n && code_param(q[CQ_CURSOR].v[0], cursor) < 0)
-        return bad(r, "cursor", "is not a cursor this service issued");
-    const char *shared = q[CQ_SHARED].n ? q[CQ_SHARED].v[0] : NULL;
-    if (shared && strcmp(shared, "true") != 0 && strcmp(shared, "false") != 0)
-        return bad(r, "shared", "must be true or false");
-
-    any_of(r, "y.kind", "=", "text", &q[CQ_KIND]);
-    any_of(r, "m.campaign", "=", "text", &q[CQ_CAMPAIGN]);
-    any_of(r, "m.batch_id", "=", "text", &q[CQ_BATCH]);
-    if (q[CQ_TAG].n) /* any of the tags: jsonb ?| text[] */
-        cond(r, " AND m.d_tags ?| $", array_param(r, q[CQ_TAG].v, q[CQ_TAG].n, NULL), "::text[]");
-    if (pv.n)
-        cond(r, " AND m.code LIKE ANY($", array_param(r, pv.v, pv.n, "%"), "::text[])");
-    if (q[CQ_CURSOR].n)
-        cond(r, " AND m.code > $", rd_lread_param(r, cursor), "");
-    if (time_param(r, "created_from", &q[CQ_CREATED_FROM], 0, " AND m.created_at >= $",
-                   "::timestamptz") < 0 ||
-        time_param(r, "created_to", &q[CQ_CREATED_TO], 0, " AND m.created_at < $",
-                   "::timestamptz") < 0 ||
-        time_param(r, "expires_from", &q[CQ_EXPIRES_FROM], 1, " AND m.d_expires >= $", "::bigint") <
-            0 ||
-        time_param(r, "expires_to", &q[CQ_EXPIRES_TO], 1, " AND m.d_expires < $", "::bigint") < 0)
-        return -1;
-    rd_sbuf_addstr(&r->lr->sql, ") x WHERE true");
-    if (q[CQ_STATUS].n) {
-        /* any of: a derived status, or used / unused */
-        const char *st[RD_FILTER_MAX_VALUES];
-        int nst = 0, used = 0, unused = 0;
-        for (int i = 0; i < q[CQ_STATUS].n; i++) {
-            const char *v = q[CQ_STATUS].v[i];
-            if (!strcmp(v, "used"))
-                used = 1;
-            else if (!strcmp(v, "unused"))
-                unused = 1;
-            else
-                st[nst++] = !strcmp(v, "valid") ? "active" : v;
-        }
-        rd_sbuf_addstr(&r->lr->sql, " AND (false");
-        if (nst)
-            cond(r, " OR x.status = ANY($", array_param(r, st, nst, NULL), "::text[])");
-        if (used)
-            rd_sbuf_addstr(&r->lr->sql, " OR x.used > 0");
-        if (unused)
-            rd_sbuf_addstr(&r->lr->sql, " OR x.used = 0");
-        rd_sbuf_addstr(&r->lr->sql, ")");
-    }
-    if (shared)
-        rd_sbuf_addstr(&r->lr->sql,
-                       !strcmp(shared, "true") ? " AND x.shares > 0" : " AND x.shares = 0");
-    rd_sbuf_addstr(&r->lr->sql, " ORDER BY x.code");
-    if (r->lr->limit > 0)
-        rd_sbuf_addf(&r->lr->sql, " LIMIT %ld", r->lr->limit + 1);
-    return 0;
-}
 
 /* The codes of batch r->param, one per line, streamed as the listings are. */
 void rd_lread_codes_csv(struct rd_req *r)
 {
     struct rd_lread *lr = r->lr;
-    for (int i = 0; i < lr->pgq.nparams; i++)
-        free(lr->params[i]);
+    rd_stmt_free(&lr->st);
     memset(&lr->pgq, 0, sizeof(lr->pgq));
     lr->pgq.cls = RD_PGQ_EXPORT;
     lr->ls = &code_listing;
     lr->csv = 1;
     lr->limit = -1;
     lr->rows = 0;
-    lr->sql.len = 0;
-    rd_sbuf_addstr(&lr->sql,
+    rd_sbuf_addstr(&lr->st.sql,
                    "SELECT code, code FROM coupon_rows WHERE batch_id = $1 ORDER BY code");
     rd_lread_param(r, r->param);
     start_read(r);
@@ -798,12 +368,11 @@ void rd_lread_codes_csv(struct rd_req *r)
 void rd_h_coupons_list(struct rd_req *r)
 {
     rd_lread_new(r);
+    r->lr->ls = &coupon_listing;
     r->lr->csv = wants_csv(r);
     /* a page computes live figures per coupon: heavy, and kept off the lane of small reads */
     r->lr->pgq.cls = r->lr->csv ? RD_PGQ_EXPORT : RD_PGQ_HEAVY;
-    if (build_coupon_query(r) < 0)
-        return;
-    start_read(r);
+    list(r, RD_LIST_COUPONS);
 }
 
 /* ---- single answers from the ledger ------------------------------------------------------ */
@@ -829,7 +398,7 @@ static void on_object_done(struct rd_pgq *q, int ok, const char *err)
     rd_reply_json(r, r->lr->http ? r->lr->http : 200, o);
 }
 
-/* Runs r->lr->sql; on_row builds the answer; no row answers missing. */
+/* Runs r->lr->st; on_row builds the answer; no row answers missing. */
 void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing)
 {
     r->lr->missing = (int)missing;
@@ -881,7 +450,7 @@ void rd_redemption_from_ledger(struct rd_req *r)
 {
     rd_lread_new(r);
     rd_sbuf_addstr(
-        &r->lr->sql,
+        &r->lr->st.sql,
         "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
         "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
         "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id, t.kind, "
@@ -918,7 +487,7 @@ void rd_h_stats(struct rd_req *r)
 {
     rd_lread_new(r);
     r->lr->pgq.cls = RD_PGQ_HEAVY;
-    rd_sbuf_addstr(&r->lr->sql, "SELECT rd_stats($1::bigint)::text");
+    rd_sbuf_addstr(&r->lr->st.sql, "SELECT rd_stats($1::bigint)::text");
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
     rd_lread_param(r, now);
@@ -972,7 +541,7 @@ static int on_archived_row(struct rd_pgq *q, const PGresult *row)
 void rd_coupon_from_ledger(struct rd_req *r)
 {
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->sql,
+    rd_sbuf_addstr(&r->lr->st.sql,
                    "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
                    "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
                    "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");

@@ -99,11 +99,10 @@ static void req_free(struct rd_req *r)
     r->w->inflight--;
     if (r->lr) {
         rd_query_free(&r->lr->query);
-        rd_sbuf_free(&r->lr->sql);
+        rd_stmt_free(&r->lr->st);
+        rd_sbuf_free(&r->lr->row);
         if (r->lr->chunk)
             evbuffer_free(r->lr->chunk);
-        for (int i = 0; i < r->lr->pgq.nparams; i++)
-            free(r->lr->params[i]);
         free(r->lr);
     }
     if (r->body)
@@ -221,7 +220,7 @@ void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, js
 void rd_reply_verr(struct rd_req *r, const struct rd_verr *e)
 {
     char msg[320];
-    snprintf(msg, sizeof(msg), "%s: %s", e->field, e->msg);
+    snprintf(msg, sizeof(msg), "%s%s%s", e->field, e->field[0] ? ": " : "", e->msg);
     rd_reply_error(r, RD_E_INVALID_REQUEST, msg, json_pack("{s:s}", "field", e->field));
 }
 

@@ -21,6 +21,7 @@
 #include "rd/coupon.h"
 #include "rd/http_parse.h"
 #include "rd/keys.h"
+#include "rd/listing.h"
 #include "rd/request.h"
 #include "rd/status.h"
 #include "worker.h"
@@ -65,10 +66,9 @@ struct listing;
 struct rd_lread {
     const struct listing *ls; /* the columns being listed (handlers_ledger.c) */
     struct rd_pgq pgq;
-    struct rd_query query;          /* owned: the parsed query string */
-    struct rd_sbuf sql;             /* owned: the statement, built as the request is read */
-    char *params[RD_PGQ_MAXPARAMS]; /* owned copies of $1.., NULL for SQL NULL */
-    int overflow;                   /* more parameters than RD_PGQ_MAXPARAMS: never sent */
+    struct rd_query query; /* owned: the parsed query string */
+    struct rd_stmt st;     /* owned: the statement and its parameters */
+    struct rd_sbuf row;    /* owned: the row being written */
     int csv;
     int missing;   /* single answers: the error when no row comes back (enum rd_status) */
     int streaming; /* a chunked reply has started */
@@ -188,7 +188,7 @@ void rd_redemption_from_ledger(struct rd_req *r);
 void rd_coupon_from_ledger(struct rd_req *r);
 /*
  * Back-office reads and writes in PostgreSQL (handlers_ledger.c), through the worker's pool.
- * rd_lread_new() gives r its read state; r->lr->sql is the statement. rd_lread_param()
+ * rd_lread_new() gives r its read state; r->lr->st.sql is the statement. rd_lread_param()
  * copies v (NULL: SQL NULL) as the next parameter and returns its number ($n); _owned takes
  * v over (freed with r). Past RD_PGQ_MAXPARAMS nothing is written and the read answers 500
  * (a handler's bug: every listing parameter is one statement parameter, whatever its number

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct rd_config {
     char listen_addr[64];
@@ -71,6 +72,9 @@ int rd_config_set(struct rd_config *cfg, const char *name, const char *value, co
 
 /** Reads "name = value" lines; '#' starts a comment. Returns 0 or -1 with err. */
 int rd_config_load_file(struct rd_config *cfg, const char *path, char *err, size_t errlen);
+/** The same from an open stream; path names it in messages. */
+int rd_config_load_stream(struct rd_config *cfg, FILE *f, const char *path, char *err,
+                          size_t errlen);
 
 /** Applies every REDEEMD_<NAME> variable of envp (NULL-terminated). Unknown ones are errors. */
 int rd_config_load_env(struct rd_config *cfg, char *const *envp, char *err, size_t errlen);
