@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rd/config.h"
+#include "rd/request.h"
 #include "rd/log.h"
 
 enum ctype { C_INT, C_LLONG, C_BOOL, C_STR, C_LOGLEVEL };
@@ -67,7 +68,8 @@ static const struct setting settings[] = {
     {"log_level", C_LOGLEVEL, OFF(log_level), SZ(log_level), 0, 0, "info",
      "debug, info, warn or error"},
     {"metrics", C_STR, OFF(metrics), SZ(metrics), 0, 0, "loopback",
-     "who may read GET /metrics: loopback (clients on 127.0.0.0/8), any, or off"},
+     "who may read GET /metrics: loopback (127.0.0.0/8 and ::1), any, off, or a list of "
+     "addresses and CIDR blocks (10.0.0.0/8,192.0.2.7)"},
     {"access_log", C_BOOL, OFF(access_log), 0, 0, 1, "false", "log one line per request"},
     {"test_clock", C_BOOL, OFF(test_clock), 0, 0, 1, "false",
      "honour the X-Redeemd-Now and X-Redeemd-Test-* headers (tests only; never in production)"},
@@ -381,8 +383,11 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
         return -1;
     }
     if (strcmp(cfg->metrics, "loopback") != 0 && strcmp(cfg->metrics, "any") != 0 &&
-        strcmp(cfg->metrics, "off") != 0) {
-        snprintf(err, errlen, "metrics must be loopback, any or off (got \"%s\")", cfg->metrics);
+        strcmp(cfg->metrics, "off") != 0 && rd_ip_in_list(cfg->metrics, "127.0.0.1") < 0) {
+        snprintf(err, errlen,
+                 "metrics must be loopback, any, off or a list of addresses and CIDR blocks "
+                 "(got \"%s\")",
+                 cfg->metrics);
         return -1;
     }
     if (cfg->pg_conninfo[0] == '\0') {

@@ -2,6 +2,7 @@
  *
  * Validate/redeem request bodies and the headers around them.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,61 @@ static int printable_token(const char *k, size_t maxlen)
 int rd_idem_key_check(const char *k)
 {
     return printable_token(k, RD_IDEM_KEY_MAX);
+}
+
+/* addr as bytes (4 or 16) into out; its family's bit count, or -1 */
+static int parse_addr(const char *s, size_t n, unsigned char out[16])
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, out) == 1)
+        return 32;
+    if (inet_pton(AF_INET6, buf, out) == 1)
+        return 128;
+    return -1;
+}
+
+int rd_ip_in_list(const char *list, const char *ip)
+{
+    unsigned char a[16];
+    int abits = parse_addr(ip, strlen(ip), a);
+    if (abits < 0)
+        return -1;
+    int found = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        const char *slash = memchr(p, '/', n);
+        size_t an = slash ? (size_t)(slash - p) : n;
+        while (an > 0 && p[0] == ' ') /* "a, b" */
+            p++, an--, n--;
+        unsigned char net[16];
+        int bits = parse_addr(p, an, net);
+        if (bits < 0)
+            return -1;
+        int prefix = bits;
+        if (slash) {
+            char *end;
+            long v = strtol(slash + 1, &end, 10);
+            if (end != p + n || slash + 1 == end || v < 0 || v > bits)
+                return -1;
+            prefix = (int)v;
+        }
+        if (bits == abits) {
+            int i = 0;
+            for (; i < prefix / 8 && net[i] == a[i]; i++)
+                ;
+            unsigned char mask = (unsigned char)(0xff00 >> (prefix % 8));
+            if (i == prefix / 8 && (prefix % 8 == 0 || (net[i] & mask) == (a[i] & mask)))
+                found = 1;
+        }
+        if (!p[n])
+            return found;
+        p += n + 1;
+    }
 }
 
 int rd_request_id_check(const char *k)

@@ -56,17 +56,17 @@ void rd_h_readyz(struct rd_req *r)
     else
         ledger = "ok";
     json_t *backlog = st.backlog >= 0 ? json_integer(st.backlog) : json_null();
-    json_t *o =
-        json_pack("{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:O, s:o, s:I, s:o, s:I}, s:o, s:I}",
-                  "status", ok ? "ready" : "not_ready", "checks", "redis", redis ? "ok" : "down",
-                  "api_keys", keys ? "ok" : "loading", "outbox",
-                  over              ? "backlog_over_limit"
-                  : st.backlog >= 0 ? "ok"
-                                    : "unknown",
-                  "ledger", "state", ledger, "postgres", pg ? "ok" : "down", "backlog", backlog,
-                  "backlog_counted_at", time_or_null(st.backlog_at_ms), "max_backlog",
-                  (json_int_t)cfg->max_backlog, "last_commit_at", time_or_null(st.last_commit_ms),
-                  "shipped_rows", (json_int_t)st.rows, "outbox_backlog", backlog, "shipped_rows",
-                  (json_int_t)st.rows);
+    json_t *o = json_pack(
+        "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:O, s:o, s:I, s:I, s:o, s:I}, s:o, s:I}", "status",
+        ok ? "ready" : "not_ready", "checks", "redis", redis ? "ok" : "down", "api_keys",
+        keys ? "ok" : "loading", "outbox",
+        over              ? "backlog_over_limit"
+        : st.backlog >= 0 ? "ok"
+                          : "unknown",
+        "ledger", "state", ledger, "postgres", pg ? "ok" : "down", "backlog", backlog,
+        "backlog_counted_at", time_or_null(st.backlog_at_ms), "backlog_count",
+        (json_int_t)st.backlog_seq, "max_backlog", (json_int_t)cfg->max_backlog, "last_commit_at",
+        time_or_null(st.last_commit_ms), "shipped_rows", (json_int_t)st.rows, "outbox_backlog",
+        backlog, "shipped_rows", (json_int_t)st.rows);
     rd_reply_json(r, ok ? 200 : 503, o);
 }

@@ -232,12 +232,6 @@ void rd_metrics_render(FILE *f)
     backend_metrics(f);
 }
 
-static int is_loopback(const char *ip)
-{
-    struct in_addr a;
-    return inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
-}
-
 void rd_h_metrics(struct rd_req *r)
 {
     const char *access = r->w->cfg->metrics;
@@ -245,10 +239,16 @@ void rd_h_metrics(struct rd_req *r)
         rd_reply_error(r, RD_E_NOT_FOUND, "metrics are switched off (metrics=off)", NULL);
         return;
     }
-    if (strcmp(access, "loopback") == 0 && !is_loopback(r->client_ip)) {
-        rd_reply_error(r, RD_E_FORBIDDEN,
-                       "metrics are served to loopback clients only (set metrics=any)", NULL);
-        return;
+    if (strcmp(access, "any") != 0) {
+        int loopback = strcmp(access, "loopback") == 0;
+        if (rd_ip_in_list(loopback ? "127.0.0.0/8,::1" : access, r->client_ip) != 1) {
+            rd_reply_error(r, RD_E_FORBIDDEN,
+                           loopback ? "metrics are served to loopback clients only (set "
+                                      "metrics=any or a list of addresses)"
+                                    : "metrics are not served to this address (see metrics=)",
+                           NULL);
+            return;
+        }
     }
     char *text = NULL;
     size_t len = 0;

@@ -102,7 +102,7 @@ static struct {
     size_t nacks, cap;
     int64_t batch_started_ms;
 
-    atomic_llong backlog, backlog_at_ms, last_commit_ms;
+    atomic_llong backlog, backlog_at_ms, backlog_seq, last_commit_ms;
     int64_t started_ms;
     atomic_ullong shipped;
     atomic_ullong batches, dead, pg_connects, pg_failures, redis_failures;
@@ -137,6 +137,7 @@ void rd_shipper_stats(struct rd_shipper_stats *st)
     memset(st, 0, sizeof(*st));
     st->backlog = atomic_load(&S.backlog);
     st->backlog_at_ms = atomic_load(&S.backlog_at_ms);
+    st->backlog_seq = atomic_load(&S.backlog_seq);
     st->last_commit_ms = atomic_load(&S.last_commit_ms);
     st->started_ms = S.started_ms;
     st->rows = atomic_load(&S.shipped);
@@ -550,6 +551,7 @@ static void count_backlog(void)
     }
     atomic_store(&S.backlog, total);
     atomic_store(&S.backlog_at_ms, rd_now_ms());
+    atomic_fetch_add(&S.backlog_seq, 1); /* after the value: a reader seeing n sees its count */
 }
 
 static int cmp_ack(const void *a, const void *b)

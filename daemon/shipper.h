@@ -35,6 +35,7 @@
 struct rd_shipper_stats {
     long long backlog;        /* -1: unknown (not counted yet, or Redis cannot be asked) */
     long long backlog_at_ms;  /* wall clock of the count behind backlog (0: never counted) */
+    long long backlog_seq;    /* counts taken so far: a later count has a higher number */
     long long last_commit_ms; /* wall clock of the last batch committed (0: none yet) */
     long long started_ms;     /* wall clock of the shipper's start */
     unsigned long long rows, batches, dead_letters;

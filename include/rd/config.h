@@ -34,7 +34,7 @@ struct rd_config {
     int shutdown_timeout_s;
     char log_level[16];
     bool access_log;
-    char metrics[16]; /* who may read /metrics: loopback, any or off */
+    char metrics[256]; /* who may read /metrics: loopback, any, off, or addresses/CIDRs */
     bool test_clock;
     char port_file[1024];
     /* ledger shipper */

@@ -55,4 +55,11 @@ int rd_idem_key_check(const char *k);
 /** Checks a client X-Request-Id worth echoing: 1..128 printable ASCII characters. */
 int rd_request_id_check(const char *k);
 
+/**
+ * Whether address ip (IPv4 or IPv6 text) is in list, a comma-separated list of addresses
+ * and CIDR blocks ("10.0.0.0/8,127.0.0.2,::1"): 1 if it is, 0 if not, -1 if list (or ip) is
+ * malformed. Checked at start for the settings that hold such lists.
+ */
+int rd_ip_in_list(const char *list, const char *ip);
+
 #endif

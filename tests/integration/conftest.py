@@ -28,6 +28,10 @@ REDEEMCTL = os.path.join(BUILD, "redeemctl")
 REDEEM_BENCH = os.path.join(BUILD, "redeem-bench")
 PGBIN = "/usr/lib/postgresql/15/bin"
 SANITIZED = os.environ.get("RD_SANITIZED") == "1"
+# RD_TEST_CLOCK="+5y" runs every redeemd under faketime, its wall clock that far ahead (the
+# monotonic clock, and Redis and PostgreSQL, untouched): no test may pass only today.
+CLOCK = os.environ.get("RD_TEST_CLOCK", "")
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian's libfaketime
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
 
 
@@ -132,11 +136,14 @@ class Postgres:
 
 
 class Api:
-    """A thin HTTP client bound to one key; each instance has its own connection pool."""
+    """A thin HTTP client bound to one key; each instance has its own connection pool. With
+    now set (RFC 3339), every request carries it as X-Redeemd-Now: the daemon's clock for
+    that request (--test_clock), so that dates in a test mean the same on any day."""
 
-    def __init__(self, base_url, key=None):
+    def __init__(self, base_url, key=None, now=None):
         self.base = base_url
         self.key = key
+        self.now = now
         self.s = requests.Session()
 
     def headers(self, extra=None, key=None):
@@ -144,6 +151,8 @@ class Api:
         k = key if key is not None else self.key
         if k:
             h["Authorization"] = f"Bearer {k}"
+        if self.now:
+            h["X-Redeemd-Now"] = self.now
         if extra:
             h.update(extra)
         return h
@@ -201,14 +210,17 @@ def load(d, key, code, stop, results, lock, prefix):
     while not stop.is_set():
         user = f"{prefix}-{i}"
         deadline = time.monotonic() + 60
+        r = None  # this user's answer, never the one before
         while time.monotonic() < deadline:
             try:
                 r = a.redeem(code, user=user, key=f"k-{user}")
                 if r.status_code != 503:
                     break
             except requests.RequestException:
+                r = None
                 a = Api(d.url, key)
-            time.sleep(0.05)
+            time.sleep(0.05)  # a retry's pause, not a wait for state
+        assert r is not None, f"{user}: no answer in 60 s"
         with lock:
             results.append((user, r.status_code, r.json().get("id")))
         i += 1
@@ -268,8 +280,13 @@ class Daemon:
             os.unlink(pf)
         log = os.path.join(self.dir, f"redeemd-{len(self.logs)}.log")
         self.logs.append(log)
+        env = None
+        if CLOCK:  # preloaded into redeemd itself (the faketime wrapper would be its parent,
+            # and a signal meant for redeemd would stop the wrapper instead)
+            env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME=CLOCK,
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
         self.proc = subprocess.Popen([REDEEMD] + self.args(), stdout=open(log, "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: os.path.exists(pf), what="redeemd port file")
         with open(pf) as f:
             self.port = int(f.read())

@@ -14,6 +14,7 @@ def archive(redis, db, *args):
 
 def test_archive_expired_exhausted_disabled(stack):
     redis, d, api, db = stack
+    api.now = "2029-11-01T00:00:00Z"  # the clock of this test: every date below is after it
     p = "A" + uuid.uuid4().hex[:6].upper()
     exp = api.create(code=f"{p}-EXP", expires_at="2030-01-01T00:00:00Z", campaign="old")
     later = api.create(code=f"{p}-LATER", expires_at="2030-01-20T00:00:00Z")

@@ -48,7 +48,7 @@ def test_workload_runs_and_invariants_hold(stack, workload, extra):
         assert out["invariants"]["accepted_total"] <= 3 * 150
         assert out["by_op"]["pay"]["count"] == out["requests"]
     if "--rate" in extra:
-        assert out["mode"] == "open" and 200 <= out["rps"] <= 400
+        assert out["mode"] == "open"  # its pace is bench/'s to measure, not a test's
 
 
 def test_a_planted_counter_error_fails_the_run(stack):
@@ -87,3 +87,16 @@ def test_bad_arguments_are_refused(stack):
     p = subprocess.run([REDEEM_BENCH, "--url", "http://127.0.0.1:1", "--key", "x"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "not ready" in p.stderr
+
+
+def test_no_check_says_not_checked(stack):
+    """--no-check skips the checks, and says so: never "invariants ok"."""
+    redis, d, api, conninfo = stack
+    p = bench(d, redis, conninfo, api, "-w", "redeem-hot", "-n", "50", "--no-check")
+    assert p.returncode == 0, p.stderr
+    inv = json.loads(p.stdout)["invariants"]
+    assert inv["ok"] is None and inv["checked"] is False
+    p = subprocess.run([REDEEM_BENCH, "--url", d.url, "--key", api.key, "-q", "-w", "validate",
+                        "-n", "20", "--no-check"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "invariants not checked" in p.stdout, p.stdout
+    assert "invariants ok" not in p.stdout

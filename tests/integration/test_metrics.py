@@ -1,4 +1,5 @@
 """GET /metrics: Prometheus text that counts what the daemon did, and its access rule."""
+import json
 import re
 import socket
 
@@ -86,26 +87,38 @@ def test_counts_requests_errors_latency_and_shipping(stack):
              what="backlog zero")
 
 
-def local_non_loopback_ip():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))  # no packet is sent; this picks a route
-            ip = s.getsockname()[0]
-        except OSError:
-            return None
-    return None if ip.startswith("127.") else ip
+def get_from(source, port, path="/metrics"):
+    """GET path from a chosen source address: every 127.x address is this machine's, so a
+    second client address needs no network of its own."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), body
 
 
-@pytest.mark.daemon_args("--listen_addr=0.0.0.0")
-def test_loopback_only_by_default(stack):
+def test_loopback_only_by_default(daemon):
+    assert get_from("127.0.0.1", daemon.port)[0] == 200
+    assert get_from("127.0.0.2", daemon.port)[0] == 200  # the whole of 127.0.0.0/8
+
+
+@pytest.mark.daemon_args("--metrics=127.0.0.2/32,10.0.0.0/8")
+def test_allow_list(stack):
+    """Only the listed addresses read /metrics; anything else gets 403 in the envelope."""
     redis, d, api, conninfo = stack
-    ip = local_non_loopback_ip()
-    if not ip:
-        pytest.skip("this machine has no non-loopback address")
-    r = requests.get(f"http://{ip}:{d.port}/metrics", timeout=5)
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
-    assert "metrics=any" in r.json()["error"]["message"]
-    assert requests.get(d.url + "/metrics", timeout=5).status_code == 200
+    status, body = get_from("127.0.0.1", d.port)
+    assert status == 403
+    err = json.loads(body)["error"]
+    assert err["code"] == "forbidden" and "metrics=" in err["message"]
+    status, body = get_from("127.0.0.2", d.port)
+    assert status == 200 and b"redeemd_workers 2" in body
+    assert get_from("127.0.0.2", d.port, "/healthz")[0] == 200
 
 
 @pytest.mark.daemon_args("--metrics=off")

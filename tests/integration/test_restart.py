@@ -37,10 +37,9 @@ def test_redis_down_fails_fast_and_recovers(stack):
     redis.stop(kill=True)  # no shutdown save: only the AOF (appendfsync always) survives
     statuses = []
     for i in range(20):
-        t0 = time.monotonic()
+        # a request that hung would end in the client's timeout (an exception), not a 503
         r = api.redeem(c["code"], user="down", key=f"down-{i}")
         statuses.append(r.status_code)
-        assert time.monotonic() - t0 < 3.0, "a request hung while Redis was down"
         assert r.status_code == 503, r.text
         assert r.json()["error"]["code"] == "unavailable"
         assert r.headers.get("Retry-After")
@@ -66,11 +65,12 @@ def test_redis_restart_under_load(stack):
     c = api.create(limits={"total": 400, "per_user": 1})
     # each client retries a 503 ("outcome unknown") with the same key until it is answered
     stop, results, lock, threads = start_load(d, api.key, c["code"], 4, "t")
-    time.sleep(0.7)
+    wait_for(lambda: len(results) >= 20, what="load running")
     redis.stop(kill=True)
-    time.sleep(0.5)
+    time.sleep(0.5)  # the outage: load meets a Redis that is not there
     redis.start()
-    time.sleep(1.0)
+    n = len(results)
+    wait_for(lambda: len(results) >= n + 20, timeout=30, what="load running after the restart")
     stop.set()
     for t in threads:
         t.join(timeout=90)
@@ -110,7 +110,7 @@ def test_ledger_catches_up_after_redis_restart_while_loading(stack):
     one row per accepted attempt, and the backlog /readyz reports is never 0 while entries
     still wait (the shipper used to leave pipelined LOADING replies unread, so every later
     command on its connection read a stale reply: the ledger stopped, the backlog read 0)."""
-    from test_ledger import counted_after, rows
+    from test_ledger import count_mark, counted_after, rows
     redis, d, api, db = stack
     c = api.create()
     # a data set that loads slowly: 30,000 keys in the AOF's RDB base, 100 us each
@@ -137,14 +137,14 @@ def test_ledger_catches_up_after_redis_restart_while_loading(stack):
         stop.set()
         for t in threads:
             t.join(timeout=90)
-    stopped = time.time()
+    mark = count_mark(d)
     assert {s for _, s, _ in results} <= {201}, {s for _, s, _ in results}
     accepted = {rid for _, _, rid in results}
     r = redis.client()
 
     def caught_up():
         j = api.get("/readyz").json()
-        if not counted_after(j, stopped):
+        if not counted_after(j, mark):
             return False
         real = outbox_len(r)
         # nothing is written any more, so the streams only shrink: a count of 0 taken now

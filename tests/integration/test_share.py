@@ -9,6 +9,7 @@ NOW = "2030-06-01T10:00:00Z"
 
 def test_share_message_link_and_record(stack):
     redis, d, api, conninfo = stack
+    api.now = "2030-06-01T00:00:00Z"  # this test's clock: every date in it is after
     c = api.create(expires_at="2030-07-19T00:00:00Z", campaign="summer")
     r = api.post(f"/v1/coupons/{c['code'].lower()}/share",
                  {"channel": "whatsapp", "recipient": "+49 170 1234567",
@@ -38,6 +39,7 @@ def test_share_message_link_and_record(stack):
 
 
 def test_share_refusals(api):
+    api.now = "2029-12-01T00:00:00Z"  # this test's clock: every date in it is after
     c = api.create(expires_at="2030-01-01T00:00:00Z")
     r = api.post(f"/v1/coupons/{c['code']}/share", headers={"X-Redeemd-Now": "2030-01-02T00:00:00Z"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "coupon_expired"

@@ -23,7 +23,7 @@ static void defaults_are_valid(void **state)
     assert_string_equal(c.metrics, "loopback");
 }
 
-static void metrics_access_is_one_of_three(void **state)
+static void metrics_access_is_a_word_or_a_list(void **state)
 {
     (void)state;
     struct rd_config c;
@@ -31,9 +31,12 @@ static void metrics_access_is_one_of_three(void **state)
     rd_config_defaults(&c);
     assert_int_equal(rd_config_set(&c, "metrics", "any", "t", err, sizeof(err)), 0);
     assert_int_equal(rd_config_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(rd_config_set(&c, "metrics", "10.0.0.0/8,192.0.2.7", "t", err, sizeof(err)),
+                     0);
+    assert_int_equal(rd_config_validate(&c, err, sizeof(err)), 0);
     assert_int_equal(rd_config_set(&c, "metrics", "public", "t", err, sizeof(err)), 0);
     assert_int_equal(rd_config_validate(&c, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "metrics must be loopback, any or off"));
+    assert_non_null(strstr(err, "metrics must be loopback, any, off or a list of addresses"));
 }
 
 static void set_values(void **state)
@@ -132,7 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_are_valid),
         cmocka_unit_test(set_values),
-        cmocka_unit_test(metrics_access_is_one_of_three),
+        cmocka_unit_test(metrics_access_is_a_word_or_a_list),
         cmocka_unit_test(precedence),
         cmocka_unit_test(bad_sources),
     };

@@ -125,13 +125,37 @@ static void sbuf(void **state)
     rd_sbuf_free(&b);
 }
 
+static void ip_lists(void **state)
+{
+    (void)state;
+    assert_int_equal(rd_ip_in_list("127.0.0.0/8,::1", "127.0.0.2"), 1);
+    assert_int_equal(rd_ip_in_list("127.0.0.0/8,::1", "::1"), 1);
+    assert_int_equal(rd_ip_in_list("127.0.0.0/8,::1", "10.0.0.1"), 0);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/8, 192.0.2.7", "192.0.2.7"), 1);
+    assert_int_equal(rd_ip_in_list("192.0.2.7", "192.0.2.8"), 0);
+    /* prefixes that end inside a byte, and at their bounds */
+    assert_int_equal(rd_ip_in_list("10.1.128.0/17", "10.1.255.1"), 1);
+    assert_int_equal(rd_ip_in_list("10.1.128.0/17", "10.1.127.1"), 0);
+    assert_int_equal(rd_ip_in_list("0.0.0.0/0", "203.0.113.9"), 1);
+    assert_int_equal(rd_ip_in_list("203.0.113.9/32", "203.0.113.9"), 1);
+    assert_int_equal(rd_ip_in_list("2001:db8::/33", "2001:db8:7fff::1"), 1);
+    assert_int_equal(rd_ip_in_list("2001:db8::/33", "2001:db8:8000::1"), 0);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/8", "::ffff:10.0.0.1"), 0); /* families apart */
+    /* malformed lists and addresses */
+    assert_int_equal(rd_ip_in_list("10.0.0.0/33", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/8x", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("localhost", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/8,", "10.0.0.1"), -1);
+    assert_int_equal(rd_ip_in_list("10.0.0.0/8", "nope"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fields),
-        cmocka_unit_test(fingerprints),
-        cmocka_unit_test(headers),
-        cmocka_unit_test(sbuf),
+        cmocka_unit_test(ip_lists), cmocka_unit_test(fields), cmocka_unit_test(fingerprints),
+        cmocka_unit_test(headers),  cmocka_unit_test(sbuf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
