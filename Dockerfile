@@ -10,6 +10,7 @@ COPY daemon daemon
 COPY include include
 COPY scripts scripts
 COPY tests/unit tests/unit
+COPY tests/fuzz tests/fuzz
 COPY bench bench
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
     && cmake --build /build -j"$(nproc)" && ctest --test-dir /build -L unit --output-on-failure

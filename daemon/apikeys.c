@@ -57,15 +57,13 @@ void rd_apikeys_reload(struct rd_apikeys *k)
 {
     if (k->loading)
         return;
+    struct rd_cmd cmd;
+    rd_cmd_plain(&cmd);
+    rd_cmd_push(&cmd, "HGETALL", 7);
+    rd_cmd_push(&cmd, RD_KEY_APIKEYS, strlen(RD_KEY_APIKEYS));
     k->call.cb = on_loaded;
     k->call.arg = k;
-    k->call.script = -1;
-    k->call.argc = 2;
-    k->call.argv[0] = "HGETALL";
-    k->call.argvlen[0] = 7;
-    k->call.argv[1] = RD_KEY_APIKEYS;
-    k->call.argvlen[1] = strlen(RD_KEY_APIKEYS);
-    if (rd_redis_call(k->redis, &k->call) == 0)
+    if (rd_redis_call(k->redis, &cmd, &k->call) == 0)
         k->loading = 1;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
+#include "redis_sync.h"
 #include "pgconn.h"
 #include "metrics.h"
 #include "rd/codefmt.h"
@@ -288,7 +289,6 @@ static int check_add(redisReply *r, int i, void *arg)
  * Returns the number now issued, or -1. */
 static long issue(struct job *j, int n, double *redis_s)
 {
-    const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_BATCH_ADD];
     char key[RD_KEY_MAX];
     double t0 = mono_s();
     int ntmpl = 0;
@@ -305,7 +305,15 @@ static long issue(struct job *j, int n, double *redis_s)
     for (int i = 0; i < n; i++) {
         uint32_t b = rd_bucket_of(j->codes[i], strlen(j->codes[i]), (uint32_t)B.cfg->buckets);
         rd_key_coupon(key, sizeof(key), b, j->codes[i]);
-        redisAppendCommand(B.rc, "EVALSHA %s 1 %s %s", s->sha1, key, j->id);
+        struct rd_cmd c;
+        const char *why;
+        rd_cmd_script(&c, RD_LUA_BATCH_ADD);
+        rd_cmd_key(&c, RD_BATCH_ADD_K_COUPON, key);
+        rd_cmd_arg(&c, RD_BATCH_ADD_A_BATCH, j->id);
+        if (rd_rsync_append(B.rc, &c, &why) < 0) {
+            rd_error("event=bad_command script=batch_add why=\"%s\"", why ? why : "");
+            abort(); /* the batch thread's own bug: its replies would no longer line up */
+        }
     }
     struct add_ctx c = {j, calloc((size_t)n + 1, sizeof(char *)), 0};
     if (!c.lost)

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "batcher.h"
-#include "http.h"
+#include "api.h"
 #include "rd/codefmt.h"
 
 #define BATCH_MAX     10000000
@@ -80,15 +80,16 @@ static char *dump(const json_t *v)
 static json_t *template_fields(struct rd_req *r)
 {
     const char *names[RD_COUPON_NFIELDS], *values[RD_COUPON_NFIELDS];
-    rd_coupon_fields(&r->coupon, names, values, r->scratch);
+    char scratch[RD_COUPON_SCRATCH];
+    rd_coupon_fields(&rd_api(r)->coupon, names, values, scratch);
     json_t *t = json_object();
     for (int f = 0; f < RD_COUPON_NFIELDS; f++)
         if (strcmp(names[f], "code") != 0)
             json_object_set_new(t, names[f], json_string(values[f]));
     json_object_set_new(t, "ver", json_string("1"));
-    if (r->coupon.kind == RD_KIND_VOUCHER) {
+    if (rd_api(r)->coupon.kind == RD_KIND_VOUCHER) {
         char bal[24];
-        snprintf(bal, sizeof(bal), "%lld", (long long)r->coupon.balance);
+        snprintf(bal, sizeof(bal), "%lld", (long long)rd_api(r)->coupon.balance);
         json_object_set_new(t, "bal", json_string(bal));
         json_object_set_new(t, "loaded", json_string(bal));
     }
@@ -118,7 +119,8 @@ void rd_h_batch_create(struct rd_req *r)
         rd_reply_verr(r, &e);
         return;
     }
-    if (rd_coupon_from_create(&r->coupon, tpl, r->now_ms, r->w->cfg->voucher_max_balance, &e) < 0) {
+    if (rd_coupon_from_create(&rd_api(r)->coupon, tpl, r->now_ms, r->w->cfg->voucher_max_balance,
+                              &e) < 0) {
         struct rd_verr te;
         rd_verr_set(&te, "", "%s", e.msg);
         snprintf(te.field, sizeof(te.field), "template.%.80s", e.field);
@@ -176,8 +178,8 @@ void rd_h_batch_create(struct rd_req *r)
     rd_lread_param(r, idem); /* NULL: no key */
     rd_lread_param_owned(r, dump(spec));
     rd_lread_param_owned(r, dump(fields));
-    rd_lread_param(r, r->coupon.kind == RD_KIND_VOUCHER ? "voucher" : "discount");
-    rd_lread_param(r, r->coupon.campaign);
+    rd_lread_param(r, rd_api(r)->coupon.kind == RD_KIND_VOUCHER ? "voucher" : "discount");
+    rd_lread_param(r, rd_api(r)->coupon.campaign);
     rd_lread_param(r, requested);
     json_decref(spec);
     json_decref(fields);

@@ -11,7 +11,7 @@
  * Readiness is this worker's view; every worker holds its own Redis connection, so a load
  * balancer probing repeatedly sees each of them in turn.
  */
-#include "http.h"
+#include "api.h"
 #include "pgprobe.h"
 #include "shipper.h"
 

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include "http.h"
+#include "api.h"
 #include "shipper.h"
 #include "rd/ledger.h"
 #include "rd/listing.h"
@@ -277,6 +277,7 @@ static void on_gone(struct rd_hreq *h, void *arg)
 
 void rd_lread_new(struct rd_req *r)
 {
+    rd_api(r);                         /* the API state frees the read with the request */
     r->lr = calloc(1, sizeof(*r->lr)); /* a zeroed statement and row buffer are empty ones */
     if (!r->lr)
         abort();
@@ -516,7 +517,7 @@ static int on_archived_row(struct rd_pgq *q, const PGresult *row)
             n++;
         }
     }
-    struct rd_coupon *c = &r->coupon;
+    struct rd_coupon *c = &rd_api(r)->coupon;
     rd_coupon_free(c);
     rd_coupon_init(c);
     if (!def || rd_coupon_from_hash(c, names, nl, values, vl, n) < 0) {
@@ -545,6 +546,6 @@ void rd_coupon_from_ledger(struct rd_req *r)
                    "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
                    "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
                    "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
-    rd_lread_param(r, r->code);
+    rd_lread_param(r, rd_api(r)->code);
     rd_lread_object(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
 }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "shipper.h"
+#include "rd/request.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
 
@@ -97,18 +97,10 @@ static void req_free(struct rd_req *r)
     rd_counter_inc(&m->requests[r->route][rd_mstatus_slot(r->status)], 1);
     rd_mhist_observe(&m->latency[r->route], (uint64_t)(rd_mono_us() - r->start_us));
     r->w->inflight--;
-    if (r->lr) {
-        rd_query_free(&r->lr->query);
-        rd_stmt_free(&r->lr->st);
-        rd_sbuf_free(&r->lr->row);
-        if (r->lr->chunk)
-            evbuffer_free(r->lr->chunk);
-        free(r->lr);
-    }
+    if (r->state_free)
+        r->state_free(r);
     if (r->body)
         json_decref(r->body);
-    rd_redeem_req_free(&r->rq);
-    rd_coupon_free(&r->coupon);
     struct rd_worker *w = r->w;
     if (w->nspare < SPARE_MAX) {
         *(struct rd_req **)r = w->spare;
@@ -224,59 +216,6 @@ void rd_reply_verr(struct rd_req *r, const struct rd_verr *e)
     rd_reply_error(r, RD_E_INVALID_REQUEST, msg, json_pack("{s:s}", "field", e->field));
 }
 
-void rd_reply_redis_failure(struct rd_req *r, const redisReply *reply, const char *what)
-{
-    if (!reply) {
-        rd_reply_error(r, RD_E_UNAVAILABLE,
-                       "the outcome is unknown (Redis connection lost); retry with the same "
-                       "Idempotency-Key",
-                       NULL);
-        return;
-    }
-    if (rd_redis_error_is_unavailable(reply)) {
-        rd_warn("event=redis_unavailable req=%s what=%s err=\"%s\"", r->request_id, what,
-                reply->str);
-        rd_reply_error(r, RD_E_UNAVAILABLE, NULL, NULL);
-        return;
-    }
-    rd_error("event=redis_unexpected req=%s what=%s type=%d err=\"%.*s\"", r->request_id, what,
-             reply->type, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0,
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-    rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
-}
-
-void rd_req_arg(struct rd_req *r, int i, const char *s)
-{
-    rd_req_argn(r, i, s, strlen(s));
-}
-
-void rd_req_argn(struct rd_req *r, int i, const char *s, size_t n)
-{
-    if (i < 0 || i >= RD_RCALL_MAXARGS) {
-        /* a handler's bug, not the client's: the call is refused as a whole (500) */
-        rd_error("event=script_args_overflow req=%s index=%d max=%d", r->request_id, i,
-                 RD_RCALL_MAXARGS);
-        r->call.overflow = 1;
-        return;
-    }
-    r->call.argv[i] = s;
-    r->call.argvlen[i] = n;
-    if (i + 1 > r->call.argc)
-        r->call.argc = i + 1;
-}
-
-void rd_req_call(struct rd_req *r, rd_redis_cb *cb)
-{
-    r->call.cb = cb;
-    r->call.arg = r;
-    if (r->call.overflow) {
-        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
-        return;
-    }
-    if (rd_redis_call(&r->w->redis, &r->call) < 0)
-        rd_reply_error(r, RD_E_UNAVAILABLE, "Redis is not reachable; retry shortly", NULL);
-}
-
 static void gen_request_id(struct rd_req *r)
 {
     static const char hex[] = "0123456789abcdef";
@@ -367,7 +306,6 @@ static struct rd_req *req_start(struct rd_worker *w, struct rd_hreq *h)
     r->start_us = rd_mono_us();
     r->route = ROUTE_NONE;
     r->now_ms = rd_now_ms();
-    rd_coupon_init(&r->coupon);
     w->inflight++;
     const char *rid = rd_hreq_header(h, "X-Request-Id");
     if (rid && rd_request_id_check(rid) == 0)
@@ -489,55 +427,4 @@ void rd_http_dispatch(struct rd_hreq *h, void *arg)
         return;
     }
     rd_reply_error(r, RD_E_NOT_FOUND, NULL, NULL);
-}
-
-const char *rd_el(const redisReply *reply, size_t i)
-{
-    if (i >= reply->elements || reply->element[i]->type != REDIS_REPLY_STRING)
-        return "";
-    return reply->element[i]->str;
-}
-
-int64_t rd_el_num(const redisReply *reply, size_t i)
-{
-    const char *s = rd_el(reply, i);
-    return *s ? strtoll(s, NULL, 10) : -1;
-}
-
-json_t *rd_opt_count(const redisReply *reply, size_t i)
-{
-    int64_t v = rd_el_num(reply, i);
-    return v < 0 ? json_null() : json_integer(v);
-}
-
-json_t *rd_time_json(int64_t ms)
-{
-    char buf[RD_TIME_BUFSZ];
-    return json_string(rd_time_format(ms, buf));
-}
-
-void rd_req_new_txn(struct rd_req *r)
-{
-    uint8_t rnd[20];
-    rd_worker_random(r->w, rnd, sizeof(rnd));
-    rd_txn_id_make(r->txn, r->bucket, rnd);
-}
-
-const char *rd_script_status(struct rd_req *r, const redisReply *reply, const char *what)
-{
-    /* the script may have written an outbox entry (a validate does only for unknown codes) */
-    if (reply && (r->redeem_mode || strcmp(what, "validate") != 0 ||
-                  (reply->type == REDIS_REPLY_ARRAY && reply->elements > 2 &&
-                   strcmp(rd_el(reply, 2), "coupon_not_found") == 0)))
-        rd_shipper_hint(r->bucket);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        rd_reply_redis_failure(r, reply, what);
-        return NULL;
-    }
-    const char *st = rd_el(reply, 0);
-    if (strcmp(st, "reused") == 0) {
-        rd_reply_error(r, RD_E_IDEM_REUSED, NULL, NULL);
-        return NULL;
-    }
-    return st;
 }

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "pgcancel.h"
 #include "pgprobe.h"
+#include "rd/request.h"
 #include "shipper.h"
 #include "worker.h"
 

@@ -21,6 +21,7 @@
 
 #include "rd/keys.h"
 #include "rd/lua_scripts.h"
+#include "redis_sync.h"
 #include "rd/rdtime.h"
 #include "reconcile.h"
 #include "redis_client.h"
@@ -164,9 +165,15 @@ static int read_redis(struct ctx *c)
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const char *key = r->element[1]->element[i]->str;
-            redisReply *h = redisCommand(
-                c->rc, "EVALSHA %s 1 %s code used utc_off kind bal loaded spent refunded", s->sha1,
-                key);
+            static const char *const fields[] = {"code", "used",   "utc_off", "kind",
+                                                 "bal",  "loaded", "spent",   "refunded"};
+            struct rd_cmd cmd;
+            const char *why;
+            rd_cmd_script(&cmd, RD_LUA_COUPON_READ);
+            rd_cmd_key(&cmd, RD_COUPON_READ_K_COUPON, key);
+            for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+                rd_cmd_push(&cmd, fields[f], strlen(fields[f]));
+            redisReply *h = rd_rsync_call(c->rc, &cmd, &why);
             if (h && h->type == REDIS_REPLY_ARRAY && h->element[0]->type == REDIS_REPLY_STRING) {
                 struct rec *cp = get(&c->coupons, h->element[0]->str, 1);
                 cp->in_redis = 1;

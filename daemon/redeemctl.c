@@ -437,16 +437,30 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
             const char *ck = keys->element[i]->str;
             char uk[RD_KEY_MAX], lk[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1];
             unsigned bucket = (unsigned)atoi(ck + 1);
-            snprintf(uk, sizeof(uk), "%s", ck);
-            uk[7] = 'u'; /* "{NNNN}:c:" -> "{NNNN}:u:" */
+            const char *code = strstr(ck, ":c:") + 3; /* SCAN matched "{*}:c:<CODE>" */
+            rd_key_users(uk, sizeof(uk), bucket, code);
             rd_key_log(lk, sizeof(lk), bucket);
             uint8_t rnd[20];
             if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
                 return 1;
             rd_txn_id_make(txn, bucket, rnd);
-            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %s %s %s %s %s %s %s", s->sha1, ck, uk,
-                               lk, now_s, txn, state, before_ms, "redeemctl", "archive",
-                               dry ? "1" : "0");
+            struct rd_cmd c;
+            const char *why;
+            rd_cmd_script(&c, RD_LUA_ARCHIVE);
+            rd_cmd_key(&c, RD_ARCHIVE_K_COUPON, ck);
+            rd_cmd_key(&c, RD_ARCHIVE_K_USERS, uk);
+            rd_cmd_key(&c, RD_ARCHIVE_K_LOG, lk);
+            rd_cmd_arg(&c, RD_ARCHIVE_A_NOW_MS, now_s);
+            rd_cmd_arg(&c, RD_ARCHIVE_A_TXN, txn);
+            rd_cmd_arg(&c, RD_ARCHIVE_A_STATE, state);
+            rd_cmd_arg(&c, RD_ARCHIVE_A_EXPIRED_BEFORE, before_ms);
+            rd_cmd_arg(&c, RD_ARCHIVE_A_KEY_ID, "redeemctl");
+            rd_cmd_arg(&c, RD_ARCHIVE_A_REQUEST_ID, "archive");
+            rd_cmd_arg(&c, RD_ARCHIVE_A_DRY_RUN, dry ? "1" : "0");
+            if (rd_rsync_append(rc, &c, &why) < 0) {
+                fprintf(stderr, "redeemctl: archive.lua call: %s\n", why ? why : "failed");
+                return 1;
+            }
         }
         /* every reply of the pipeline is read before any is judged */
         int n = (int)keys->elements, failed = 0;

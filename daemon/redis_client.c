@@ -269,6 +269,8 @@ int rd_redis_error_is_unavailable(const redisReply *reply)
     return 0;
 }
 
+/* ---- calls ----------------------------------------------------------------------------- */
+
 static int send_call(struct rd_redis *r, struct rd_rcall *c);
 
 static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
@@ -298,37 +300,42 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
     }
     if (reply)
         rd_mhist_observe(&r->rtt, (uint64_t)(rd_mono_us() - c->sent_us));
+    free(c->cmd); /* before the callback, which may free c with its request */
+    c->cmd = NULL;
     c->cb(r, reply, c->arg);
 }
 
 static int send_call(struct rd_redis *r, struct rd_rcall *c)
 {
     c->sent_us = rd_mono_us();
-    if (c->script >= 0) {
-        const char *argv[RD_RCALL_MAXARGS + 2];
-        size_t lens[RD_RCALL_MAXARGS + 2];
-        argv[0] = "EVALSHA";
-        lens[0] = 7;
-        argv[1] = rd_lua_scripts[c->script].sha1;
-        lens[1] = 40;
-        memcpy(argv + 2, c->argv, sizeof(c->argv[0]) * (size_t)c->argc);
-        memcpy(lens + 2, c->argvlen, sizeof(c->argvlen[0]) * (size_t)c->argc);
-        if (redisAsyncCommandArgv(r->ac, on_reply, c, c->argc + 2, argv, lens) != REDIS_OK)
-            return -1;
-    } else if (redisAsyncCommandArgv(r->ac, on_reply, c, c->argc, c->argv, c->argvlen) !=
-               REDIS_OK) {
+    if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->cmd, (size_t)c->cmdlen) != REDIS_OK)
         return -1;
-    }
     if (r->inflight++ == 0)
         r->last_progress_ms = rd_mono_ms();
     return 0;
 }
 
-int rd_redis_call(struct rd_redis *r, struct rd_rcall *c)
+int rd_redis_call(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *c)
 {
+    const char *why;
+    if (rd_cmd_check(cmd, &why) < 0) {
+        rd_error("event=bad_command script=%s why=\"%s\"",
+                 cmd->script >= 0 ? rd_lua_scripts[cmd->script].name : cmd->argv[0], why);
+        return -2;
+    }
     if (r->state != RD_REDIS_READY || !r->ac)
         return -1;
     c->redis = r;
+    c->script = cmd->script;
     c->retried = 0;
-    return send_call(r, c);
+    c->cmd = NULL;
+    c->cmdlen = redisFormatCommandArgv(&c->cmd, cmd->argc, (const char **)cmd->argv, cmd->lens);
+    if (c->cmdlen < 0 || !c->cmd)
+        abort(); /* only out of memory */
+    if (send_call(r, c) < 0) {
+        free(c->cmd);
+        c->cmd = NULL;
+        return -1;
+    }
+    return 0;
 }

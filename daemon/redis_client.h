@@ -26,7 +26,7 @@
 
 #include "rd/config.h"
 #include "rd/metrics.h"
-#include "rd/lua_script_ids.h"
+#include "redis_cmd.h"
 
 enum rd_redis_state {
     RD_REDIS_CLOSED = 0, /* no connection; a reconnect timer is armed */
@@ -38,23 +38,20 @@ struct rd_redis;
 /** reply is borrowed (freed by hiredis after return) and NULL when the outcome is unknown. */
 typedef void rd_redis_cb(struct rd_redis *r, redisReply *reply, void *arg);
 
-#define RD_RCALL_MAXARGS 64
-
 /*
- * One call's arguments, kept by the caller until its callback runs so that a NOSCRIPT can
- * be retried once without copying anything. Strings are borrowed.
+ * One call in flight, kept by the caller until its callback has run. The command is
+ * formatted once when sent and kept (owned) until then, so that after a NOSCRIPT it goes
+ * out again as it was: nothing the caller built it from needs to outlive the send.
  */
 struct rd_rcall {
     struct rd_redis *redis;
     rd_redis_cb *cb;
     void *arg;
-    int argc;
     int script; /* enum rd_lua_id, or -1 for a plain command */
     int retried;
-    int overflow; /* an argument past RD_RCALL_MAXARGS was set: never sent */
     int64_t sent_us;
-    const char *argv[RD_RCALL_MAXARGS];
-    size_t argvlen[RD_RCALL_MAXARGS];
+    char *cmd; /* owned: the RESP bytes, until the callback */
+    int cmdlen;
 };
 
 struct rd_redis {
@@ -85,11 +82,11 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
 void rd_redis_stop(struct rd_redis *r);
 
 /**
- * Sends c (EVALSHA of c->script with c->argv as "numkeys keys... args...", or the plain
- * command in c->argv). Returns 0 if sent (c->cb will run exactly once), -1 if Redis is not
- * ready (c->cb will not run; answer 503).
+ * Sends cmd as call c (c->cb and c->arg set by the caller). Returns 0 if sent (c->cb will
+ * run exactly once), -1 if Redis is not ready (answer 503), -2 if cmd breaks its contract
+ * (logged; answer 500); c->cb does not run after -1 or -2.
  */
-int rd_redis_call(struct rd_redis *r, struct rd_rcall *c);
+int rd_redis_call(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *c);
 
 /**
  * The value of field name in a flat field/value array reply (HGETALL, a stream entry's

@@ -34,3 +34,21 @@ int rd_rsync_is_err(const redisReply *r, const char *prefix)
 {
     return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
 }
+
+redisReply *rd_rsync_call(redisContext *c, const struct rd_cmd *cmd, const char **why)
+{
+    *why = NULL;
+    if (rd_cmd_check(cmd, why) < 0)
+        return NULL;
+    return redisCommandArgv(c, cmd->argc, (const char **)cmd->argv, cmd->lens);
+}
+
+int rd_rsync_append(redisContext *c, const struct rd_cmd *cmd, const char **why)
+{
+    *why = NULL;
+    if (rd_cmd_check(cmd, why) < 0)
+        return -1;
+    return redisAppendCommandArgv(c, cmd->argc, (const char **)cmd->argv, cmd->lens) == REDIS_OK
+               ? 0
+               : -1;
+}

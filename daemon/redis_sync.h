@@ -13,6 +13,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redis_cmd.h"
+
 /**
  * Reads the replies of the n commands already appended to c into out[0..n). Returns 0 when
  * all n were read (any of them may be an error reply), or -1 on a transport error: then
@@ -25,5 +27,13 @@ void rd_rsync_free(redisReply **out, int n);
 
 /** 1 if r is an error reply starting with prefix ("LOADING", "BUSYGROUP"). */
 int rd_rsync_is_err(const redisReply *r, const char *prefix);
+
+/**
+ * Sends cmd and returns its reply (new), or appends it to c's pipeline (rd_rsync_append:
+ * 0, read it with rd_rsync_read). A command that breaks its script's contract is not sent:
+ * NULL (or -1), with *why; a transport error gives NULL with why NULL (c->errstr says).
+ */
+redisReply *rd_rsync_call(redisContext *c, const struct rd_cmd *cmd, const char **why);
+int rd_rsync_append(redisContext *c, const struct rd_cmd *cmd, const char **why);
 
 #endif

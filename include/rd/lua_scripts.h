@@ -13,6 +13,8 @@ struct rd_lua_script {
     const char *body;
     size_t len;
     char sha1[41];
+    int nkeys, nargs; /* its contract: KEYS and ARGV it names (@keys, @argv) */
+    int variadic;     /* it takes further arguments after them */
 };
 
 extern const struct rd_lua_script rd_lua_scripts[];

@@ -6,9 +6,10 @@ where listings and GET /v1/coupons/{code} still find it; redeeming it answers
 coupon_not_found. The state is checked here, atomically, so a code that came back to life
 since it was picked (a reversal, an enable) is left alone.
 
-KEYS[1] {b}:c:<CODE> coupon   KEYS[2] {b}:u:<CODE> per-user counts   KEYS[3] {b}:log outbox
-ARGV 1 now_ms  2 transaction id  3 state: expired | exhausted | disabled
-     4 expired before (ms, "" = any time)  5 api key id  6 request id  7 dry run ("1")
+@keys coupon users log
+@argv now_ms txn state expired_before key_id request_id dry_run
+coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), log {b}:log (the outbox).
+state: expired | exhausted | disabled; expired_before: ms, "" = any time; dry_run: "1".
 Returns 1 if archived (or, dry, would be), 0 if the code is not in that state
 ]]
 local now = tonumber(ARGV[1])

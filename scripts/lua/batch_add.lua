@@ -4,7 +4,9 @@ batch_add: issue one code of a batch: the code's own hash holds only the batch i
 definition is the batch's template (see the prelude). The batch thread pipelines one call
 per code.
 
-KEYS[1] {b}:c:<CODE>   ARGV 1 batch id
+@keys coupon
+@argv batch
+coupon {b}:c:<CODE>; batch: the batch id.
 Returns 1 if the code is the batch's (new, or already issued by it: a resumed job re-issues
 its codes), 0 if the code belongs to another coupon (the batch draws another).
 ]]

@@ -4,13 +4,14 @@ coupon_write: create a coupon, or change one, and log the change for the audit t
 Counters ("used", and the per-user hash) are never written here: definitions and usage are
 separate, so editing a limit can never reset what has been used.
 
-KEYS[1] {b}:c:<CODE> coupon   KEYS[2] {b}:log outbox stream
-ARGV 1 mode: "create" (must not exist) | "update" (must exist; ARGV 2 is the version read,
-       "" to skip the check)
-     3 now_ms  4 transaction id  5 api key id  6 request id  7 client ip  8 action name
-     9.. field, value pairs
+@keys coupon log
+@argv mode ver now_ms txn key_id request_id client_ip action ...fields
+@reply rejected status reason
+coupon {b}:c:<CODE>, log {b}:log (the outbox stream). mode: "create" (must not exist) |
+"update" (must exist; ver is the version read, "" to skip the check); action: the ledger
+kind (coupon_create, ...); fields: field, value pairs.
 Returns {"ok", field1, value1, ...}   the whole hash after the write
-        {"rejected", reason}           coupon_exists | coupon_not_found | conflict
+        rejected: reason coupon_exists | coupon_not_found | conflict
 ]]
 local mode, exists = ARGV[1], redis.call('EXISTS', KEYS[1]) == 1
 if mode == 'create' and exists then return {'rejected', 'coupon_exists'} end

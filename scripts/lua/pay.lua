@@ -5,16 +5,15 @@ the first write, the idempotency record is written first, and the outbox entry (
 balance after) is part of the same script, so a payment and its ledger row cannot part.
 A payment is also a use: per-user, daily, weekly and total counts apply as to coupons.
 
-KEYS[1] {b}:c:<CODE> voucher hash   KEYS[2] {b}:u:<CODE> per-user counts
-KEYS[3] {b}:i:...    idempotency    KEYS[4] {b}:r:<id>   payment record
-KEYS[5] {b}:log      outbox stream
-ARGV 1 now_ms  2 user_id  3 amount  4 currency  5 request fingerprint  6 transaction id
-     7 idempotency ttl s  8 record ttl s  9 order_id ("" for none)  10 client ip
-    11 api key id  12 request id  13 idempotency key  14 code
-Returns {"ok", replayed, id, created_at, amount, currency, balance_after,
-         rem_total, rem_user, rem_daily, rem_weekly, user, order, code}
-        {"rejected", replayed, reason, id, resets_at_ms or "", balance or ""}
-        {"reused"}
+@keys coupon users idem record log
+@argv now_ms user_id amount currency fp txn idem_ttl_s record_ttl_s order_id client_ip key_id request_id idem_key code
+@reply ok status replayed id created_at amount currency balance_after rem_total rem_user rem_daily rem_weekly user_id order_id code
+@reply rejected status replayed reason id resets_at balance
+@reply reused status
+coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE> (per-user counts), idem {b}:i:...
+(the idempotency record), record {b}:r:<id> (the payment), log {b}:log (the outbox).
+fp: the request's fingerprint; order_id "" for none. Remaining counts and resets_at are ""
+where there is none; {"reused"}: the idempotency key was used with another request.
 ]]
 local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local fp, id = ARGV[5], ARGV[6]

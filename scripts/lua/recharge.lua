@@ -2,13 +2,13 @@
 --[[
 recharge: add value to a voucher, up to the configured maximum balance (admin).
 
-KEYS[1] {b}:c:<CODE> voucher   KEYS[2] {b}:i:... idempotency record   KEYS[3] {b}:log outbox
-ARGV 1 now_ms  2 transaction id  3 amount  4 max balance  5 currency ("" = the voucher's)
-     6 request fingerprint  7 idempotency ttl s  8 client ip  9 api key id  10 request id
-    11 idempotency key  12 code
-Returns {"ok", replayed, id, amount, balance_after, loaded_after}
-        {"rejected", replayed, reason, balance or "", max}
-        {"reused"}
+@keys coupon idem log
+@argv now_ms txn amount max_balance currency fp idem_ttl_s client_ip key_id request_id idem_key code
+@reply ok status replayed id amount balance_after loaded_after
+@reply rejected status replayed reason balance max
+@reply reused status
+coupon {b}:c:<CODE> (the voucher), idem {b}:i:... (the idempotency record), log {b}:log.
+currency "" = the voucher's. {"reused"}: the idempotency key was used with another request.
 ]]
 local amount, max = tonumber(ARGV[3]), tonumber(ARGV[4])
 local prev = rd_replay(KEYS[2], ARGV[6])

@@ -6,20 +6,17 @@ after the check phase. Every check runs before the first write, because Redis ne
 a script back; the first write (the idempotency record) allocates, so under OOM the script
 aborts before touching a counter.
 
-KEYS[1] {b}:c:<CODE>   coupon hash        KEYS[2] {b}:u:<CODE>  per-user counts
-KEYS[3] {b}:i:...      idempotency record KEYS[4] {b}:r:<id>    redemption record
-KEYS[5] {b}:log        outbox stream
-ARGV  1 mode ("validate" | "redeem")   2 now_ms            3 user_id
-      4 order_amount                   5 currency          6 request fingerprint
-      7 transaction id                 8 idempotency ttl s 9 redemption ttl s
-     10 order_id ("" for none)        11 client ip        12 api key id
-     13 request id                    14 idempotency key  15 code
-Returns a flat array of strings (hiredis 0.14 caps reply nesting):
-  {"ok", replayed, id, created_at, dtype, dvalue, dmax, min_order, coupon_currency,
-   rem_total, rem_user, rem_daily, rem_weekly, order_amount, currency, user_id, order_id,
-   code, day_index, week_index, utc_off}                     ("" where there is no limit)
-  {"rejected", replayed, reason, id, resets_at_ms or "", now}
-  {"reused"}   the idempotency key was used with a different request
+@keys coupon users idem record log
+@argv mode now_ms user_id order_amount currency fp txn idem_ttl_s record_ttl_s order_id client_ip key_id request_id idem_key code
+@reply ok status replayed id created_at dtype dvalue dmax min_order coupon_currency rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code day_index week_index utc_off
+@reply rejected status replayed reason id resets_at now
+@reply reused status
+coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), idem {b}:i:... (the idempotency
+record), record {b}:r:<id> (the redemption), log {b}:log (the outbox stream).
+mode: "validate" | "redeem"; fp: the request's fingerprint; order_id "" for none.
+Answers are flat arrays of strings (hiredis 0.14 caps reply nesting); remaining counts and
+resets_at are "" where there is none; {"reused"}: the idempotency key was used with a
+different request.
 Counters are *used* counts compared with the current limits, so a PATCHed limit never
 forgets past uses. Day/week counts live in fields "d:<user>" / "w:<user>" as
 "<period index>:<count>", so a new period starts at zero without any cron job.

@@ -6,13 +6,14 @@ what was loaded. The daemon reads the payment's code and user first (to name the
 passes them back; the script re-checks them. The use the payment took (per-user, daily,
 weekly, total counts) is given back once the payment is refunded in full.
 
-KEYS[1] {b}:r:<id> payment record   KEYS[2] {b}:c:<CODE> voucher
-KEYS[3] {b}:u:<CODE> per-user counts KEYS[4] {b}:log      outbox stream
-ARGV 1 now_ms  2 refund transaction id  3 code  4 user  5 client ip  6 api key id
-     7 request id  8 payment id  9 idempotency key  10 amount ("" = all that is left)
-Returns {"ok", refunded_at, refund_id, replayed, amount, balance_after, refundable_after}
-        {"rejected", reason, refundable}
-        {"reused"}   the idempotency key was used for a different refund of this payment
+@keys record coupon users log
+@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key amount
+@reply ok status refunded_at refund_id replayed amount balance_after refundable_after
+@reply rejected status reason refundable
+@reply reused status
+record {b}:r:<id> (the payment), coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE>,
+log {b}:log. txn: the refund's id; ref_id: the payment's; amount "" = all that is left.
+{"reused"}: the idempotency key was used for a different refund of this payment.
 ]]
 local now = ARGV[1]
 local r = redis.call('HMGET', KEYS[1], 'code', 'user', 'kind', 'paid', 'refunded', 'status',

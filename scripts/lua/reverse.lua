@@ -6,13 +6,13 @@ the script re-checks them, so a record cannot change between the two calls unnot
 A period counter is only decremented while that period is still the current one: a use
 taken in a past day or week no longer counts against anything.
 
-KEYS[1] {b}:r:<id>  redemption record   KEYS[2] {b}:c:<CODE>  coupon
-KEYS[3] {b}:u:<CODE> per-user counts    KEYS[4] {b}:log       outbox stream
-ARGV 1 now_ms  2 reversal transaction id  3 code  4 user  5 client ip  6 api key id
-     7 request id  8 redemption id  9 idempotency key ("" for none)
-Returns {"ok", reversed_at, reversal_id, replayed}
-A second reverse with the same (non-empty) idempotency key replays the first answer.
-        {"rejected", reason, reversed_at or "", reversal_id}
+@keys record coupon users log
+@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key
+@reply ok status reversed_at reversal_id replayed
+@reply rejected status reason reversed_at reversal_id
+record {b}:r:<id> (the redemption), coupon {b}:c:<CODE>, users {b}:u:<CODE>, log {b}:log.
+txn: the reversal's id; ref_id: the redemption's; idem_key "" for none. A second reverse
+with the same (non-empty) idempotency key replays the first answer.
 ]]
 local now = ARGV[1]
 local r = redis.call('HMGET', KEYS[1], 'code', 'user', 'status', 'day', 'week',

@@ -4,11 +4,12 @@ share: record that a code was handed to a customer (channel, recipient, time) an
 The coupon keeps a share count and the last share time, so listings can tell shared from
 unshared codes; the ledger keeps every share.
 
-KEYS[1] {b}:c:<CODE> coupon   KEYS[2] {b}:log outbox stream
-ARGV 1 now_ms  2 transaction id  3 channel  4 recipient ("" for none)  5 client ip
-     6 api key id  7 request id  8 code
-Returns {"ok", shares, expires_at or "", utc_off}
-        {"rejected", reason}   coupon_not_found | coupon_disabled | coupon_expired
+@keys coupon log
+@argv now_ms txn channel recipient client_ip key_id request_id code
+@reply ok status shares expires_at utc_off
+@reply rejected status reason
+coupon {b}:c:<CODE>, log {b}:log. recipient "" for none; expires_at "" for none.
+rejected: coupon_not_found | coupon_disabled | coupon_expired
 ]]
 local c = rd_hmget(KEYS[1], 'code', 'status', 'expires_at', 'utc_off', 'campaign')
 local function log(outcome, reason)

@@ -5,8 +5,10 @@ below what is safe to drop: everything before the oldest entry still pending in 
 consumer's list, or, with nothing pending, everything delivered so far. Never MAXLEN, which
 would delete entries no one has shipped.
 
-KEYS[1] {b}:log   ARGV 1 group  2.. entry ids to acknowledge
-Returns {acked, trimmed}
+@keys log
+@argv group ...ids
+@reply ok acked trimmed
+log {b}:log; group: the consumer group; ids: the entry ids to acknowledge.
 ]]
 local key, group = KEYS[1], ARGV[1]
 local acked = redis.call('XACK', key, group, unpack(ARGV, 2))

@@ -39,3 +39,113 @@ def test_coupon_write_checks_before_it_writes(stack):
     res = r.eval(body, 2, ck, log, *args)
     assert res[0] == "ok"
     assert r.hget(ck, "campaign") == "other" and r.xlen(log) == xlen + 1
+
+
+def contract(name):
+    """A script's contract as the build wrote it from its header: keys, argv, variadic,
+    and the answer shapes (shape -> field names)."""
+    c = {"reply": {}}
+    with open(os.path.join(BUILD, "generated", "lua", f"{name}.contract")) as f:
+        for line in f:
+            word, _, rest = line.rstrip("\n").partition(" ")
+            if word == "reply":
+                shape, _, fields = rest.partition(" ")
+                c["reply"][shape] = fields.split()
+            else:
+                c[word] = rest.split()
+    return c
+
+
+def call(r, name, values, extra=()):
+    """Runs script name with its keys and arguments taken by name from values, in the
+    order its contract gives (a name missing from values is the test's bug: KeyError)."""
+    c = contract(name)
+    keys = [values[k] for k in c["keys"]]
+    args = [values[a] for a in c["argv"]] + list(extra)
+    assert not extra or c["variadic"] == ["1"]
+    return r.eval(script(name), len(keys), *keys, *args)
+
+
+def shape(name, reply):
+    """Checks reply against the contract's shape named by its status: the fields it says,
+    in that number; returns them by name."""
+    shapes = contract(name)["reply"]
+    if len(shapes) == 1 and next(iter(shapes.values()))[0] != "status":
+        fields = next(iter(shapes.values()))  # one shape, not told apart by a status
+    else:
+        fields = shapes[reply[0]]
+    assert len(reply) == len(fields), (name, reply, fields)
+    return dict(zip(fields, reply))
+
+
+def test_answers_follow_the_contracts(stack):
+    """Every money and use script, called as redeemd calls it, answers in the shapes its
+    contract names: the C handlers read these fields by the same names."""
+    redis, d, api, _ = stack
+    r = redis.client()
+    c = api.create(limits={"total": 1}, expires_at="2099-01-01T00:00:00Z")
+    v = api.post("/v1/coupons", {"code": "FUZZ-V-" + c["code"][-6:], "kind": "voucher",
+                                 "balance": 1000, "currency": "EUR"}).json()
+    n = [0]
+
+    def vals(code, **over):
+        n[0] += 1
+        ck = key_of(r, code)
+        b = ck.split(":c:")[0]
+        txn = f"rdm_{b[1:5]}_{n[0]:020d}"
+        base = {"coupon": ck, "users": f"{b}:u:{code}", "idem": f"{b}:i:{code}:k:{n[0]}",
+                "record": f"{b}:r:{txn}", "log": f"{b}:log", "now_ms": "1900000000000",
+                "user_id": "u1", "order_amount": "1000", "amount": "100", "currency": "EUR",
+                "fp": "f" * 16, "txn": txn, "idem_ttl_s": "60", "record_ttl_s": "60",
+                "order_id": "", "client_ip": "127.0.0.1", "key_id": "k", "request_id": "q",
+                "idem_key": f"i{n[0]}", "code": code, "mode": "redeem", "max_balance": "5000",
+                "channel": "link", "recipient": "", "ref_id": "", "group": "pgsink"}
+        base.update(over)
+        return base
+
+    ok = shape("redeem", call(r, "redeem", vals(c["code"])))
+    assert ok["status"] == "ok" and ok["code"] == c["code"] and ok["rem_total"] == "0"
+    rid = ok["id"]
+    rej = shape("redeem", call(r, "redeem", vals(c["code"], user_id="u2")))
+    assert rej["reason"] == "limit_total_reached"
+    rev = vals(c["code"], ref_id=rid, idem_key="")
+    rev["record"] = rev["record"].rsplit(":r:", 1)[0] + ":r:" + rid
+    assert shape("reverse", call(r, "reverse", rev))["status"] == "ok"
+    assert shape("reverse", call(r, "reverse", rev))["reason"] == "already_reversed"
+
+    paid = shape("pay", call(r, "pay", vals(v["code"])))
+    assert paid["status"] == "ok" and paid["balance_after"] == "900"
+    assert shape("pay", call(r, "pay", vals(v["code"], amount="5000")))["reason"] == \
+        "insufficient_balance"
+    ref = vals(v["code"], ref_id=paid["id"], amount="40")
+    ref["record"] = ref["record"].rsplit(":r:", 1)[0] + ":r:" + paid["id"]
+    back = shape("refund", call(r, "refund", ref))
+    assert back["amount"] == "40" and back["refundable_after"] == "60"
+    assert shape("refund", call(r, "refund", dict(ref, amount="41")))["status"] == "reused"
+    assert shape("refund", call(r, "refund", dict(ref, amount="100", idem_key="other")))[
+        "reason"] == "refund_exceeds_payment"
+
+    assert shape("recharge", call(r, "recharge", vals(v["code"])))["balance_after"] == "1040"
+    assert shape("recharge", call(r, "recharge", vals(v["code"], amount="4900")))["reason"] == \
+        "balance_limit_exceeded"
+
+    assert shape("share", call(r, "share", vals(c["code"])))["shares"] == "1"
+    gone = vals(c["code"])
+    gone["coupon"] = gone["coupon"].rsplit(":c:", 1)[0] + ":c:NO-SUCH-CODE"
+    assert shape("share", call(r, "share", gone))["reason"] == "coupon_not_found"
+
+    ids = [e[0] for e in r.xrange(vals(c["code"])["log"])]
+    acked = shape("ship_ack", call(r, "ship_ack", vals(c["code"]), ids))
+    assert acked["acked"] >= 0 and acked["trimmed"] >= 0
+
+
+def test_every_script_has_a_contract():
+    """The build refuses a script without @keys and @argv; each one it embedded wrote its
+    contract, and names its keys and arguments once each."""
+    names = [f[:-4] for f in os.listdir(os.path.join(BUILD, "generated", "lua"))
+             if f.endswith(".lua")]
+    assert len(names) >= 11
+    for name in names:
+        c = contract(name)
+        assert c["keys"] and len(set(c["keys"])) == len(c["keys"]), name
+        assert len(set(c["argv"])) == len(c["argv"]), name
