@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  *
- * HTTP/1.x request parsing (RFC 9112), with no I/O: the server core (daemon/httpd.c) finds
+ * HTTP/1.x request parsing (RFC 9112), with no I/O: the server core (daemon/server/httpd.c) finds
  * where a request head ends, copies it out and parses it here in place; a chunked body is
  * decoded here too. Everything a client sends passes through these functions first, so they
  * are strict, bounded, and fuzzed (tests/fuzz/).

@@ -48,7 +48,7 @@ unsigned long long rd_mhist_count(const struct rd_mhist_snap *s);
  * A batch job's extra rest, in chunk times, after a chunk: prev, doubled (from at least 0.25,
  * up to 8) when more than 1 % of at least 20 round trips observed between before and now
  * took longer than slow_us, else halved back towards 0. slow_us counts from the histogram
- * bound at or above it; 0 never backs off. (Checkouts first: see daemon/batcher.c.)
+ * bound at or above it; 0 never backs off. (Checkouts first: see daemon/jobs/batcher.c.)
  */
 double rd_batch_pace(double prev, const struct rd_mhist_snap *before,
                      const struct rd_mhist_snap *now, uint32_t slow_us);

@@ -5,7 +5,7 @@
 
 #include "test_util.h"
 
-#include "pgconn.h"
+#include "store/pgconn.h"
 
 static void keyword_form_gets_our_defaults(void **state)
 {

@@ -6,7 +6,7 @@
 #include "test_util.h"
 
 #include "rd/lua_scripts.h"
-#include "redis_cmd.h"
+#include "store/redis_cmd.h"
 
 static void share(struct rd_cmd *c, int skip)
 {

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * What the API handlers (daemon/api/) share beyond the request core of http.h: the state
+ * they keep in a request, their script calls and the answers' shapes (script_call.c), and
+ * the parts that redeem, pay, reverse and refund have in common (uses.c).
+ *
+ * Dependencies run one way: handlers -> uses.c, script_call.c -> http.h and the stores;
+ * reverse.c is the one handler that hands a request to another group's code (a
+ * voucher payment's refund).
+ *
+ * Owns: nothing beyond struct rd_api, which lives in the request (r->state) and is freed
+ * with it. Thread: the worker's.
+ */
+#ifndef RD_API_H
+#define RD_API_H
+
+#include "server/http.h"
+#include "store/pgpool.h"
+#include "rd/coupon.h"
+#include "rd/http_parse.h"
+#include "rd/listing.h"
+#include "rd/lua_script_ids.h"
+#include "rd/request.h"
+#include "store/redis_client.h"
+
+/* The state of an API handler, in r->state: set up by the first rd_api(r). */
+struct rd_api {
+    uint32_t bucket;            /* the hash-tag bucket of the code or id worked on */
+    char code[RD_CODE_MAX + 1]; /* the coupon code worked on, normalised */
+    const char *idem;           /* the Idempotency-Key header (borrowed from the request) */
+    int redeem;                 /* validate (0) or redeem (1) */
+    int64_t refund_amount;      /* reverse of a voucher payment: 0 = all that is left */
+    int attempts;               /* coupon create: >= 1 when the code is generated */
+    const char *action;         /* coupon writes: the ledger kind (coupon_create, ...) */
+    struct rd_redeem_req rq;    /* validate, redeem, pay, recharge: the parsed body */
+    struct rd_coupon coupon;    /* coupon and voucher reads and writes */
+};
+
+struct rd_api *rd_api(struct rd_req *r);
+
+/* ---- script calls and their answers (script_call.c) ------------------------------------ */
+
+/**
+ * Sends cmd for r (its callback cb gets r). A Redis that is not ready answers 503, a command
+ * that breaks its script's contract 500; cb does not run then.
+ */
+void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb);
+
+/* Elements of a script's flat string array reply: "" (or -1) when absent. */
+const char *rd_el(const redisReply *reply, size_t i);
+int64_t rd_el_num(const redisReply *reply, size_t i);
+/** A remaining count: the number, or null for "no limit" (""). New reference. */
+json_t *rd_opt_count(const redisReply *reply, size_t i);
+/** An RFC 3339 string for ms. New reference. */
+json_t *rd_time_json(int64_t ms);
+/**
+ * The start of every money or use script's answer: hints the shipper when the script wrote
+ * to the outbox (wrote: 1, or -1 to tell from a validate's answer), answers failures and a
+ * reused Idempotency-Key itself (returns NULL then), else returns the status element.
+ */
+const char *rd_script_status(struct rd_req *r, const redisReply *reply, int wrote,
+                             const char *what);
+/**
+ * Answers for a Redis reply that is not a success: NULL (outcome unknown) and "unavailable"
+ * errors give 503, anything else is logged and gives 500.
+ */
+void rd_reply_redis_failure(struct rd_req *r, const redisReply *reply, const char *what);
+/** Parses a hash reply (flat field/value pairs from element `from`) into rd_api(r)->coupon. */
+int rd_coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from);
+/**
+ * Normalises the {code} path segment into rd_api(r)->code and its bucket; a code that cannot
+ * exist answers coupon_not_found (-1).
+ */
+int rd_path_code(struct rd_req *r);
+/**
+ * The {id} path segment of a redemption or payment: its bucket into rd_api(r)->bucket; an
+ * id this service cannot have issued answers redemption_not_found (-1).
+ */
+int rd_path_txn(struct rd_req *r);
+/** A fresh transaction id for bucket into out. */
+void rd_req_new_txn(struct rd_req *r, uint32_t bucket, char out[RD_TXN_ID_LEN + 1]);
+/**
+ * Past max_backlog the ledger is too far behind to risk more entries: answers 503 (safe to
+ * retry with the same key) and returns 1; 0 otherwise.
+ */
+int rd_ledger_backlogged(struct rd_req *r);
+/** Checks the Idempotency-Key into rd_api(r)->idem; required: answers when it is missing. */
+int rd_req_idem(struct rd_req *r, int required);
+
+/* ---- the use path: redeem.lua and pay.lua, reverse.lua and refund.lua (uses.c) --------- */
+
+/*
+ * A use call being built, on the caller's stack: the keys and numbers the call's strings
+ * point into live here until it is sent.
+ */
+struct rd_use_call {
+    struct rd_cmd cmd;
+    char keys[5][RD_KEY_MAX];
+    char now[24], amount[24], idem_ttl[24], record_ttl[24];
+    char txn[RD_TXN_ID_LEN + 1], fp[17];
+};
+
+/**
+ * Starts u as a call of redeem.lua or pay.lua (the same keys, and these arguments: now,
+ * user, amount, currency, fingerprint, transaction, TTLs, order, client, key, request,
+ * Idempotency-Key, code) for rd_api(r)->rq on its code; the caller adds the script's own.
+ */
+void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
+                    const char *idem);
+/**
+ * Starts u as a call of reverse.lua or refund.lua (the same keys and first arguments) on the
+ * record r->param of code and user; the caller adds any further argument.
+ */
+void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
+                     const char *code, const char *user);
+
+/* The state of a ledger read (ledger.c), allocated only by requests that read the
+ * ledger: the checkout path does not allocate or clear it. */
+struct listing;
+struct rd_lread {
+    const struct listing *ls; /* the columns being listed (ledger.c) */
+    struct rd_pgq pgq;
+    struct rd_query query; /* owned: the parsed query string */
+    struct rd_stmt st;     /* owned: the statement and its parameters */
+    struct rd_sbuf row;    /* owned: the row being written */
+    int csv;
+    int missing;   /* single answers: the error when no row comes back (enum rd_status) */
+    int streaming; /* a chunked reply has started */
+    long limit, rows;
+    char last_cursor[160];
+    struct evbuffer *chunk;         /* owned */
+    int http;                       /* single answers: the status of a success (0 = 200) */
+    void (*then)(struct rd_req *r); /* single answers: run instead of answering */
+};
+
+/*
+ * Back-office reads and writes in PostgreSQL (ledger.c), through the worker's pool.
+ * rd_lread_new() gives r its read state; r->lr->st.sql is the statement. rd_lread_param()
+ * copies v (NULL: SQL NULL) as the next parameter and returns its number ($n); _owned takes
+ * v over (freed with r). Past RD_PGQ_MAXPARAMS nothing is written and the read answers 500
+ * (a handler's bug: every listing parameter is one statement parameter, whatever its number
+ * of values). rd_lread_object() runs the statement: its row callback puts the answer into
+ * r->body; no row answers missing; r->lr->http sets the status of a success and
+ * r->lr->then, if set, runs instead of answering.
+ */
+void rd_lread_new(struct rd_req *r);
+int rd_lread_param(struct rd_req *r, const char *v);
+int rd_lread_param_owned(struct rd_req *r, char *v);
+void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status missing);
+/** Streams the codes of batch r->param as CSV (one "code" column). */
+void rd_lread_codes_csv(struct rd_req *r);
+
+/* ---- across handler groups -------------------------------------------------------------- */
+
+/**
+ * Refunds the voucher payment r->param (its record names code and user): amount, or all that
+ * is left of it when amount is 0. Needs rd_api(r)->idem. Answers r. (vouchers.c)
+ */
+void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount);
+/** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */
+void rd_redemption_from_ledger(struct rd_req *r);
+/** Answers GET /v1/coupons/{code} for a code archived out of Redis, from the mirror. */
+void rd_coupon_from_ledger(struct rd_req *r);
+
+#endif

@@ -1,0 +1,750 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * The HTTP/1.1 server core (see httpd.h): connections, request intake, answers.
+ *
+ * A connection goes through these states:
+ *
+ *   IDLE     waiting for a request's first byte (idle deadline)
+ *   HEAD     reading the head; BODY reading the body (the request's absolute deadline)
+ *   APP      the application holds the request (no deadline of ours)
+ *   STREAM   a streamed answer is being written
+ *   CLOSING  a last answer is being written; then LINGER or the end
+ *   LINGER   after a refusal: our side shut, unread input drained for a moment, so that the
+ *            client reads the answer instead of a reset
+ *
+ * After an answer on a keep-alive connection it is IDLE again; bytes already received (a
+ * pipelined request) are handled from a deferred callback, never from inside the answer.
+ */
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/httpd.h"
+#include "rd/json_util.h"
+#include "rd/log.h"
+
+/* After a refusal, unread input is drained this long before the socket closes. */
+#define LINGER_MS 2000
+/* A keep-alive connection takes its next request only while less than this is waiting to
+ * be written: a client that pipelines without reading cannot make us buffer its answers. */
+#define OUT_HIGH (256 * 1024)
+
+enum cstate { CS_IDLE, CS_HEAD, CS_BODY, CS_APP, CS_STREAM, CS_CLOSING, CS_LINGER };
+
+struct rd_hconn;
+
+struct rd_hreq {
+    struct rd_hconn *c;
+    struct rd_http_head head;
+    char *headbuf; /* the head as received, parsed in place (owned, kept for reuse) */
+    size_t headlen, headcap;
+    struct rd_sbuf body;
+    struct rd_sbuf outh; /* response header lines the application added */
+    rd_hreq_gone_cb *on_gone;
+    void *gone_arg;
+    rd_hreq_drained_cb *on_drained;
+    void *drained_arg;
+    int refused; /* answered for the core: close (and linger) after it */
+};
+
+struct rd_hconn {
+    struct rd_httpd *s;
+    struct bufferevent *bev; /* NULL once the socket is closed (the client has gone) */
+    enum cstate state;
+    struct event *timer;
+    char peer[INET6_ADDRSTRLEN];
+    size_t scan; /* rd_http_head_len's position in the head so far */
+    struct rd_chunked chunk;
+    int keep_alive, gone, linger;
+    struct rd_hreq req;
+    TAILQ_ENTRY(rd_hconn) link; /* all connections */
+    TAILQ_ENTRY(rd_hconn) idle; /* IDLE ones, oldest first */
+    int in_idle;
+};
+
+TAILQ_HEAD(conn_list, rd_hconn);
+
+struct rd_httpd {
+    struct event_base *base;
+    struct rd_httpd_limits lim;
+    rd_hreq_cb *on_request;
+    rd_hreq_refuse_cb *on_refuse;
+    void *arg;
+    struct evconnlistener *listener;
+    struct conn_list all, idle;
+    int draining;
+    const struct timeval *tv_idle, *tv_request, *tv_linger; /* common timeouts */
+    struct timeval tv_write;
+    time_t date_sec;
+    char date[40];
+    struct rd_httpd_stats *st;
+};
+
+static void conn_free(struct rd_hconn *c);
+static void handle_input(struct rd_hconn *c);
+
+/* Before a request's first byte: nothing of the last one may be seen in a refusal. */
+static void reset_request(struct rd_hreq *h)
+{
+    struct rd_http_head *hd = &h->head;
+    hd->method = RD_HM_UNKNOWN;
+    hd->method_name = "";
+    hd->path = "";
+    hd->query = NULL;
+    hd->minor = 1;
+    hd->nfields = 0;
+    hd->content_length = -1;
+    hd->chunked = hd->keep_alive = hd->expect_continue = false;
+    h->headlen = 0;
+    h->body.len = 0;
+    h->outh.len = 0;
+    h->refused = 0;
+}
+
+/* ---- timers and lists ------------------------------------------------------------------ */
+
+static void set_idle(struct rd_hconn *c, int on)
+{
+    if (on && !c->in_idle)
+        TAILQ_INSERT_TAIL(&c->s->idle, c, idle);
+    else if (!on && c->in_idle)
+        TAILQ_REMOVE(&c->s->idle, c, idle);
+    c->in_idle = on;
+}
+
+static void set_state(struct rd_hconn *c, enum cstate st)
+{
+    c->state = st;
+    set_idle(c, st == CS_IDLE);
+    switch (st) {
+    case CS_IDLE:
+        evtimer_add(c->timer, c->s->tv_idle);
+        break;
+    case CS_HEAD: /* the deadline runs from the first byte to the last, however they come */
+        evtimer_add(c->timer, c->s->tv_request);
+        break;
+    case CS_LINGER:
+        evtimer_add(c->timer, c->s->tv_linger);
+        break;
+    case CS_BODY:
+        break; /* the head's deadline goes on */
+    default:
+        evtimer_del(c->timer);
+    }
+}
+
+/* ---- answering ------------------------------------------------------------------------- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static const char *http_date(struct rd_httpd *s)
+{
+    time_t now = time(NULL);
+    if (now != s->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        s->date_sec = now;
+    }
+    return s->date;
+}
+
+/* Whether the connection carries another request after this answer. */
+static int keeps_alive(const struct rd_hconn *c)
+{
+    return c->keep_alive && !c->req.refused && !c->s->draining;
+}
+
+/* The status line and headers; framing is "length" (Content-Length: len), or a stream. */
+static void write_head(struct rd_hconn *c, int status, int stream, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct rd_hreq *h = &c->req;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason_of(status),
+                        http_date(c->s));
+    evbuffer_add(out, h->outh.buf, h->outh.len);
+    if (!stream)
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    else if (h->head.minor == 1)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else
+        c->keep_alive = 0; /* an HTTP/1.0 stream ends with the connection */
+    if (!keeps_alive(c))
+        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    else if (h->head.minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+    else
+        evbuffer_add(out, "\r\n", 2);
+}
+
+/* The request is answered: the next one, or the end of the connection. */
+static void request_done(struct rd_hconn *c)
+{
+    struct rd_hreq *h = &c->req;
+    h->on_gone = NULL;
+    h->on_drained = NULL;
+    if (c->gone) {
+        conn_free(c);
+        return;
+    }
+    if (!keeps_alive(c)) {
+        c->linger = c->linger || h->refused;
+        set_state(c, CS_CLOSING);
+        /* the write callback ends it once the output is out (or now, if it already is) */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            bufferevent_trigger(c->bev, EV_WRITE,
+                                BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        return;
+    }
+    reset_request(h);
+    c->scan = 0;
+    memset(&c->chunk, 0, sizeof(c->chunk));
+    set_state(c, CS_IDLE);
+    /* a request that came in meanwhile (pipelining) is taken from a deferred callback */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void rd_hreq_add_header(struct rd_hreq *h, const char *name, const char *value)
+{
+    rd_sbuf_addstr(&h->outh, name);
+    rd_sbuf_add(&h->outh, ": ", 2);
+    /* a value is ours or checked by the caller; a stray line break would split the head */
+    size_t n = strcspn(value, "\r\n");
+    rd_sbuf_add(&h->outh, value, n);
+    rd_sbuf_add(&h->outh, "\r\n", 2);
+}
+
+void rd_hreq_reply(struct rd_hreq *h, int status, const char *body, size_t len)
+{
+    struct rd_hconn *c = h->c;
+    if (c->state != CS_APP) {
+        rd_error("event=http_double_answer state=%d status=%d", c->state, status);
+        return;
+    }
+    if (!c->gone) {
+        write_head(c, status, 0, len);
+        if (h->head.method != RD_HM_HEAD && len)
+            bufferevent_write(c->bev, body, len);
+    }
+    request_done(c);
+}
+
+void rd_hreq_stream_start(struct rd_hreq *h, int status)
+{
+    struct rd_hconn *c = h->c;
+    if (c->state != CS_APP)
+        return;
+    set_state(c, CS_STREAM);
+    if (!c->gone)
+        write_head(c, status, 1, 0);
+}
+
+int rd_hreq_stream_chunk(struct rd_hreq *h, struct evbuffer *data, rd_hreq_drained_cb *drained,
+                         void *arg)
+{
+    struct rd_hconn *c = h->c;
+    size_t n = evbuffer_get_length(data);
+    if (c->gone || c->state != CS_STREAM) {
+        evbuffer_drain(data, n);
+        return -1;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (h->head.method == RD_HM_HEAD || n == 0) {
+        evbuffer_drain(data, n);
+    } else if (h->head.minor == 1) {
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_add_buffer(out, data);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_buffer(out, data);
+    }
+    h->on_drained = drained;
+    h->drained_arg = arg;
+    /* the write callback runs when the output is empty; if it already is, run it soon */
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_trigger(c->bev, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    return 0;
+}
+
+void rd_hreq_stream_end(struct rd_hreq *h)
+{
+    struct rd_hconn *c = h->c;
+    if (c->state != CS_STREAM) {
+        rd_error("event=http_double_answer state=%d", c->state);
+        return;
+    }
+    if (!c->gone && h->head.minor == 1 && h->head.method != RD_HM_HEAD)
+        bufferevent_write(c->bev, "0\r\n\r\n", 5);
+    c->state = CS_APP; /* request_done moves on from here */
+    request_done(c);
+}
+
+void rd_hreq_abort(struct rd_hreq *h)
+{
+    conn_free(h->c);
+}
+
+/* ---- a refusal by the core ------------------------------------------------------------- */
+
+static void refuse(struct rd_hconn *c, enum rd_status st, const char *msg)
+{
+    struct rd_hreq *h = &c->req;
+    h->refused = 1;
+    c->linger = 1;
+    set_state(c, CS_APP);
+    c->s->on_refuse(h, st, msg, c->s->arg);
+}
+
+/* ---- intake ---------------------------------------------------------------------------- */
+
+static void dispatch(struct rd_hconn *c)
+{
+    set_state(c, CS_APP);
+    c->s->on_request(&c->req, c->s->arg);
+}
+
+/* Takes a chunked body from in; returns 1 when it is complete, 0 when more is needed, -1
+ * after a refusal. */
+static int read_chunked(struct rd_hconn *c, struct evbuffer *in)
+{
+    struct rd_hreq *h = &c->req;
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return 0;
+        size_t used = 0;
+        int rc = rd_chunked_decode(&c->chunk, v.iov_base, v.iov_len, &used, &h->body,
+                                   c->s->lim.max_body_bytes);
+        if (rc < 0) {
+            refuse(c, rc == -2 ? RD_E_PAYLOAD_TOO_LARGE : RD_E_INVALID_REQUEST,
+                   rc == -2 ? "the request body is too large" : "malformed chunked body");
+            return -1;
+        }
+        evbuffer_drain(in, used);
+        if (rc == 1)
+            return 1;
+    }
+    return 0;
+}
+
+/* The head is in h->headbuf[0..headlen): parse it and decide what follows. Returns 1 when
+ * the request is complete, 0 when a body is to be read, -1 after a refusal. */
+static int take_head(struct rd_hconn *c, struct evbuffer *in)
+{
+    struct rd_hreq *h = &c->req;
+    const char *why;
+    enum rd_status st = rd_http_parse_head(h->headbuf, h->headlen, &h->head, &why);
+    /* after a refused CONNECT the client may still think it speaks through a tunnel */
+    c->keep_alive = h->head.keep_alive && h->head.method != RD_HM_CONNECT;
+    if (st != RD_OK) {
+        refuse(c, st, why);
+        return -1;
+    }
+    int64_t cl = h->head.content_length;
+    if (cl > (int64_t)c->s->lim.max_body_bytes) {
+        refuse(c, RD_E_PAYLOAD_TOO_LARGE, "the request body is too large");
+        return -1;
+    }
+    if (!h->head.chunked && cl <= 0)
+        return 1;
+    /* the client waits for our word before it sends the body */
+    if (h->head.expect_continue && evbuffer_get_length(in) == 0)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    set_state(c, CS_BODY);
+    return 0;
+}
+
+static void handle_input(struct rd_hconn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct rd_hreq *h = &c->req;
+    const struct rd_httpd_limits *lim = &c->s->lim;
+    if (c->state == CS_CLOSING || c->state == CS_LINGER) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* what follows a last answer */
+        return;
+    }
+    if (c->state == CS_IDLE) {
+        if (evbuffer_get_length(in) == 0)
+            return;
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH)
+            return; /* answers still waiting for the client: its next request waits too */
+        set_state(c, CS_HEAD);
+    }
+    if (c->state == CS_HEAD) {
+        /* the head is copied out as it comes (one copy, however it is split) and searched
+         * from where the last search stopped; one byte past the limit tells it is over */
+        size_t room = lim->max_header_bytes + 1 - h->headlen;
+        size_t take = evbuffer_get_length(in);
+        if (take > room)
+            take = room;
+        if (h->headlen + take + 1 > h->headcap) {
+            size_t cap = h->headcap ? h->headcap : 1024;
+            while (cap < h->headlen + take + 1)
+                cap *= 2;
+            char *nb = realloc(h->headbuf, cap);
+            if (!nb)
+                abort();
+            h->headbuf = nb;
+            h->headcap = cap;
+        }
+        evbuffer_remove(in, h->headbuf + h->headlen, take);
+        h->headlen += take;
+        size_t hl = rd_http_head_len(h->headbuf, h->headlen, &c->scan);
+        if (hl == 0 || hl > lim->max_header_bytes) {
+            if (h->headlen > lim->max_header_bytes)
+                refuse(c, RD_E_HEADERS_TOO_LARGE, "the request head is too large");
+            return;
+        }
+        if (h->headlen > hl) { /* the body's (or the next request's) first bytes */
+            evbuffer_prepend(in, h->headbuf + hl, h->headlen - hl);
+            h->headlen = hl;
+        }
+        h->headbuf[hl] = '\0';
+        int rc = take_head(c, in);
+        if (rc < 0)
+            return;
+        if (rc == 1) {
+            dispatch(c);
+            return;
+        }
+    }
+    if (c->state == CS_BODY) {
+        if (h->head.chunked) {
+            if (read_chunked(c, in) == 1)
+                dispatch(c);
+            return;
+        }
+        size_t need = (size_t)h->head.content_length;
+        if (evbuffer_get_length(in) < need)
+            return;
+        h->body.len = 0;
+        while (h->body.len < need) {
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+                break;
+            size_t k = v.iov_len < need - h->body.len ? v.iov_len : need - h->body.len;
+            rd_sbuf_add(&h->body, v.iov_base, k);
+            evbuffer_drain(in, k);
+        }
+        dispatch(c);
+    }
+}
+
+/* ---- callbacks ------------------------------------------------------------------------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    handle_input(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct rd_hconn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) > 0)
+        return;
+    switch (c->state) {
+    case CS_CLOSING:
+        if (c->linger) {
+            /* our side is done; what the client still sends is read and dropped, so that
+             * closing does not reset the connection before it has read the answer */
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            set_state(c, CS_LINGER);
+            evbuffer_drain(bufferevent_get_input(bev),
+                           evbuffer_get_length(bufferevent_get_input(bev)));
+            return;
+        }
+        conn_free(c);
+        return;
+    case CS_STREAM:
+        if (c->req.on_drained) {
+            rd_hreq_drained_cb *cb = c->req.on_drained;
+            c->req.on_drained = NULL;
+            cb(c->req.drained_arg);
+        }
+        return;
+    case CS_IDLE:
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+            handle_input(c); /* a pipelined request held back while answers were queued */
+        return;
+    default:
+        return;
+    }
+}
+
+/* The client closed, reset, or stopped reading (write timeout). */
+static void client_gone(struct rd_hconn *c)
+{
+    atomic_fetch_add_explicit(&c->s->st->client_gone, 1, memory_order_relaxed);
+    c->gone = 1;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    evtimer_del(c->timer);
+    rd_hreq_gone_cb *cb = c->req.on_gone;
+    c->req.on_gone = NULL;
+    c->req.on_drained = NULL;
+    if (cb)
+        cb(&c->req, c->req.gone_arg); /* may answer, and so free c */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct rd_hconn *c = arg;
+    (void)bev;
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    if (c->state == CS_APP || c->state == CS_STREAM) {
+        client_gone(c); /* the application still holds the request: it answers into nothing */
+        return;
+    }
+    conn_free(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct rd_hconn *c = arg;
+    (void)fd;
+    (void)what;
+    switch (c->state) {
+    case CS_HEAD:
+    case CS_BODY:
+        atomic_fetch_add_explicit(&c->s->st->timeouts, 1, memory_order_relaxed);
+        refuse(c, RD_E_REQUEST_TIMEOUT, "the request did not arrive in time");
+        return;
+    case CS_IDLE:
+    case CS_LINGER:
+    case CS_CLOSING:
+        conn_free(c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void conn_free(struct rd_hconn *c)
+{
+    struct rd_httpd *s = c->s;
+    set_idle(c, 0);
+    TAILQ_REMOVE(&s->all, c, link);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    event_free(c->timer);
+    free(c->req.headbuf);
+    rd_sbuf_free(&c->req.body);
+    rd_sbuf_free(&c->req.outh);
+    free(c);
+    atomic_fetch_sub_explicit(&s->st->open, 1, memory_order_relaxed);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    struct rd_httpd *s = arg;
+    (void)l;
+    (void)salen;
+    int open = atomic_load_explicit(&s->st->open, memory_order_relaxed);
+    if (open >= s->lim.max_connections && !TAILQ_EMPTY(&s->idle)) {
+        /* room for a client with something to ask: the longest idle keep-alive goes */
+        conn_free(TAILQ_FIRST(&s->idle));
+        atomic_fetch_add_explicit(&s->st->evicted_idle, 1, memory_order_relaxed);
+        open--;
+    }
+    struct rd_hconn *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->s = s;
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(s->base, on_timer, c);
+    if (!c->bev || !c->timer)
+        abort();
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    c->req.c = c;
+    rd_sbuf_init(&c->req.body);
+    rd_sbuf_init(&c->req.outh);
+    reset_request(&c->req);
+    TAILQ_INSERT_TAIL(&s->all, c, link);
+    atomic_fetch_add_explicit(&s->st->open, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->st->accepted, 1, memory_order_relaxed);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    /* reading goes on while the application works (to see the client leave), up to what
+     * one request may hold */
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             s->lim.max_header_bytes + s->lim.max_body_bytes + 65536);
+    bufferevent_set_timeouts(c->bev, NULL, &s->tv_write);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (open >= s->lim.max_connections) {
+        atomic_fetch_add_explicit(&s->st->refused_full, 1, memory_order_relaxed);
+        c->keep_alive = 0;
+        refuse(c, RD_E_UNAVAILABLE, "too many connections; retry shortly");
+        return;
+    }
+    set_state(c, CS_IDLE);
+}
+
+struct rd_httpd *rd_httpd_new(struct event_base *base, const struct rd_httpd_limits *lim,
+                              struct rd_httpd_stats *st, rd_hreq_cb *on_request,
+                              rd_hreq_refuse_cb *on_refuse, void *arg)
+{
+    struct rd_httpd *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->base = base;
+    s->st = st;
+    s->lim = *lim;
+    s->on_request = on_request;
+    s->on_refuse = on_refuse;
+    s->arg = arg;
+    TAILQ_INIT(&s->all);
+    TAILQ_INIT(&s->idle);
+    /* thousands of connections share three durations: libevent keeps each in a queue of
+     * its own instead of the timer heap */
+    struct timeval ti = {lim->idle_ms / 1000, (lim->idle_ms % 1000) * 1000};
+    struct timeval tr = {lim->request_ms / 1000, (lim->request_ms % 1000) * 1000};
+    struct timeval tl = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+    s->tv_idle = event_base_init_common_timeout(base, &ti);
+    s->tv_request = event_base_init_common_timeout(base, &tr);
+    s->tv_linger = event_base_init_common_timeout(base, &tl);
+    s->tv_write.tv_sec = lim->write_ms / 1000;
+    s->tv_write.tv_usec = (lim->write_ms % 1000) * 1000;
+    if (!s->tv_idle || !s->tv_request || !s->tv_linger) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void rd_httpd_serve(struct rd_httpd *s, struct evconnlistener *l)
+{
+    s->listener = l;
+    evconnlistener_set_cb(l, on_accept, s);
+}
+
+void rd_httpd_drain(struct rd_httpd *s)
+{
+    s->draining = 1;
+    if (s->listener) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
+    }
+    while (!TAILQ_EMPTY(&s->idle))
+        conn_free(TAILQ_FIRST(&s->idle));
+}
+
+void rd_httpd_free(struct rd_httpd *s)
+{
+    if (!s)
+        return;
+    if (s->listener)
+        evconnlistener_free(s->listener);
+    struct rd_hconn *c;
+    while ((c = TAILQ_FIRST(&s->all))) {
+        if (c->state == CS_APP || c->state == CS_STREAM)
+            rd_warn("event=http_unanswered_at_exit path=\"%s\"", c->req.head.path);
+        conn_free(c);
+    }
+    free(s);
+}
+
+/* ---- request accessors ------------------------------------------------------------------ */
+
+const struct rd_http_head *rd_hreq_head(const struct rd_hreq *h)
+{
+    return &h->head;
+}
+
+const char *rd_hreq_header(const struct rd_hreq *h, const char *name)
+{
+    return rd_http_field(&h->head, name);
+}
+
+const char *rd_hreq_body(const struct rd_hreq *h, size_t *len)
+{
+    *len = h->body.len;
+    return h->body.buf ? h->body.buf : "";
+}
+
+const char *rd_hreq_peer(const struct rd_hreq *h)
+{
+    return h->c->peer;
+}
+
+int rd_hreq_gone(const struct rd_hreq *h)
+{
+    return h->c->gone;
+}
+
+void rd_hreq_on_gone(struct rd_hreq *h, rd_hreq_gone_cb *cb, void *arg)
+{
+    h->on_gone = cb;
+    h->gone_arg = arg;
+}
