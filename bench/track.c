@@ -276,7 +276,7 @@ static void check_redis_users(struct bench *b)
             rd_key_users(key, sizeof(key), bucket, ct->code);
             char uid[64];
             user_id(b, (e->key - 1) & ((1ULL << 40) - 1), uid, sizeof(uid));
-            snprintf(field, sizeof(field), "t:%s", uid);
+            snprintf(field, sizeof(field), "u:%s", uid);
             redisAppendCommand(rc, "HGET %s %s", key, field);
             idx[n++] = i;
         }
@@ -289,7 +289,10 @@ static void check_redis_users(struct bench *b)
                 }
                 const struct uentry *e = &b->users->t[idx[k]];
                 const struct coupon_track *ct = &b->coupons[(e->key - 1) >> 40];
-                long long got = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+                struct rd_user_counts uc = {0, 0, 0, 0, 0};
+                if (r->type == REDIS_REPLY_STRING && rd_user_counts_parse(r->str, &uc) < 0)
+                    uc.total = -1; /* not a count: reported below */
+                long long got = uc.total;
                 freeReplyObject(r);
                 if (got < e->net || got > e->net + (long long)ct->unknown)
                     violation("coupon %s: a user's Redis count is %lld, the answers say %lld",

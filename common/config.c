@@ -57,10 +57,12 @@ static const struct setting settings[] = {
      "client connections per worker; past it the longest idle one is closed, else 503"},
     {"max_inflight", C_INT, OFF(max_inflight), 0, 1, 1000000, "10000",
      "requests in flight per worker before answering 503"},
-    {"idempotency_ttl_s", C_INT, OFF(idempotency_ttl_s), 0, 60, 31536000, "86400",
+    {"idempotency_ttl_s", C_INT, OFF(idempotency_ttl_s), 0, 1, 31536000, "86400",
      "how long an Idempotency-Key is remembered"},
-    {"redemption_ttl_s", C_INT, OFF(redemption_ttl_s), 0, 3600, 315360000, "7776000",
-     "how long Redis keeps a redemption record (reversal window)"},
+    {"reversal_window_s", C_INT, OFF(reversal_window_s), 0, 60, 315360000, "7776000",
+     "how long after a redemption or payment it may be reversed or refunded"},
+    {"redemption_ttl_s", C_INT, OFF(reversal_window_s), 0, 60, 315360000, NULL,
+     "old name of reversal_window_s"},
     {"key_refresh_ms", C_INT, OFF(key_refresh_ms), 0, 100, 600000, "1000",
      "how often workers reload API keys (revocation delay)"},
     {"shutdown_timeout_s", C_INT, OFF(shutdown_timeout_s), 0, 1, 600, "10",
@@ -199,6 +201,8 @@ void rd_config_defaults(struct rd_config *cfg)
     char err[256];
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < NSETTINGS; i++) {
+        if (!settings[i].def)
+            continue; /* an old name of another setting */
         int rc = set_value(cfg, &settings[i], settings[i].def, "default", err, sizeof(err));
         (void)rc; /* the table's defaults are in range; unit tests hold them to it */
     }
@@ -407,8 +411,11 @@ void rd_config_usage(const char *prog, void (*emit)(const char *line))
              prog);
     emit(line);
     for (size_t i = 0; i < NSETTINGS; i++) {
-        snprintf(line, sizeof(line), "  --%-22s %s (default \"%s\")", settings[i].name,
-                 settings[i].help, settings[i].def);
+        if (!settings[i].def)
+            snprintf(line, sizeof(line), "  --%-22s %s", settings[i].name, settings[i].help);
+        else
+            snprintf(line, sizeof(line), "  --%-22s %s (default \"%s\")", settings[i].name,
+                     settings[i].help, settings[i].def);
         emit(line);
     }
 }

@@ -35,13 +35,25 @@ int rd_key_users(char *buf, size_t sz, uint32_t bucket, const char *code)
     return fit(snprintf(buf, sz, "{%04u}:u:%s", bucket, code), sz);
 }
 
-int rd_key_idem(char *buf, size_t sz, uint32_t bucket, const char *code, const char *keyid,
-                const char *idem)
+int rd_key_idem(char *buf, size_t sz, uint32_t bucket, int64_t slice_ms, int64_t now_ms)
+{
+    return fit(snprintf(buf, sz, "{%04u}:i:%lld:%lld", bucket, (long long)slice_ms,
+                        (long long)(now_ms / slice_ms)),
+               sz);
+}
+
+int rd_key_idem_v1(char *buf, size_t sz, uint32_t bucket, const char *code, const char *keyid,
+                   const char *idem)
 {
     return fit(snprintf(buf, sz, "{%04u}:i:%s:%s:%s", bucket, code, keyid, idem), sz);
 }
 
-int rd_key_redemption(char *buf, size_t sz, uint32_t bucket, const char *id)
+int rd_key_mark(char *buf, size_t sz, uint32_t bucket, const char *id)
+{
+    return fit(snprintf(buf, sz, "{%04u}:x:%s", bucket, id), sz);
+}
+
+int rd_key_redemption_v1(char *buf, size_t sz, uint32_t bucket, const char *id)
 {
     return fit(snprintf(buf, sz, "{%04u}:r:%s", bucket, id), sz);
 }
@@ -59,20 +71,101 @@ void rd_txn_id_make(char out[RD_TXN_ID_LEN + 1], uint32_t bucket, const uint8_t 
     out[RD_TXN_ID_LEN] = '\0';
 }
 
-int rd_txn_id_bucket(const char *id, uint32_t nbuckets)
+static int in_alphabet(const char *s, size_t n)
 {
-    if (strlen(id) != RD_TXN_ID_LEN || strncmp(id, "rdm_", 4) != 0 || id[8] != '_')
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0' || !strchr(id_alphabet, s[i]))
+            return 0;
+    return 1;
+}
+
+/* A decimal number of 1 to 20 digits without a leading zero (Redis' stream id parts). */
+static size_t digits(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return (n == 0 || n > 20 || (n > 1 && s[0] == '0')) ? 0 : n;
+}
+
+int rd_txn_id_parse(const char *id, uint32_t nbuckets, struct rd_txn_ref *ref)
+{
+    size_t len = strlen(id);
+    if (len < 10 || len > RD_TXN_ID_MAX || strncmp(id, "rdm_", 4) != 0 || id[8] != '_')
         return -1;
-    int b = 0;
+    uint32_t b = 0;
     for (int i = 4; i < 8; i++) {
         if (id[i] < '0' || id[i] > '9')
             return -1;
-        b = b * 10 + (id[i] - '0');
+        b = b * 10 + (uint32_t)(id[i] - '0');
     }
-    for (int i = 9; i < RD_TXN_ID_LEN; i++)
-        if (!strchr(id_alphabet, id[i]) || id[i] == '\0')
+    if (b >= nbuckets)
+        return -1;
+    ref->bucket = b;
+    ref->sid[0] = ref->tag[0] = '\0';
+    const char *p = id + 9;
+    if (len == RD_TXN_ID_LEN && in_alphabet(p, 20))
+        return 0; /* random: redeemd 0.1's uses, and every row that is not a use */
+    size_t ms = digits(p);
+    if (!ms || p[ms] != '-')
+        return -1;
+    size_t seq = digits(p + ms + 1);
+    const char *t = p + ms + 1 + seq;
+    if (!seq || t[0] != '_' || strlen(t + 1) != RD_USE_TAG_LEN || !in_alphabet(t + 1, 6))
+        return -1;
+    memcpy(ref->sid, p, ms + 1 + seq);
+    ref->sid[ms + 1 + seq] = '\0';
+    memcpy(ref->tag, t + 1, RD_USE_TAG_LEN + 1);
+    return 0;
+}
+
+void rd_use_tag_make(const uint8_t src[4], char tag[RD_USE_TAG_LEN + 1])
+{
+    uint32_t v = (uint32_t)src[0] << 24 | (uint32_t)src[1] << 16 | (uint32_t)src[2] << 8 | src[3];
+    for (int i = 0; i < RD_USE_TAG_LEN; i++, v >>= 5)
+        tag[i] = id_alphabet[v & 31];
+    tag[RD_USE_TAG_LEN] = '\0';
+}
+
+int rd_txn_id_bucket(const char *id, uint32_t nbuckets)
+{
+    struct rd_txn_ref ref;
+    return rd_txn_id_parse(id, nbuckets, &ref) < 0 ? -1 : (int)ref.bucket;
+}
+
+int rd_use_id_format(char out[RD_TXN_ID_MAX + 1], uint32_t bucket, const char *sid, size_t sid_len,
+                     const char *tag, size_t tag_len)
+{
+    if (bucket >= RD_BUCKETS_MAX || sid_len == 0 || sid_len > 41 || tag_len != RD_USE_TAG_LEN)
+        return -1;
+    int n = snprintf(out, RD_TXN_ID_MAX + 1, "rdm_%04u_%.*s_%.*s", bucket, (int)sid_len, sid,
+                     (int)tag_len, tag);
+    struct rd_txn_ref ref;
+    if (n < 0 || n > RD_TXN_ID_MAX || rd_txn_id_parse(out, RD_BUCKETS_MAX, &ref) < 0 || !ref.sid[0])
+        return -1;
+    return n;
+}
+
+int rd_user_counts_parse(const char *v, struct rd_user_counts *out)
+{
+    long long x[5];
+    const char *p = v;
+    for (int i = 0; i < 5; i++) {
+        size_t n = strspn(p, "0123456789");
+        if (n == 0 || n > 18 || p[n] != (i < 4 ? ':' : '\0'))
             return -1;
-    return (uint32_t)b < nbuckets ? b : -1;
+        x[i] = 0;
+        for (size_t k = 0; k < n; k++)
+            x[i] = x[i] * 10 + (p[k] - '0');
+        p += n + 1;
+    }
+    *out = (struct rd_user_counts){x[0], x[1], x[2], x[3], x[4]};
+    return 0;
+}
+
+int rd_user_counts_format(const struct rd_user_counts *u, char *buf, size_t sz)
+{
+    return fit(snprintf(buf, sz, "%lld:%lld:%lld:%lld:%lld", u->total, u->day, u->day_uses, u->week,
+                        u->week_uses),
+               sz);
 }
 
 void rd_apikey_make(char out[RD_APIKEY_LEN + 1], char id[RD_APIKEY_ID_LEN + 1],

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rd/discount.h"
+#include "rd/keys.h"
 #include "rd/ledger.h"
 #include "rd/rdtime.h"
 
@@ -121,6 +122,44 @@ static void int_col(struct rd_sbuf *out, const struct entry *e, const char *name
     num_col(out, ok, v);
 }
 
+/*
+ * A use's entry carries no id: its id names the entry ("rdm_<bucket>_<stream id>_<tag>",
+ * see rd/keys.h), made from stream_id ("{NNNN}:<ms>-<seq>") and the entry's tag.
+ */
+static int use_id_of(const struct entry *e, const char *stream_id, char out[RD_TXN_ID_MAX + 1])
+{
+    size_t tl;
+    const char *tag = get(e, "tag", &tl);
+    unsigned bucket;
+    int n = 0;
+    if (!tag || sscanf(stream_id, "{%4u}:%n", &bucket, &n) != 1 || n != 7)
+        return -1;
+    const char *sid = stream_id + n;
+    return rd_use_id_format(out, bucket, sid, strlen(sid), tag, tl) < 0 ? -1 : 0;
+}
+
+/* The remaining counts an accepted use answered, "total,user,daily,weekly" ("" for no
+ * limit), as the answer's JSON object: a replay after shipping answers them again. */
+static void remaining_json(struct rd_sbuf *d, const char *left, size_t len)
+{
+    static const char *const names[] = {"total", "user", "user_daily", "user_weekly"};
+    rd_sbuf_addstr(d, "{\"remaining\":{");
+    size_t i = 0;
+    for (int k = 0; k < 4; k++) {
+        size_t j = i;
+        while (j < len && left[j] != ',')
+            j++;
+        long long v;
+        rd_sbuf_addf(d, "%s\"%s\":", k ? "," : "", names[k]);
+        if (parse_i64(left + i, j - i, &v) == 0 && v >= 0)
+            rd_sbuf_addf(d, "%lld", v);
+        else
+            rd_sbuf_addstr(d, "null");
+        i = j < len ? j + 1 : j;
+    }
+    rd_sbuf_addstr(d, "}}");
+}
+
 int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
                   const size_t *name_lens, const char *const *values, const size_t *value_lens,
                   size_t n)
@@ -129,9 +168,14 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     size_t idl, tsl, kl, ol, len;
     const char *id = get(&e, "id", &idl), *ts = get(&e, "ts", &tsl), *kind = get(&e, "kind", &kl),
                *outcome = get(&e, "outcome", &ol);
+    char use_id[RD_TXN_ID_MAX + 1];
+    if (!id && use_id_of(&e, stream_id, use_id) == 0) {
+        id = use_id;
+        idl = strlen(use_id);
+    }
     long long ms;
     /* years 1970..9999: anything else would fail the whole COPY */
-    if (!id || idl == 0 || idl > 64 || parse_i64(ts, tsl, &ms) < 0 || ms < 0 ||
+    if (!id || idl == 0 || idl > RD_TXN_ID_MAX || parse_i64(ts, tsl, &ms) < 0 || ms < 0 ||
         ms > 253402300799999LL || !kind || kl == 0 || !outcome || ol == 0)
         return -1;
 
@@ -202,10 +246,18 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     rd_copy_field(out, stream_id, strlen(stream_id));
     rd_sbuf_add(out, "\t", 1);
 
-    /* details: admin changes carry before/after (JSON text written by coupon_write.lua) */
-    size_t bl, al;
-    const char *before = get(&e, "before", &bl), *after = get(&e, "after", &al);
-    if (before || after) {
+    /* details: admin changes carry before/after (JSON text written by coupon_write.lua), an
+     * accepted use what it had left */
+    size_t bl, al, ll;
+    const char *before = get(&e, "before", &bl), *after = get(&e, "after", &al),
+               *left = get(&e, "left", &ll);
+    if (left && ll) {
+        struct rd_sbuf d;
+        rd_sbuf_init(&d);
+        remaining_json(&d, left, ll);
+        rd_copy_field(out, d.buf, d.len);
+        rd_sbuf_free(&d);
+    } else if (before || after) {
         struct rd_sbuf d;
         rd_sbuf_init(&d);
         rd_sbuf_addf(&d, "{\"before\":%.*s,\"after\":%.*s}", (int)(before && bl ? bl : 4),

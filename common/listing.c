@@ -309,7 +309,7 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         const char *dot = strchr(v, '.');
         size_t dl = dot ? (size_t)(dot - v) : 0;
         if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
-            strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(dot + 1))
+            strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(dot + 1))
             return bad(b, "cursor", "is not a cursor this service issued");
         char txid[24];
         snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);

@@ -9,6 +9,7 @@
 
 #include "rd/discount.h"
 #include "rd/request.h"
+#include "rd/sha256.h"
 
 int rd_currency_normalize(const char *in, char out[4])
 {
@@ -139,9 +140,8 @@ static uint64_t fnv64(uint64_t h, const char *s, size_t n)
     return h;
 }
 
-void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, char out[17])
+void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, uint8_t out[8])
 {
-    static const char hex[] = "0123456789abcdef";
     char amount[24];
     int n = snprintf(amount, sizeof(amount), "%lld", (long long)r->order_amount);
     uint64_t h = 14695981039346656037ull;
@@ -151,11 +151,28 @@ void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, char out[17])
     h = fnv64(h, r->currency, strlen(r->currency));
     h = fnv64(h, r->order_id ? r->order_id : "\x01", r->order_id ? strlen(r->order_id) : 1);
     h = fnv64(h, r->meta_json ? r->meta_json : "\x01", r->meta_json ? strlen(r->meta_json) : 1);
-    for (int i = 15; i >= 0; i--) {
-        out[i] = hex[h & 15];
-        h >>= 4;
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(h & 0xff);
+        h >>= 8;
     }
-    out[16] = '\0';
+}
+
+void rd_idem_digest(const char *code, const char *key_id, const char *idem,
+                    uint8_t out[RD_IDEM_DIGEST_LEN])
+{
+    /* the three are checked before (code <= 64, key id 8, key <= 255): clamping never cuts */
+    char buf[3 * (RD_IDEM_KEY_MAX + 1)];
+    size_t n = 0;
+    const char *parts[3] = {code, key_id, idem};
+    for (int i = 0; i < 3; i++) {
+        size_t l = strnlen(parts[i], RD_IDEM_KEY_MAX);
+        memcpy(buf + n, parts[i], l);
+        n += l;
+        buf[n++] = '\0';
+    }
+    uint8_t d[32];
+    rd_sha256(buf, n - 1, d);
+    memcpy(out, d, RD_IDEM_DIGEST_LEN);
 }
 
 static int printable_token(const char *k, size_t maxlen)

@@ -64,6 +64,9 @@ static const struct status_row rows[RD_STATUS__COUNT] = {
     [RD_E_IDEM_REUSED] = {"idempotency_key_reused", 409, 0,
                           "this Idempotency-Key was used with a different request"},
     [RD_E_ALREADY_REVERSED] = {"already_reversed", 409, 0, "the redemption is already reversed"},
+    [RD_E_REVERSAL_WINDOW] = {"reversal_window_passed", 422, 0,
+                              "the use is older than the reversal window; it can no longer be "
+                              "given back"},
     [RD_E_CONFLICT] = {"conflict", 409, 0, "the coupon changed concurrently; retry"},
     [RD_E_RATE_LIMITED] = {"rate_limited", 429, 0, "too many requests"},
     [RD_E_UNAVAILABLE] = {"unavailable", 503, 0,

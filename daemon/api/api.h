@@ -23,17 +23,42 @@
 #include "rd/request.h"
 #include "store/redis_client.h"
 
+/*
+ * A use (a redemption or a voucher payment) as reversals, refunds and reads need it: its
+ * facts, from its outbox entry while that waits to be shipped (or from redeemd 0.1's record)
+ * and from the ledger after, and what has been given back of it.
+ */
+struct rd_use {
+    int pay;         /* a voucher payment, else a redemption */
+    int from_ledger; /* the facts came from PostgreSQL */
+    char code[RD_CODE_MAX + 1], user[RD_USER_ID_MAX + 1], order[RD_ORDER_ID_MAX + 1];
+    char currency[4], campaign[RD_CAMPAIGN_MAX + 1];
+    char day[24], week[24]; /* the period indexes the use counted in ("" unknown) */
+    int64_t created_ms;
+    int64_t amount;        /* a redemption's order amount, a payment's amount */
+    int64_t discount;      /* a redemption's */
+    int64_t balance_after; /* a payment's */
+    /* given back: "" (nothing), reversed, refunded, partially_refunded; when, by which row */
+    char given[24];
+    int64_t given_at;
+    char given_by[RD_TXN_ID_MAX + 1];
+    int64_t refunded; /* a payment's refunded total */
+};
+
 /* The state of an API handler, in r->state: set up by the first rd_api(r). */
 struct rd_api {
-    uint32_t bucket;            /* the hash-tag bucket of the code or id worked on */
-    char code[RD_CODE_MAX + 1]; /* the coupon code worked on, normalised */
-    const char *idem;           /* the Idempotency-Key header (borrowed from the request) */
-    int redeem;                 /* validate (0) or redeem (1) */
-    int64_t refund_amount;      /* reverse of a voucher payment: 0 = all that is left */
-    int attempts;               /* coupon create: >= 1 when the code is generated */
-    const char *action;         /* coupon writes: the ledger kind (coupon_create, ...) */
-    struct rd_redeem_req rq;    /* validate, redeem, pay, recharge: the parsed body */
-    struct rd_coupon coupon;    /* coupon and voucher reads and writes */
+    uint32_t bucket;                /* the hash-tag bucket of the code or id worked on */
+    struct rd_txn_ref ref;          /* the {id} path segment, parsed (rd_path_txn) */
+    struct rd_use *use;             /* reversals, refunds, reads of a use (owned) */
+    void (*then)(struct rd_req *r); /* what runs once the use is read */
+    char code[RD_CODE_MAX + 1];     /* the coupon code worked on, normalised */
+    const char *idem;               /* the Idempotency-Key header (borrowed from the request) */
+    int redeem;                     /* validate (0) or redeem (1) */
+    int64_t refund_amount;          /* reverse of a voucher payment: 0 = all that is left */
+    int attempts;                   /* coupon create: >= 1 when the code is generated */
+    const char *action;             /* coupon writes: the ledger kind (coupon_create, ...) */
+    struct rd_redeem_req rq;        /* validate, redeem, pay, recharge: the parsed body */
+    struct rd_coupon coupon;        /* coupon and voucher reads and writes */
 };
 
 struct rd_api *rd_api(struct rd_req *r);
@@ -73,8 +98,8 @@ int rd_coupon_from_reply(struct rd_req *r, const redisReply *reply, size_t from)
  */
 int rd_path_code(struct rd_req *r);
 /**
- * The {id} path segment of a redemption or payment: its bucket into rd_api(r)->bucket; an
- * id this service cannot have issued answers redemption_not_found (-1).
+ * The {id} path segment of a redemption or payment: into rd_api(r)->ref (and its bucket
+ * into ->bucket); an id this service cannot have issued answers redemption_not_found (-1).
  */
 int rd_path_txn(struct rd_req *r);
 /** A fresh transaction id for bucket into out. */
@@ -96,23 +121,59 @@ int rd_req_idem(struct rd_req *r, int required);
 struct rd_use_call {
     struct rd_cmd cmd;
     char keys[5][RD_KEY_MAX];
-    char now[24], amount[24], idem_ttl[24], record_ttl[24];
-    char txn[RD_TXN_ID_LEN + 1], fp[17];
+    char now[24], amount[24], slice[24], created[24], window[24], used[24];
+    char txn[RD_TXN_ID_LEN + 1];
+    uint8_t fp[8], digest[RD_IDEM_DIGEST_LEN];
 };
 
 /**
+ * The parts of a call that an Idempotency-Key idem on rd_api(r)->rq makes: the keys of its
+ * record (k_idem, k_idem_v1: where they go in u->keys), the fingerprint, the record's field
+ * and slice, and also now, the amount and a fresh transaction id in rd_api(r)->bucket, whose
+ * tag comes from the key's digest (the id a use gets is rebuilt the same on a replay).
+ */
+void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1,
+                     const char *idem);
+/**
  * Starts u as a call of redeem.lua or pay.lua (the same keys, and these arguments: now,
- * user, amount, currency, fingerprint, transaction, TTLs, order, client, key, request,
- * Idempotency-Key, code) for rd_api(r)->rq on its code; the caller adds the script's own.
+ * user, amount, currency, fingerprint, transaction, idempotency record, order, client, key,
+ * request, Idempotency-Key, code) for rd_api(r)->rq on its code; the caller adds the
+ * script's own.
  */
 void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
                     const char *idem);
 /**
- * Starts u as a call of reverse.lua or refund.lua (the same keys and first arguments) on the
- * record r->param of code and user; the caller adds any further argument.
+ * Starts u as a call of reverse.lua or refund.lua (the same keys and first arguments) on
+ * the use rd_api(r)->use (read by rd_use_read); the caller adds any further argument.
  */
-void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
-                     const char *code, const char *user);
+void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script);
+/**
+ * Reads the use r->param names into rd_api(r)->use: use_read.lua, then the ledger if its
+ * entry has been shipped. Runs then(r) once it is read; answers r itself when there is no
+ * such use (404) or it cannot be read (503).
+ */
+void rd_use_read(struct rd_req *r, void (*then)(struct rd_req *r));
+
+/*
+ * The answer to an accepted redemption or payment. Built from the script's answer, or from
+ * the ledger for a replay of one already shipped: the same bytes either way.
+ */
+struct rd_use_answer {
+    const char *id, *code, *user, *currency, *order; /* order "" for none */
+    int64_t created_ms, amount;
+    int64_t discount;      /* a redemption's */
+    int64_t balance_after; /* a payment's */
+    int64_t rem[4];        /* remaining total, user, daily, weekly; -1 for no limit */
+};
+json_t *rd_redeem_answer_json(const struct rd_use_answer *x);
+/** {"total", "user", "user_daily", "user_weekly"}: counts left, null for no limit. */
+json_t *rd_remaining_json(const int64_t rem[4]);
+json_t *rd_pay_answer_json(const struct rd_use_answer *x);
+/**
+ * Answers a replay (the Idempotency-Key's record says id) of a redemption or payment whose
+ * outbox entry has been shipped: from its ledger row, 201 and the first answer's body.
+ */
+void rd_use_replay_from_ledger(struct rd_req *r, const char *id, int pay);
 
 /* The state of a ledger read (ledger.c), allocated only by requests that read the
  * ledger: the checkout path does not allocate or clear it. */
@@ -128,6 +189,7 @@ struct rd_lread {
     int streaming; /* a chunked reply has started */
     long limit, rows;
     char last_cursor[160];
+    char id[RD_TXN_ID_MAX + 1];     /* single answers: the id the row is read for */
     struct evbuffer *chunk;         /* owned */
     int http;                       /* single answers: the status of a success (0 = 200) */
     void (*then)(struct rd_req *r); /* single answers: run instead of answering */
@@ -153,12 +215,15 @@ void rd_lread_codes_csv(struct rd_req *r);
 /* ---- across handler groups -------------------------------------------------------------- */
 
 /**
- * Refunds the voucher payment r->param (its record names code and user): amount, or all that
- * is left of it when amount is 0. Needs rd_api(r)->idem. Answers r. (vouchers.c)
+ * Refunds the voucher payment rd_api(r)->use (read by rd_use_read): amount, or all that is
+ * left of it when amount is 0. Needs rd_api(r)->idem. Answers r. (vouchers.c)
  */
-void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount);
-/** Answers GET /v1/redemptions/{id} from the ledger (the Redis record has expired). */
-void rd_redemption_from_ledger(struct rd_req *r);
+void rd_voucher_refund(struct rd_req *r, int64_t amount);
+/**
+ * Reads the facts of use r->param from the ledger into rd_api(r)->use (and, unless its
+ * mark said, what was given back of it), then runs then(r); no row answers 404.
+ */
+void rd_use_from_ledger(struct rd_req *r, void (*then)(struct rd_req *r));
 /** Answers GET /v1/coupons/{code} for a code archived out of Redis, from the mirror. */
 void rd_coupon_from_ledger(struct rd_req *r);
 

@@ -406,62 +406,116 @@ void rd_lread_object(struct rd_req *r, rd_pgq_row_cb *row_cb, enum rd_status mis
     submit(r, row_cb, on_object_done);
 }
 
-static int on_redemption_row(struct rd_pgq *q, const PGresult *row)
+/* ---- a use (redemption or payment) from its ledger row -------------------------------------- */
+
+static const char *val(const PGresult *row, int col)
+{
+    return PQgetisnull(row, 0, col) ? "" : PQgetvalue(row, 0, col);
+}
+
+static int64_t num(const PGresult *row, int col, int64_t none)
+{
+    return PQgetisnull(row, 0, col) ? none : atoll(PQgetvalue(row, 0, col));
+}
+
+/* Facts of the use, and what the ledger says was given back of it (the mark in Redis, read
+ * before, wins: it also knows what is not shipped yet). */
+static int on_use_row(struct rd_pgq *q, const PGresult *row)
 {
     struct rd_req *r = q->arg;
+    struct rd_use *x = rd_api(r)->use;
     if (r->lr->rows++ > 0)
         return 0;
-    char buf[RD_TIME_BUFSZ];
-    if (strcmp(PQgetvalue(row, 0, 9), "pay") == 0) {
-        long long paid = atoll(PQgetvalue(row, 0, 10)), back = atoll(PQgetvalue(row, 0, 12));
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s}", "id",
-                              r->param, "kind", "pay", "code", PQgetvalue(row, 0, 0), "user_id",
-                              PQgetvalue(row, 0, 1), "amount", (json_int_t)paid, "refunded",
-                              (json_int_t)back, "currency", PQgetvalue(row, 0, 4), "status",
-                              back >= paid ? "refunded"
-                              : back > 0   ? "partially_refunded"
-                                           : "active",
-                              "created_at", rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf),
-                              "balance_after", (json_int_t)atoll(PQgetvalue(row, 0, 11)), "source",
-                              "ledger");
-        if (!PQgetisnull(row, 0, 8))
-            json_object_set_new(o, "order_id", json_string(PQgetvalue(row, 0, 8)));
-        r->body = o;
-        return 0;
+    x->from_ledger = 1;
+    x->pay = strcmp(val(row, 0), "pay") == 0;
+    snprintf(x->code, sizeof(x->code), "%s", val(row, 1));
+    snprintf(x->user, sizeof(x->user), "%s", val(row, 2));
+    snprintf(x->order, sizeof(x->order), "%s", val(row, 3));
+    snprintf(x->currency, sizeof(x->currency), "%s", val(row, 4));
+    x->created_ms = num(row, 5, 0);
+    x->amount = x->pay ? num(row, 8, 0) : num(row, 6, 0);
+    x->discount = num(row, 7, 0);
+    x->balance_after = num(row, 9, 0);
+    snprintf(x->campaign, sizeof(x->campaign), "%s", val(row, 10));
+    snprintf(x->day, sizeof(x->day), "%s", val(row, 11));
+    snprintf(x->week, sizeof(x->week), "%s", val(row, 12));
+    if (!*x->given) {
+        if (!x->pay && !PQgetisnull(row, 0, 13)) {
+            snprintf(x->given, sizeof(x->given), "reversed");
+            x->given_at = num(row, 13, 0);
+            snprintf(x->given_by, sizeof(x->given_by), "%s", val(row, 14));
+        } else if (x->pay) {
+            x->refunded = num(row, 15, 0);
+            if (x->refunded > 0)
+                snprintf(x->given, sizeof(x->given), "%s",
+                         x->refunded >= x->amount ? "refunded" : "partially_refunded");
+        }
     }
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id", r->param, "code", PQgetvalue(row, 0, 0),
-        "user_id", PQgetvalue(row, 0, 1), "order_amount", (json_int_t)atoll(PQgetvalue(row, 0, 2)),
-        "discount", (json_int_t)atoll(PQgetvalue(row, 0, 3)), "currency", PQgetvalue(row, 0, 4),
-        "status", PQgetisnull(row, 0, 6) ? "active" : "reversed", "created_at",
-        rd_time_format(atoll(PQgetvalue(row, 0, 5)), buf));
-    if (!PQgetisnull(row, 0, 8))
-        json_object_set_new(o, "order_id", json_string(PQgetvalue(row, 0, 8)));
-    if (!PQgetisnull(row, 0, 6)) {
-        json_object_set_new(o, "reversed_at",
-                            json_string(rd_time_format(atoll(PQgetvalue(row, 0, 6)), buf)));
-        json_object_set_new(o, "reversal_id", json_string(PQgetvalue(row, 0, 7)));
-    }
-    json_object_set_new(o, "source", json_string("ledger"));
-    r->body = o; /* kept until done; freed with the request */
+    r->body = json_object(); /* a row came: then() runs */
     return 0;
 }
 
-void rd_redemption_from_ledger(struct rd_req *r)
+void rd_use_from_ledger(struct rd_req *r, void (*then)(struct rd_req *r))
 {
     rd_lread_new(r);
     rd_sbuf_addstr(
         &r->lr->st.sql,
-        "SELECT t.code, t.user_id, t.order_amount, coalesce(t.discount_amount, 0), "
-        "t.currency, (extract(epoch FROM t.ts) * 1000)::bigint, "
-        "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, t.order_id, t.kind, "
-        "t.paid_amount, t.balance_after, (SELECT coalesce(sum(f.paid_amount), 0) FROM "
+        "SELECT t.kind, t.code, t.user_id, t.order_id, t.currency, "
+        "(extract(epoch FROM t.ts) * 1000)::bigint, t.order_amount, t.discount_amount, "
+        "t.paid_amount, t.balance_after, t.campaign, t.day_index, t.week_index, "
+        "(extract(epoch FROM v.ts) * 1000)::bigint, v.txn_id, (SELECT sum(f.paid_amount) FROM "
         "transactions f WHERE f.ref_id = t.txn_id AND f.kind = 'refund' AND f.outcome = "
         "'accepted') FROM transactions t LEFT JOIN transactions v ON v.ref_id = t.txn_id "
         "AND v.kind = 'reverse' AND v.outcome = 'accepted' WHERE t.txn_id = $1 AND t.kind "
         "IN ('redeem', 'pay') AND t.outcome = 'accepted' LIMIT 1");
     rd_lread_param(r, r->param);
-    rd_lread_object(r, on_redemption_row, RD_E_REDEMPTION_NOT_FOUND);
+    json_decref(r->body); /* read already (a refund's amount); a row puts {} there */
+    r->body = NULL;
+    r->lr->then = then;
+    rd_lread_object(r, on_use_row, RD_E_REDEMPTION_NOT_FOUND);
+}
+
+/* The first answer again, from the ledger row of a use whose outbox entry is shipped. */
+static int on_replay_row(struct rd_pgq *q, const PGresult *row)
+{
+    struct rd_req *r = q->arg;
+    if (r->lr->rows++ > 0)
+        return 0;
+    int pay = strcmp(val(row, 0), "pay") == 0;
+    struct rd_use_answer x = {
+        r->lr->id,
+        val(row, 1),
+        val(row, 2),
+        val(row, 4),
+        val(row, 3),
+        num(row, 5, 0),
+        pay ? num(row, 8, 0) : num(row, 6, 0),
+        num(row, 7, 0),
+        num(row, 9, 0),
+        {num(row, 10, -1), num(row, 11, -1), num(row, 12, -1), num(row, 13, -1)}};
+    r->body = pay ? rd_pay_answer_json(&x) : rd_redeem_answer_json(&x);
+    return 0;
+}
+
+void rd_use_replay_from_ledger(struct rd_req *r, const char *id, int pay)
+{
+    rd_lread_new(r);
+    snprintf(r->lr->id, sizeof(r->lr->id), "%s", id);
+    json_decref(r->body); /* the answer goes there */
+    r->body = NULL;
+    rd_sbuf_addstr(&r->lr->st.sql,
+                   "SELECT kind, code, user_id, order_id, currency, "
+                   "(extract(epoch FROM ts) * 1000)::bigint, order_amount, discount_amount, "
+                   "paid_amount, balance_after, (details->'remaining'->>'total')::bigint, "
+                   "(details->'remaining'->>'user')::bigint, "
+                   "(details->'remaining'->>'user_daily')::bigint, "
+                   "(details->'remaining'->>'user_weekly')::bigint FROM transactions "
+                   "WHERE txn_id = $1 AND kind = $2 AND outcome = 'accepted' LIMIT 1");
+    rd_lread_param(r, id);
+    rd_lread_param(r, pay ? "pay" : "redeem");
+    r->lr->http = 201;
+    /* no row: the entry was shipped, so it is a dead letter (rejected by PostgreSQL) */
+    rd_lread_object(r, on_replay_row, RD_E_INTERNAL);
 }
 
 /* ---- GET /v1/stats ------------------------------------------------------------------------ */

@@ -32,6 +32,10 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
     if (!status)
         return;
     r->replayed = strcmp(rd_el(reply, RD_REDEEM_OK_REPLAYED), "1") == 0;
+    if (strcmp(status, "shipped") == 0) {
+        rd_use_replay_from_ledger(r, rd_el(reply, RD_REDEEM_SHIPPED_ID), 0);
+        return;
+    }
     if (strcmp(status, "rejected") == 0) {
         enum rd_status st = rd_status_from_name(rd_el(reply, RD_REDEEM_REJECTED_REASON));
         json_t *details = json_object();
@@ -64,29 +68,28 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
-    json_t *remaining =
-        json_pack("{s:o, s:o, s:o, s:o}", "total", rd_opt_count(reply, RD_REDEEM_OK_REM_TOTAL),
-                  "user", rd_opt_count(reply, RD_REDEEM_OK_REM_USER), "user_daily",
-                  rd_opt_count(reply, RD_REDEEM_OK_REM_DAILY), "user_weekly",
-                  rd_opt_count(reply, RD_REDEEM_OK_REM_WEEKLY));
+    struct rd_use_answer x = {
+        rd_el(reply, RD_REDEEM_OK_ID),
+        rd_el(reply, RD_REDEEM_OK_CODE),
+        rd_el(reply, RD_REDEEM_OK_USER_ID),
+        rd_el(reply, RD_REDEEM_OK_CURRENCY),
+        rd_el(reply, RD_REDEEM_OK_ORDER_ID),
+        rd_el_num(reply, RD_REDEEM_OK_CREATED_AT),
+        amount,
+        discount,
+        0,
+        {rd_el_num(reply, RD_REDEEM_OK_REM_TOTAL), rd_el_num(reply, RD_REDEEM_OK_REM_USER),
+         rd_el_num(reply, RD_REDEEM_OK_REM_DAILY), rd_el_num(reply, RD_REDEEM_OK_REM_WEEKLY)}};
     if (!a->redeem) {
         rd_reply_json(r, 200,
-                      json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "valid", 1, "code",
-                                rd_el(reply, RD_REDEEM_OK_CODE), "discount", (json_int_t)discount,
-                                "order_amount", (json_int_t)amount, "currency",
-                                rd_el(reply, RD_REDEEM_OK_CURRENCY), "remaining", remaining));
+                      json_pack("{s:b, s:s, s:I, s:I, s:s, s:o}", "valid", 1, "code", x.code,
+                                "discount", (json_int_t)discount, "order_amount",
+                                (json_int_t)amount, "currency", x.currency, "remaining",
+                                rd_remaining_json(x.rem)));
         return;
     }
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o}", "id", rd_el(reply, RD_REDEEM_OK_ID), "code",
-        rd_el(reply, RD_REDEEM_OK_CODE), "user_id", rd_el(reply, RD_REDEEM_OK_USER_ID), "discount",
-        (json_int_t)discount, "order_amount", (json_int_t)amount, "currency",
-        rd_el(reply, RD_REDEEM_OK_CURRENCY), "created_at",
-        rd_time_json(rd_el_num(reply, RD_REDEEM_OK_CREATED_AT)), "remaining", remaining);
-    if (*rd_el(reply, RD_REDEEM_OK_ORDER_ID))
-        json_object_set_new(o, "order_id", json_string(rd_el(reply, RD_REDEEM_OK_ORDER_ID)));
-    /* The stored answer is replayed with the same status, so replays are byte-identical. */
-    rd_reply_json(r, 201, o);
+    /* A replay answers with the same status and body as the first answer. */
+    rd_reply_json(r, 201, rd_redeem_answer_json(&x));
 }
 
 static void redeem_or_validate(struct rd_req *r, int redeem)
@@ -119,71 +122,37 @@ void rd_h_redeem(struct rd_req *r)
 
 /* ---- GET /v1/redemptions/{id} -------------------------------------------------------------- */
 
-static int64_t hnum(const redisReply *reply, const char *name)
+static void answer_use(struct rd_req *r)
 {
-    const char *s = rd_redis_field(reply, name);
-    return *s ? strtoll(s, NULL, 10) : -1;
-}
-
-static void on_redemption(struct rd_redis *redis, redisReply *reply, void *arg)
-{
-    struct rd_req *r = arg;
-    (void)redis;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        rd_reply_redis_failure(r, reply, "redemption_get");
-        return;
+    const struct rd_use *x = rd_api(r)->use;
+    const char *status = *x->given ? x->given : "active";
+    json_t *o;
+    if (x->pay) {
+        o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:I}", "id", r->param, "kind",
+                      "pay", "code", x->code, "user_id", x->user, "amount", (json_int_t)x->amount,
+                      "refunded", (json_int_t)x->refunded, "currency", x->currency, "status",
+                      status, "created_at", rd_time_json(x->created_ms), "balance_after",
+                      (json_int_t)x->balance_after);
+    } else {
+        o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code", x->code,
+                      "user_id", x->user, "order_amount", (json_int_t)x->amount, "discount",
+                      (json_int_t)x->discount, "currency", x->currency, "status", status,
+                      "created_at", rd_time_json(x->created_ms));
+        if (strcmp(status, "reversed") == 0) {
+            json_object_set_new(o, "reversed_at", rd_time_json(x->given_at));
+            json_object_set_new(o, "reversal_id", json_string(x->given_by));
+        }
     }
-    if (reply->elements == 0) {
-        /* the Redis record expires (redemption_ttl_s); the ledger keeps it for good */
-        rd_redemption_from_ledger(r);
-        return;
-    }
-    if (strcmp(rd_redis_field(reply, "kind"), "pay") == 0) {
-        json_t *o =
-            json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:I}", "id", r->param, "kind",
-                      "pay", "code", rd_redis_field(reply, "code"), "user_id",
-                      rd_redis_field(reply, "user"), "amount", (json_int_t)hnum(reply, "paid"),
-                      "refunded", (json_int_t)hnum(reply, "refunded"), "currency",
-                      rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
-                      "created_at", rd_time_json(hnum(reply, "created_at")), "balance_after",
-                      (json_int_t)hnum(reply, "balance_after"));
-        if (*rd_redis_field(reply, "order"))
-            json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
-        rd_reply_json(r, 200, o);
-        return;
-    }
-    int64_t amount = hnum(reply, "amount"), discount = 0;
-    if (discount_of(rd_redis_field(reply, "dtype"), hnum(reply, "dvalue"), hnum(reply, "dmax"),
-                    hnum(reply, "min_order"), amount, &discount) != RD_OK) {
-        rd_error("event=redemption_corrupt req=%s id=%s", r->request_id, r->param);
-        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
-        return;
-    }
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o}", "id", r->param, "code",
-                  rd_redis_field(reply, "code"), "user_id", rd_redis_field(reply, "user"),
-                  "order_amount", (json_int_t)amount, "discount", (json_int_t)discount, "currency",
-                  rd_redis_field(reply, "currency"), "status", rd_redis_field(reply, "status"),
-                  "created_at", rd_time_json(hnum(reply, "created_at")));
-    if (*rd_redis_field(reply, "order"))
-        json_object_set_new(o, "order_id", json_string(rd_redis_field(reply, "order")));
-    if (*rd_redis_field(reply, "reversed_at")) {
-        json_object_set_new(o, "reversed_at", rd_time_json(hnum(reply, "reversed_at")));
-        json_object_set_new(o, "reversal_id", json_string(rd_redis_field(reply, "reversal_id")));
-    }
+    if (*x->order)
+        json_object_set_new(o, "order_id", json_string(x->order));
+    /* where the facts came from: Redis (not yet shipped) or the ledger */
+    json_object_set_new(o, "source", json_string(x->from_ledger ? "ledger" : "redis"));
     rd_reply_json(r, 200, o);
 }
 
 void rd_h_redemption_get(struct rd_req *r)
 {
-    struct rd_api *a = rd_api(r);
     if (rd_path_txn(r) < 0)
         return;
-    char key[RD_KEY_MAX];
-    rd_key_redemption(key, sizeof(key), a->bucket, r->param);
-    struct rd_cmd cmd;
-    rd_cmd_plain(&cmd);
-    rd_cmd_push(&cmd, "HGETALL", 7);
-    rd_cmd_push(&cmd, key, strlen(key));
-    rd_req_send(r, &cmd, on_redemption);
+    rd_use_read(r, answer_use);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  *
  * POST /v1/redemptions/{id}/reverse: gives a redemption's use back (reverse.lua), or refunds
- * a voucher payment (refund.lua, vouchers.c), whichever the record is. The record
- * is read first, for the code and user that name the counter keys; the script re-checks
- * them, so the record cannot change between the two calls unnoticed.
+ * a voucher payment (refund.lua, vouchers.c), whichever the id names. The use is read first
+ * (rd_use_read: from Redis while its outbox entry waits to be shipped, from the ledger
+ * after), for the facts the script needs; what was given back is decided by the script
+ * alone, from the use's mark, so two reversals can never both succeed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,25 +42,12 @@ static void on_reversed(struct rd_redis *redis, redisReply *reply, void *arg)
                             "reversal_id", rd_el(reply, RD_REVERSE_OK_REVERSAL_ID)));
 }
 
-/* Step one: the record's code, user and kind (HMGET). */
-static void on_lookup(struct rd_redis *redis, redisReply *reply, void *arg)
+/* The use is read (rd_use_read): a payment is refunded, a redemption reversed. */
+static void undo(struct rd_req *r)
 {
-    struct rd_req *r = arg;
     struct rd_api *a = rd_api(r);
-    (void)redis;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        rd_reply_redis_failure(r, reply, "reverse_lookup");
-        return;
-    }
-    if (reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[1]->type != REDIS_REPLY_STRING) {
-        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
-        return;
-    }
-    const char *code = reply->element[0]->str, *user = reply->element[1]->str;
-    if (reply->element[2]->type == REDIS_REPLY_STRING &&
-        strcmp(reply->element[2]->str, "pay") == 0) {
-        rd_voucher_refund(r, code, user, a->refund_amount);
+    if (a->use->pay) {
+        rd_voucher_refund(r, a->refund_amount);
         return;
     }
     if (a->refund_amount > 0) {
@@ -71,7 +59,7 @@ static void on_lookup(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     struct rd_use_call u;
-    rd_undo_prepare(r, &u, RD_LUA_REVERSE, code, user); /* sent before the reply goes */
+    rd_undo_prepare(r, &u, RD_LUA_REVERSE); /* sent before the reply goes */
     rd_req_send(r, &u.cmd, on_reversed);
 }
 
@@ -94,14 +82,5 @@ void rd_h_reverse(struct rd_req *r)
     a->refund_amount = amount;
     if (rd_req_idem(r, 0) < 0)
         return;
-    char key[RD_KEY_MAX];
-    rd_key_redemption(key, sizeof(key), a->bucket, r->param);
-    struct rd_cmd cmd;
-    rd_cmd_plain(&cmd);
-    rd_cmd_push(&cmd, "HMGET", 5);
-    rd_cmd_push(&cmd, key, strlen(key));
-    rd_cmd_push(&cmd, "code", 4);
-    rd_cmd_push(&cmd, "user", 4);
-    rd_cmd_push(&cmd, "kind", 4);
-    rd_req_send(r, &cmd, on_lookup);
+    rd_use_read(r, undo);
 }

@@ -20,6 +20,7 @@ static void api_free(struct rd_req *r)
     struct rd_api *a = (struct rd_api *)r->state;
     rd_redeem_req_free(&a->rq);
     rd_coupon_free(&a->coupon);
+    free(a->use);
     if (r->lr) {
         rd_query_free(&r->lr->query);
         rd_stmt_free(&r->lr->st);
@@ -62,12 +63,12 @@ void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb)
 
 int rd_path_txn(struct rd_req *r)
 {
-    int b = rd_txn_id_bucket(r->param, (uint32_t)r->w->cfg->buckets);
-    if (b < 0) {
+    struct rd_api *a = rd_api(r);
+    if (rd_txn_id_parse(r->param, (uint32_t)r->w->cfg->buckets, &a->ref) < 0) {
         rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
         return -1;
     }
-    rd_api(r)->bucket = (uint32_t)b;
+    a->bucket = a->ref.bucket;
     return 0;
 }
 

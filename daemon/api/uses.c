@@ -1,29 +1,43 @@
 /* SPDX-License-Identifier: MIT
  *
  * What redeem.lua and pay.lua calls have in common (a use: the same keys, the same request
- * fields), and what reverse.lua and refund.lua calls do (giving a use back). Every argument
- * is set by its name in the script's contract, so the two scripts of a pair may order their
- * arguments as they like; only their keys must agree, which is checked here at build time.
+ * fields, answers of the same shape), and what reverse.lua and refund.lua calls do (giving
+ * a use back): reading the use (use_read.lua, then the ledger once its outbox entry has
+ * been shipped) and passing its facts to the script. Every argument is set by its name in
+ * the script's contract, so the two scripts of a pair may order their arguments as they
+ * like; only their keys must agree, which is checked here at build time.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "rd/discount.h"
+#include "rd/log.h"
 
 /* Keys the two scripts of a pair must agree on, by name and position. */
 #define SAME(a, b) ((int)(a) == (int)(b))
 _Static_assert(SAME(RD_REDEEM_K_COUPON, RD_PAY_K_COUPON) &&
                    SAME(RD_REDEEM_K_USERS, RD_PAY_K_USERS) &&
                    SAME(RD_REDEEM_K_IDEM, RD_PAY_K_IDEM) &&
-                   SAME(RD_REDEEM_K_RECORD, RD_PAY_K_RECORD) &&
+                   SAME(RD_REDEEM_K_IDEM_V1, RD_PAY_K_IDEM_V1) &&
                    SAME(RD_REDEEM_K_LOG, RD_PAY_K_LOG) && RD_REDEEM_NKEYS == 5 && RD_PAY_NKEYS == 5,
                "redeem.lua and pay.lua take the same keys");
-_Static_assert(SAME(RD_REVERSE_K_RECORD, RD_REFUND_K_RECORD) &&
+_Static_assert(SAME(RD_REVERSE_K_MARK, RD_REFUND_K_MARK) &&
                    SAME(RD_REVERSE_K_COUPON, RD_REFUND_K_COUPON) &&
                    SAME(RD_REVERSE_K_USERS, RD_REFUND_K_USERS) &&
-                   SAME(RD_REVERSE_K_LOG, RD_REFUND_K_LOG) && RD_REVERSE_NKEYS == 4 &&
-                   RD_REFUND_NKEYS == 4,
+                   SAME(RD_REVERSE_K_LOG, RD_REFUND_K_LOG) &&
+                   SAME(RD_REVERSE_K_RECORD_V1, RD_REFUND_K_RECORD_V1) && RD_REVERSE_NKEYS == 5 &&
+                   RD_REFUND_NKEYS == 5,
                "reverse.lua and refund.lua take the same keys");
+/* use_read.lua's two answers with what was given back start alike */
+_Static_assert(SAME(RD_USE_READ_FOUND_GIVEN, RD_USE_READ_LEDGER_GIVEN) &&
+                   SAME(RD_USE_READ_FOUND_AT, RD_USE_READ_LEDGER_AT) &&
+                   SAME(RD_USE_READ_FOUND_BY, RD_USE_READ_LEDGER_BY) &&
+                   SAME(RD_USE_READ_FOUND_REFUNDED, RD_USE_READ_LEDGER_REFUNDED),
+               "use_read.lua's answers");
+
+/* ---- redeem.lua and pay.lua ------------------------------------------------------------- */
 
 /* The arguments a use call of script S (REDEEM or PAY) shares, by name. */
 #define USE_ARGS(S)                                                                                \
@@ -31,10 +45,10 @@ _Static_assert(SAME(RD_REVERSE_K_RECORD, RD_REFUND_K_RECORD) &&
         rd_cmd_arg(&u->cmd, RD_##S##_A_NOW_MS, u->now);                                            \
         rd_cmd_arg(&u->cmd, RD_##S##_A_USER_ID, a->rq.user_id);                                    \
         rd_cmd_arg(&u->cmd, RD_##S##_A_CURRENCY, a->rq.currency);                                  \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_FP, u->fp);                                                 \
+        rd_cmd_argn(&u->cmd, RD_##S##_A_FP, (const char *)u->fp, sizeof(u->fp));                   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_TXN, u->txn);                                               \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_IDEM_TTL_S, u->idem_ttl);                                   \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_RECORD_TTL_S, u->record_ttl);                               \
+        rd_cmd_argn(&u->cmd, RD_##S##_A_IDEM_FIELD, (const char *)u->digest, RD_IDEM_FIELD_LEN);   \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_IDEM_SLICE_MS, u->slice);                                   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_ORDER_ID, a->rq.order_id ? a->rq.order_id : "");            \
         rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, r->client_ip);                                   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_KEY_ID, r->key_id);                                         \
@@ -43,23 +57,35 @@ _Static_assert(SAME(RD_REVERSE_K_RECORD, RD_REFUND_K_RECORD) &&
         rd_cmd_arg(&u->cmd, RD_##S##_A_CODE, a->rq.code);                                          \
     } while (0)
 
+void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1,
+                     const char *idem)
+{
+    struct rd_api *a = rd_api(r);
+    /* a record lives one to one and a half lifetimes: slices of half a lifetime */
+    int64_t slice_ms = (int64_t)r->w->cfg->idempotency_ttl_s * 500;
+    rd_key_idem(u->keys[k_idem], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms);
+    rd_key_idem_v1(u->keys[k_idem_v1], RD_KEY_MAX, a->bucket, a->rq.code, r->key_id, idem);
+    rd_redeem_req_fingerprint(&a->rq, u->fp);
+    rd_idem_digest(a->rq.code, r->key_id, idem, u->digest);
+    snprintf(u->slice, sizeof(u->slice), "%lld", (long long)slice_ms);
+    snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
+    snprintf(u->amount, sizeof(u->amount), "%lld", (long long)a->rq.order_amount);
+    rd_req_new_txn(r, a->bucket, u->txn);
+    char tag[RD_USE_TAG_LEN + 1];
+    rd_use_tag_make(u->digest + RD_IDEM_FIELD_LEN, tag);
+    memcpy(u->txn + 9, tag, RD_USE_TAG_LEN); /* "rdm_NNNN_" then the tag */
+}
+
 void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
                     const char *idem)
 {
     struct rd_api *a = rd_api(r);
     const char *code = a->rq.code;
     a->bucket = rd_bucket_of(code, strlen(code), (uint32_t)r->w->cfg->buckets);
-    rd_req_new_txn(r, a->bucket, u->txn);
     rd_key_coupon(u->keys[RD_REDEEM_K_COUPON], RD_KEY_MAX, a->bucket, code);
     rd_key_users(u->keys[RD_REDEEM_K_USERS], RD_KEY_MAX, a->bucket, code);
-    rd_key_idem(u->keys[RD_REDEEM_K_IDEM], RD_KEY_MAX, a->bucket, code, r->key_id, idem);
-    rd_key_redemption(u->keys[RD_REDEEM_K_RECORD], RD_KEY_MAX, a->bucket, u->txn);
     rd_key_log(u->keys[RD_REDEEM_K_LOG], RD_KEY_MAX, a->bucket);
-    rd_redeem_req_fingerprint(&a->rq, u->fp);
-    snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
-    snprintf(u->amount, sizeof(u->amount), "%lld", (long long)a->rq.order_amount);
-    snprintf(u->idem_ttl, sizeof(u->idem_ttl), "%d", r->w->cfg->idempotency_ttl_s);
-    snprintf(u->record_ttl, sizeof(u->record_ttl), "%d", r->w->cfg->redemption_ttl_s);
+    rd_idem_prepare(r, u, RD_REDEEM_K_IDEM, RD_REDEEM_K_IDEM_V1, idem);
     rd_cmd_script(&u->cmd, script);
     for (int k = 0; k < RD_REDEEM_NKEYS; k++)
         rd_cmd_key(&u->cmd, k, u->keys[k]);
@@ -72,36 +98,169 @@ void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scri
     }
 }
 
+static json_t *count_json(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+json_t *rd_remaining_json(const int64_t rem[4])
+{
+    return json_pack("{s:o, s:o, s:o, s:o}", "total", count_json(rem[0]), "user",
+                     count_json(rem[1]), "user_daily", count_json(rem[2]), "user_weekly",
+                     count_json(rem[3]));
+}
+
+json_t *rd_redeem_answer_json(const struct rd_use_answer *x)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o}", "id", x->id, "code", x->code,
+                          "user_id", x->user, "discount", (json_int_t)x->discount, "order_amount",
+                          (json_int_t)x->amount, "currency", x->currency, "created_at",
+                          rd_time_json(x->created_ms), "remaining", rd_remaining_json(x->rem));
+    if (*x->order)
+        json_object_set_new(o, "order_id", json_string(x->order));
+    return o;
+}
+
+json_t *rd_pay_answer_json(const struct rd_use_answer *x)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:o}", "id", x->id, "kind", "pay",
+                  "code", x->code, "user_id", x->user, "amount", (json_int_t)x->amount, "currency",
+                  x->currency, "balance", (json_int_t)x->balance_after, "created_at",
+                  rd_time_json(x->created_ms), "remaining", rd_remaining_json(x->rem));
+    if (*x->order)
+        json_object_set_new(o, "order_id", json_string(x->order));
+    return o;
+}
+
+/* ---- reverse.lua and refund.lua --------------------------------------------------------- */
+
 /* The arguments an undo call of script S (REVERSE or REFUND) shares, by name. */
 #define UNDO_ARGS(S)                                                                               \
     do {                                                                                           \
         rd_cmd_arg(&u->cmd, RD_##S##_A_NOW_MS, u->now);                                            \
         rd_cmd_arg(&u->cmd, RD_##S##_A_TXN, u->txn);                                               \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_CODE, code);                                                \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_USER_ID, user);                                             \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CODE, x->code);                                             \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_USER_ID, x->user);                                          \
         rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, r->client_ip);                                   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_KEY_ID, r->key_id);                                         \
         rd_cmd_arg(&u->cmd, RD_##S##_A_REQUEST_ID, r->request_id);                                 \
         rd_cmd_arg(&u->cmd, RD_##S##_A_REF_ID, r->param);                                          \
         rd_cmd_arg(&u->cmd, RD_##S##_A_IDEM_KEY, a->idem ? a->idem : "");                          \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CREATED_MS, u->created);                                    \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_DAY, x->day);                                               \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_WEEK, x->week);                                             \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_WINDOW_MS, u->window);                                      \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CAMPAIGN, x->campaign);                                     \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CURRENCY, x->currency);                                     \
     } while (0)
 
-void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
-                     const char *code, const char *user)
+void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script)
 {
     struct rd_api *a = rd_api(r);
-    snprintf(a->code, sizeof(a->code), "%s", code);
-    rd_key_redemption(u->keys[RD_REVERSE_K_RECORD], RD_KEY_MAX, a->bucket, r->param);
+    const struct rd_use *x = a->use;
+    snprintf(a->code, sizeof(a->code), "%s", x->code);
+    rd_key_mark(u->keys[RD_REVERSE_K_MARK], RD_KEY_MAX, a->bucket, r->param);
     rd_key_coupon(u->keys[RD_REVERSE_K_COUPON], RD_KEY_MAX, a->bucket, a->code);
     rd_key_users(u->keys[RD_REVERSE_K_USERS], RD_KEY_MAX, a->bucket, a->code);
     rd_key_log(u->keys[RD_REVERSE_K_LOG], RD_KEY_MAX, a->bucket);
+    rd_key_redemption_v1(u->keys[RD_REVERSE_K_RECORD_V1], RD_KEY_MAX, a->bucket, r->param);
     rd_req_new_txn(r, a->bucket, u->txn);
     snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
+    snprintf(u->created, sizeof(u->created), "%lld", (long long)x->created_ms);
+    snprintf(u->window, sizeof(u->window), "%lld",
+             (long long)r->w->cfg->reversal_window_s * 1000LL);
+    snprintf(u->used, sizeof(u->used), "%lld", (long long)x->amount);
     rd_cmd_script(&u->cmd, script);
     for (int k = 0; k < RD_REVERSE_NKEYS; k++)
         rd_cmd_key(&u->cmd, k, u->keys[k]);
-    if (script == RD_LUA_REVERSE)
+    if (script == RD_LUA_REVERSE) {
         UNDO_ARGS(REVERSE);
-    else
+        rd_cmd_arg(&u->cmd, RD_REVERSE_A_AMOUNT, u->used);
+    } else {
         UNDO_ARGS(REFUND);
+        rd_cmd_arg(&u->cmd, RD_REFUND_A_PAID, u->used);
+    }
+}
+
+/* ---- reading a use ---------------------------------------------------------------------- */
+
+static void copy(char *dst, size_t sz, const char *src)
+{
+    snprintf(dst, sz, "%s", src);
+}
+
+#define F(name) rd_el(reply, RD_USE_READ_FOUND_##name)
+
+static void on_use_read(struct rd_redis *redis, redisReply *reply, void *arg)
+{
+    struct rd_req *r = arg;
+    struct rd_api *a = rd_api(r);
+    (void)redis;
+    void (*then)(struct rd_req *) = a->then;
+    const char *status = reply && reply->type == REDIS_REPLY_ARRAY ? rd_el(reply, 0) : "";
+    if (strcmp(status, "missing") == 0) {
+        rd_reply_error(r, RD_E_REDEMPTION_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    if ((strcmp(status, "found") != 0 || reply->elements < RD_USE_READ_FOUND__LEN) &&
+        (strcmp(status, "ledger") != 0 || reply->elements < RD_USE_READ_LEDGER__LEN)) {
+        rd_reply_redis_failure(r, reply, "use_read");
+        return;
+    }
+    struct rd_use *x = a->use ? a->use : calloc(1, sizeof(*x));
+    if (!x) {
+        rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    a->use = x;
+    copy(x->given, sizeof(x->given), F(GIVEN));
+    x->given_at = rd_el_num(reply, RD_USE_READ_FOUND_AT);
+    copy(x->given_by, sizeof(x->given_by), F(BY));
+    x->refunded = *F(REFUNDED) ? rd_el_num(reply, RD_USE_READ_FOUND_REFUNDED) : 0;
+    if (strcmp(status, "ledger") == 0) {
+        rd_use_from_ledger(r, then);
+        return;
+    }
+    x->pay = strcmp(F(KIND), "pay") == 0;
+    copy(x->code, sizeof(x->code), F(CODE));
+    copy(x->user, sizeof(x->user), F(USER_ID));
+    copy(x->order, sizeof(x->order), F(ORDER_ID));
+    copy(x->currency, sizeof(x->currency), F(CURRENCY));
+    copy(x->campaign, sizeof(x->campaign), F(CAMPAIGN));
+    copy(x->day, sizeof(x->day), F(DAY));
+    copy(x->week, sizeof(x->week), F(WEEK));
+    x->created_ms = rd_el_num(reply, RD_USE_READ_FOUND_CREATED_AT);
+    x->amount = rd_el_num(reply, RD_USE_READ_FOUND_AMOUNT);
+    x->balance_after = rd_el_num(reply, RD_USE_READ_FOUND_BALANCE_AFTER);
+    if (!x->pay) {
+        struct rd_discount d = {rd_dtype_parse(F(DTYPE)),
+                                rd_el_num(reply, RD_USE_READ_FOUND_DVALUE),
+                                rd_el_num(reply, RD_USE_READ_FOUND_DMAX),
+                                rd_el_num(reply, RD_USE_READ_FOUND_MIN_ORDER)};
+        if (!*x->code || rd_discount_compute(&d, x->amount, &x->discount) != RD_OK) {
+            rd_error("event=use_corrupt req=%s id=%s", r->request_id, r->param);
+            rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+            return;
+        }
+    }
+    then(r);
+}
+
+void rd_use_read(struct rd_req *r, void (*then)(struct rd_req *r))
+{
+    struct rd_api *a = rd_api(r);
+    char log[RD_KEY_MAX], mark[RD_KEY_MAX], record[RD_KEY_MAX];
+    rd_key_log(log, sizeof(log), a->bucket);
+    rd_key_mark(mark, sizeof(mark), a->bucket, r->param);
+    rd_key_redemption_v1(record, sizeof(record), a->bucket, r->param);
+    a->then = then;
+    struct rd_cmd cmd;
+    rd_cmd_script(&cmd, RD_LUA_USE_READ);
+    rd_cmd_key(&cmd, RD_USE_READ_K_LOG, log);
+    rd_cmd_key(&cmd, RD_USE_READ_K_MARK, mark);
+    rd_cmd_key(&cmd, RD_USE_READ_K_RECORD_V1, record);
+    rd_cmd_arg(&cmd, RD_USE_READ_A_SID, a->ref.sid);
+    rd_cmd_arg(&cmd, RD_USE_READ_A_TAG, a->ref.tag);
+    rd_req_send(r, &cmd, on_use_read);
 }

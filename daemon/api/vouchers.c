@@ -73,6 +73,10 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
     if (!status)
         return;
     r->replayed = strcmp(rd_el(reply, RD_PAY_OK_REPLAYED), "1") == 0;
+    if (strcmp(status, "shipped") == 0) {
+        rd_use_replay_from_ledger(r, rd_el(reply, RD_PAY_SHIPPED_ID), 1);
+        return;
+    }
     if (strcmp(status, "rejected") == 0) {
         enum rd_status st = rd_status_from_name(rd_el(reply, RD_PAY_REJECTED_REASON));
         json_t *details = json_pack("{s:s}", "attempt_id", rd_el(reply, RD_PAY_REJECTED_ID));
@@ -92,21 +96,19 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "pay");
         return;
     }
-    json_t *remaining =
-        json_pack("{s:o, s:o, s:o, s:o}", "total", rd_opt_count(reply, RD_PAY_OK_REM_TOTAL), "user",
-                  rd_opt_count(reply, RD_PAY_OK_REM_USER), "user_daily",
-                  rd_opt_count(reply, RD_PAY_OK_REM_DAILY), "user_weekly",
-                  rd_opt_count(reply, RD_PAY_OK_REM_WEEKLY));
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:o}", "id", rd_el(reply, RD_PAY_OK_ID), "kind",
-        "pay", "code", rd_el(reply, RD_PAY_OK_CODE), "user_id", rd_el(reply, RD_PAY_OK_USER_ID),
-        "amount", (json_int_t)rd_el_num(reply, RD_PAY_OK_AMOUNT), "currency",
-        rd_el(reply, RD_PAY_OK_CURRENCY), "balance",
-        (json_int_t)rd_el_num(reply, RD_PAY_OK_BALANCE_AFTER), "created_at",
-        rd_time_json(rd_el_num(reply, RD_PAY_OK_CREATED_AT)), "remaining", remaining);
-    if (*rd_el(reply, RD_PAY_OK_ORDER_ID))
-        json_object_set_new(o, "order_id", json_string(rd_el(reply, RD_PAY_OK_ORDER_ID)));
-    rd_reply_json(r, 201, o);
+    struct rd_use_answer x = {
+        rd_el(reply, RD_PAY_OK_ID),
+        rd_el(reply, RD_PAY_OK_CODE),
+        rd_el(reply, RD_PAY_OK_USER_ID),
+        rd_el(reply, RD_PAY_OK_CURRENCY),
+        rd_el(reply, RD_PAY_OK_ORDER_ID),
+        rd_el_num(reply, RD_PAY_OK_CREATED_AT),
+        rd_el_num(reply, RD_PAY_OK_AMOUNT),
+        0,
+        rd_el_num(reply, RD_PAY_OK_BALANCE_AFTER),
+        {rd_el_num(reply, RD_PAY_OK_REM_TOTAL), rd_el_num(reply, RD_PAY_OK_REM_USER),
+         rd_el_num(reply, RD_PAY_OK_REM_DAILY), rd_el_num(reply, RD_PAY_OK_REM_WEEKLY)}};
+    rd_reply_json(r, 201, rd_pay_answer_json(&x));
 }
 
 void rd_h_voucher_pay(struct rd_req *r)
@@ -169,35 +171,30 @@ void rd_h_voucher_recharge(struct rd_req *r)
         rd_reply_verr(r, &e);
         return;
     }
-    char coupon[RD_KEY_MAX], idem[RD_KEY_MAX], log[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1], fp[17];
-    char now[24], amount[24], max[24], ttl[24];
-    rd_key_coupon(coupon, sizeof(coupon), a->bucket, a->code);
-    rd_key_idem(idem, sizeof(idem), a->bucket, a->code, r->key_id, a->idem);
-    rd_key_log(log, sizeof(log), a->bucket);
-    rd_req_new_txn(r, a->bucket, txn);
-    rd_redeem_req_fingerprint(&a->rq, fp);
-    snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
-    snprintf(amount, sizeof(amount), "%lld", (long long)a->rq.order_amount);
+    struct rd_use_call u;
+    char max[24];
+    rd_key_coupon(u.keys[RD_RECHARGE_K_COUPON], RD_KEY_MAX, a->bucket, a->code);
+    rd_key_log(u.keys[RD_RECHARGE_K_LOG], RD_KEY_MAX, a->bucket);
+    rd_idem_prepare(r, &u, RD_RECHARGE_K_IDEM, RD_RECHARGE_K_IDEM_V1, a->idem);
     snprintf(max, sizeof(max), "%lld", r->w->cfg->voucher_max_balance);
-    snprintf(ttl, sizeof(ttl), "%d", r->w->cfg->idempotency_ttl_s);
-    struct rd_cmd cmd;
-    rd_cmd_script(&cmd, RD_LUA_RECHARGE);
-    rd_cmd_key(&cmd, RD_RECHARGE_K_COUPON, coupon);
-    rd_cmd_key(&cmd, RD_RECHARGE_K_IDEM, idem);
-    rd_cmd_key(&cmd, RD_RECHARGE_K_LOG, log);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_NOW_MS, now);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_TXN, txn);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_AMOUNT, amount);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_MAX_BALANCE, max);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_CURRENCY, a->rq.currency);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_FP, fp);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_IDEM_TTL_S, ttl);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_CLIENT_IP, r->client_ip);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_KEY_ID, r->key_id);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_REQUEST_ID, r->request_id);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_IDEM_KEY, a->idem);
-    rd_cmd_arg(&cmd, RD_RECHARGE_A_CODE, a->code);
-    rd_req_send(r, &cmd, on_recharged);
+    struct rd_cmd *cmd = &u.cmd;
+    rd_cmd_script(cmd, RD_LUA_RECHARGE);
+    for (int k = 0; k < RD_RECHARGE_NKEYS; k++)
+        rd_cmd_key(cmd, k, u.keys[k]);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_NOW_MS, u.now);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_TXN, u.txn);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_AMOUNT, u.amount);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_MAX_BALANCE, max);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_CURRENCY, a->rq.currency);
+    rd_cmd_argn(cmd, RD_RECHARGE_A_FP, (const char *)u.fp, sizeof(u.fp));
+    rd_cmd_argn(cmd, RD_RECHARGE_A_IDEM_FIELD, (const char *)u.digest, RD_IDEM_FIELD_LEN);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_IDEM_SLICE_MS, u.slice);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_CLIENT_IP, r->client_ip);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_KEY_ID, r->key_id);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_REQUEST_ID, r->request_id);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_IDEM_KEY, a->idem);
+    rd_cmd_arg(cmd, RD_RECHARGE_A_CODE, a->code);
+    rd_req_send(r, cmd, on_recharged);
 }
 
 /* ---- refund: POST /v1/redemptions/{id}/reverse of a voucher payment ------------------------ */
@@ -236,7 +233,7 @@ static void on_refunded(struct rd_redis *redis, redisReply *reply, void *arg)
                             (json_int_t)left));
 }
 
-void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int64_t amount)
+void rd_voucher_refund(struct rd_req *r, int64_t amount)
 {
     if (!rd_api(r)->idem) {
         rd_reply_error(r, RD_E_IDEM_REQUIRED,
@@ -244,7 +241,7 @@ void rd_voucher_refund(struct rd_req *r, const char *code, const char *user, int
         return;
     }
     struct rd_use_call u;
-    rd_undo_prepare(r, &u, RD_LUA_REFUND, code, user);
+    rd_undo_prepare(r, &u, RD_LUA_REFUND);
     if (amount > 0)
         snprintf(u.amount, sizeof(u.amount), "%lld", (long long)amount);
     else

@@ -32,8 +32,9 @@ struct rec {
     char *key;                         /* code, or code "\x1f" user */
     long long live, today, week;       /* from the ledger */
     long long r_live, r_today, r_week; /* from Redis */
+    int r_v1;                          /* user: Redis holds redeemd 0.1's three fields */
     int off;                           /* coupon: utc offset minutes */
-    int in_redis;                      /* coupon: hash exists */
+    int in_redis;                      /* coupon: hash exists; user: its "u:" field */
     char *definition;                  /* coupon: mirror JSON from PostgreSQL */
     int archived; /* coupon: taken out of Redis by redeemctl archive (the mirror says so) */
     /* vouchers: balance, loaded, spent, refunded (minor units) */
@@ -197,17 +198,34 @@ static int read_redis(struct ctx *c)
         char key[RD_KEY_MAX];
         rd_key_users(key, sizeof(key), rd_bucket_of(cp->key, strlen(cp->key), c->buckets), cp->key);
         redisReply *h = redisCommand(c->rc, "HGETALL %s", key);
-        for (size_t j = 0; h && h->type == REDIS_REPLY_ARRAY && j + 1 < h->elements; j += 2) {
-            const char *f = h->element[j]->str, *v = h->element[j + 1]->str;
-            if (strlen(f) < 3 || f[1] != ':')
-                continue;
-            struct rec *u = pair(&c->users, cp->key, f + 2);
-            if (f[0] == 't')
-                u->r_live = atoll(v);
-            else if (f[0] == 'd')
-                u->r_today = period_count(v, rd_time_day_index(c->now, cp->off));
-            else if (f[0] == 'w')
-                u->r_week = period_count(v, rd_time_week_index(c->now, cp->off));
+        int64_t day = rd_time_day_index(c->now, cp->off),
+                week = rd_time_week_index(c->now, cp->off);
+        /* a user's "u:" field wins over redeemd 0.1's fields, as in the scripts: two passes */
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t j = 0; h && h->type == REDIS_REPLY_ARRAY && j + 1 < h->elements; j += 2) {
+                const char *f = h->element[j]->str, *v = h->element[j + 1]->str;
+                if (strlen(f) < 3 || f[1] != ':')
+                    continue;
+                struct rd_user_counts uc;
+                if (pass == 0 && f[0] == 'u' && rd_user_counts_parse(v, &uc) == 0) {
+                    struct rec *u = pair(&c->users, cp->key, f + 2);
+                    u->r_live = uc.total;
+                    u->r_today = uc.day == day ? uc.day_uses : 0;
+                    u->r_week = uc.week == week ? uc.week_uses : 0;
+                    u->in_redis = 1;
+                } else if (pass == 1 && (f[0] == 't' || f[0] == 'd' || f[0] == 'w')) {
+                    struct rec *u = pair(&c->users, cp->key, f + 2);
+                    if (u->in_redis)
+                        continue;
+                    u->r_v1 = 1;
+                    if (f[0] == 't')
+                        u->r_live = atoll(v);
+                    else if (f[0] == 'd')
+                        u->r_today = period_count(v, day);
+                    else
+                        u->r_week = period_count(v, week);
+                }
+            }
         }
         freeReplyObject(h);
     }
@@ -309,6 +327,18 @@ static int in_ledger(struct ctx *c, const char *txn)
 }
 
 /* Entries not yet shipped count too: redemptions add, reversals take away. */
+/* An outbox entry's transaction id: its "id" field, or for a use, the id its place names. */
+static const char *entry_id(uint32_t bucket, const redisReply *e, char out[RD_TXN_ID_MAX + 1])
+{
+    const redisReply *f = e->element[1];
+    const char *id = rd_redis_field(f, "id"), *tag = rd_redis_field(f, "tag");
+    if (*id || e->element[0]->type != REDIS_REPLY_STRING)
+        return id;
+    if (rd_use_id_format(out, bucket, e->element[0]->str, e->element[0]->len, tag, strlen(tag)) < 0)
+        return "";
+    return out;
+}
+
 static int read_streams(struct ctx *c)
 {
     char key[RD_KEY_MAX];
@@ -329,7 +359,8 @@ static int read_streams(struct ctx *c)
             if (strcmp(outcome, "accepted") != 0 ||
                 (!is_use && money < 0 && strcmp(kind, "reverse") != 0))
                 continue;
-            if (in_ledger(c, rd_redis_field(f, "id")))
+            char idbuf[RD_TXN_ID_MAX + 1];
+            if (in_ledger(c, entry_id(b, r->element[i], idbuf)))
                 continue; /* committed, acknowledgement still to come */
             unshipped++;
             const char *code = rd_redis_field(f, "code");
@@ -365,7 +396,7 @@ static int read_streams(struct ctx *c)
             PQclear(res);
             for (size_t j = 0; ts < 0 && j < r->elements; j++) {
                 const redisReply *g = r->element[j]->element[1];
-                if (strcmp(rd_redis_field(g, "id"), p[0]) == 0) {
+                if (strcmp(entry_id(b, r->element[j], idbuf), p[0]) == 0) {
                     ts = atoll(rd_redis_field(g, "ts"));
                     snprintf(day, sizeof(day), "%s", rd_redis_field(g, "day"));
                     snprintf(week, sizeof(week), "%s", rd_redis_field(g, "week"));
@@ -422,19 +453,6 @@ static int restore_coupon(struct ctx *c, const struct rec *cp, const char *key)
     return ok ? 0 : -1;
 }
 
-static void set_field(struct ctx *c, const char *key, const char *field, long long count,
-                      long long idx, int periodic)
-{
-    redisReply *r;
-    if (count <= 0)
-        r = redisCommand(c->rc, "HDEL %s %s", key, field);
-    else if (periodic)
-        r = redisCommand(c->rc, "HSET %s %s %lld:%lld", key, field, idx, count);
-    else
-        r = redisCommand(c->rc, "HSET %s %s %lld", key, field, count);
-    freeReplyObject(r);
-}
-
 static void set_money(struct ctx *c, struct rec *cp, const char *key)
 {
     cp->money[M_BAL] = cp->money[M_LOADED] - cp->money[M_SPENT] + cp->money[M_REFUNDED];
@@ -447,7 +465,7 @@ static void set_money(struct ctx *c, struct rec *cp, const char *key)
 static long long compare(struct ctx *c, int repair)
 {
     long long diffs = 0;
-    char key[RD_KEY_MAX], field[200];
+    char key[RD_KEY_MAX];
     for (size_t i = 0; i < c->coupons.cap; i++) {
         struct rec *cp = c->coupons.slot[i];
         if (!cp)
@@ -510,12 +528,16 @@ static long long compare(struct ctx *c, int repair)
             }
         if (changed && repair) {
             rd_key_users(key, sizeof(key), rd_bucket_of(code, strlen(code), c->buckets), code);
-            snprintf(field, sizeof(field), "t:%s", user);
-            set_field(c, key, field, u->live, 0, 0);
-            snprintf(field, sizeof(field), "d:%s", user);
-            set_field(c, key, field, u->today, rd_time_day_index(c->now, off), 1);
-            snprintf(field, sizeof(field), "w:%s", user);
-            set_field(c, key, field, u->week, rd_time_week_index(c->now, off), 1);
+            struct rd_user_counts uc = {u->live, rd_time_day_index(c->now, off), u->today,
+                                        rd_time_week_index(c->now, off), u->week};
+            char v[128];
+            rd_user_counts_format(&uc, v, sizeof(v));
+            redisReply *r = redisCommand(c->rc, "HSET %s u:%s %s", key, user, v);
+            freeReplyObject(r);
+            if (u->r_v1) {
+                r = redisCommand(c->rc, "HDEL %s t:%s d:%s w:%s", key, user, user, user);
+                freeReplyObject(r);
+            }
         }
         *sep = '\x1f';
     }

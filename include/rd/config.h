@@ -29,7 +29,7 @@ struct rd_config {
     int max_connections;
     int max_inflight;
     int idempotency_ttl_s;
-    int redemption_ttl_s;
+    int reversal_window_s;
     int key_refresh_ms;
     int shutdown_timeout_s;
     char log_level[16];

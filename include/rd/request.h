@@ -41,10 +41,22 @@ int rd_recharge_req_parse(struct rd_redeem_req *r, const json_t *body, const cha
                           struct rd_verr *e);
 
 /**
- * Fingerprint of what makes two redeem requests "the same": every field, normalised. 16 hex
- * digits into out (17 bytes).
+ * Fingerprint of what makes two redeem requests "the same": every field, normalised; 8 bytes
+ * (a 64-bit hash, most significant byte first) into out. Its 16 hex digits were what
+ * redeemd 0.1 stored.
  */
-void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, char out[17]);
+void rd_redeem_req_fingerprint(const struct rd_redeem_req *r, uint8_t out[8]);
+
+#define RD_IDEM_FIELD_LEN  12
+#define RD_IDEM_DIGEST_LEN 16
+/**
+ * The digest of an Idempotency-Key: the first 16 bytes of SHA-256 over code, API key id and
+ * Idempotency-Key (NUL-separated). Its first 12 bytes name the key's record (12 bytes
+ * whatever the key's length); the last 4 make the tag of the use's id (rd_use_tag_make), so
+ * a replay rebuilds the same id without storing it.
+ */
+void rd_idem_digest(const char *code, const char *key_id, const char *idem,
+                    uint8_t out[RD_IDEM_DIGEST_LEN]);
 
 /** Checks a currency ("usd" accepted, stored "USD"): 3 ASCII letters. out holds 4 bytes. */
 int rd_currency_normalize(const char *in, char out[4]);

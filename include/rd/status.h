@@ -45,7 +45,8 @@ enum rd_status {
     RD_E_IDEM_REQUIRED,
     RD_E_IDEM_REUSED,
     RD_E_ALREADY_REVERSED,
-    RD_E_CONFLICT, /* concurrent admin update; retried internally */
+    RD_E_REVERSAL_WINDOW, /* the use is older than reversal_window_s */
+    RD_E_CONFLICT,        /* concurrent admin update; retried internally */
     RD_E_RATE_LIMITED,
     RD_E_UNAVAILABLE,
     RD_E_INTERNAL,

@@ -1,49 +1,67 @@
 #!lua
 --[[
 pay: spend part of a voucher's balance, atomically. Like redeem.lua: every check runs before
-the first write, the idempotency record is written first, and the outbox entry (with the
-balance after) is part of the same script, so a payment and its ledger row cannot part.
-A payment is also a use: per-user, daily, weekly and total counts apply as to coupons.
+the first write, and the outbox entry (with the balance after) is part of the same script,
+so a payment and its ledger row cannot part. A payment is also a use: per-user, daily,
+weekly and total counts apply as to coupons.
 
-@keys coupon users idem record log
-@argv now_ms user_id amount currency fp txn idem_ttl_s record_ttl_s order_id client_ip key_id request_id idem_key code
+@keys coupon users idem idem_v1 log
+@argv now_ms user_id amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code
 @reply ok status replayed id created_at amount currency balance_after rem_total rem_user rem_daily rem_weekly user_id order_id code
 @reply rejected status replayed reason id resets_at balance
 @reply reused status
-coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE> (per-user counts), idem {b}:i:...
-(the idempotency record), record {b}:r:<id> (the payment), log {b}:log (the outbox).
+@reply shipped status replayed id
+coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE> (per-user counts), idem and idem_v1
+the idempotency records (as redeem.lua), log {b}:log (the outbox).
 fp: the request's fingerprint; order_id "" for none. Remaining counts and resets_at are ""
-where there is none; {"reused"}: the idempotency key was used with another request.
+where there is none; {"reused"}: the idempotency key was used with another request;
+{"shipped", "1", id}: a replay of a payment already shipped (the daemon answers from the
+ledger). Nothing is kept per payment but its outbox entry and its idempotency record.
 ]]
 local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local fp, id = ARGV[5], ARGV[6]
+local fp, txn, field, slice_ms = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 
-local prev = rd_replay(KEYS[3], fp)
+-- The answer to an accepted payment, from its outbox entry: first answer and replays alike.
+local function answer(e, id, replayed)
+  local t, u, d, w = rd_split4(e.left)
+  return {'ok', replayed, id, e.ts, e.paid, e.currency, e.balance, t, u, d, w, e.user,
+    e.order, e.code}
+end
+
+local prev = rd_replay(KEYS[3], KEYS[4], field, fp)
+if prev and prev[1] == 'use' then
+  local id = rd_use_id(txn, prev[2])
+  local e = rd_entry(KEYS[5], prev[2])
+  if e and e.tag == rd_use_tag(txn) then return answer(e, id, '1') end
+  return {'shipped', '1', id}
+end
 if prev then return prev end
 
 local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
   'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign')
 
 local day, week -- the day and ISO week the use counts in (set once the voucher is read)
-local function log(outcome, reason, bal)
-  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[1], 'kind', 'pay',
+local function log(outcome, reason, bal, left)
+  local sid = redis.call('XADD', KEYS[5], '*', 'tag', rd_use_tag(txn), 'ts', ARGV[1],
+    'kind', 'pay',
     'day', outcome == 'accepted' and string.format('%d', day) or '',
     'week', outcome == 'accepted' and string.format('%d', week) or '',
     'outcome', outcome, 'reason', reason, 'code', ARGV[14], 'campaign', c[13] or '',
     'user', user, 'order', ARGV[9], 'paid', outcome == 'accepted' and ARGV[3] or '',
-    'amount', ARGV[3], 'balance', bal or '', 'currency', currency,
+    'amount', ARGV[3], 'balance', bal or '', 'currency', currency, 'left', left or '',
     'ip', ARGV[10], 'key', ARGV[11], 'req', ARGV[12], 'idem', ARGV[13])
+  return rd_use_id(txn, sid), sid
 end
 
 if not c[1] then
-  log('rejected', 'coupon_not_found', nil)
+  local id = log('rejected', 'coupon_not_found', nil)
   return {'rejected', '0', 'coupon_not_found', id, '', ''}
 end
 
 local function reject(reason, resets, bal)
+  local id = log('rejected', reason, bal)
   local res = {'rejected', '0', reason, id, resets or '', bal or ''}
-  rd_remember(KEYS[3], fp, res, ARGV[7])
-  log('rejected', reason, bal)
+  rd_remember(KEYS[3], field, fp, res, slice_ms, now)
   return res
 end
 
@@ -61,28 +79,23 @@ week = math.floor((day + 3) / 7)
 local used = num(c[11]) or 0
 local l_total, l_user, l_daily, l_weekly = num(c[6]), num(c[7]), num(c[8]), num(c[9])
 if l_total and used >= l_total then return reject('limit_total_reached') end
-local why, resets, ut, ud, uw
-why, resets, ut, ud, uw, day, week =
+local why, resets, u
+why, resets, u, day, week =
   rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
 if why then return reject(why, resets) end
 local bal = num(c[12]) or 0
 if amount > bal then return reject('insufficient_balance', nil, string.format('%d', bal)) end
 local after = string.format('%d', bal - amount)
-local res = {'ok', '0', id, ARGV[1], ARGV[3], currency, after,
-  rd_left(l_total, used), rd_left(l_user, ut), rd_left(l_daily, ud), rd_left(l_weekly, uw),
-  user, ARGV[9], ARGV[14]}
-rd_remember(KEYS[3], fp, res, ARGV[7])
+local left = rd_left(l_total, used) .. ',' .. rd_left(l_user, u[1]) .. ',' ..
+  rd_left(l_daily, u[2]) .. ',' .. rd_left(l_weekly, u[3])
+
+local id, sid = log('accepted', '', after, left)
+rd_remember_use(KEYS[3], field, fp, sid, slice_ms, now)
 -- money goes to Redis as integer strings: a Lua number may print as 1e+15
 rd_own(KEYS[1], 'bal')
 redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
-rd_user_count(KEYS[2], user, ut, ud, uw, day, week)
-redis.call('HSET', KEYS[4], 'kind', 'pay', 'code', ARGV[14], 'user', user, 'order', ARGV[9],
-  'paid', ARGV[3], 'refunded', 0, 'currency', currency, 'created_at', ARGV[1],
-  'day', string.format('%d', day), 'week', string.format('%d', week),
-  'utc_off', string.format('%d', off), 'status', 'active', 'key', ARGV[11],
-  'campaign', c[13] or '', 'balance_after', after)
-redis.call('EXPIRE', KEYS[4], ARGV[8])
-log('accepted', '', after)
-return res
+rd_user_count(KEYS[2], user, u, day, week)
+return answer({ts = ARGV[1], paid = ARGV[3], currency = currency, balance = after,
+  left = left, user = user, order = ARGV[9], code = ARGV[14]}, id, '0')

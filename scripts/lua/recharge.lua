@@ -2,30 +2,31 @@
 --[[
 recharge: add value to a voucher, up to the configured maximum balance (admin).
 
-@keys coupon idem log
-@argv now_ms txn amount max_balance currency fp idem_ttl_s client_ip key_id request_id idem_key code
+@keys coupon idem idem_v1 log
+@argv now_ms txn amount max_balance currency fp idem_field idem_slice_ms client_ip key_id request_id idem_key code
 @reply ok status replayed id amount balance_after loaded_after
 @reply rejected status replayed reason balance max
 @reply reused status
-coupon {b}:c:<CODE> (the voucher), idem {b}:i:... (the idempotency record), log {b}:log.
+coupon {b}:c:<CODE> (the voucher), idem and idem_v1 the idempotency records (as
+redeem.lua), log {b}:log.
 currency "" = the voucher's. {"reused"}: the idempotency key was used with another request.
 ]]
 local amount, max = tonumber(ARGV[3]), tonumber(ARGV[4])
-local prev = rd_replay(KEYS[2], ARGV[6])
+local prev = rd_replay(KEYS[2], KEYS[3], ARGV[7], ARGV[6])
 if prev then return prev end
 local c = rd_hmget(KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
 
 local function log(outcome, reason, bal)
-  redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'recharge',
-    'outcome', outcome, 'reason', reason, 'code', ARGV[12], 'campaign', c[5] or '',
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'recharge',
+    'outcome', outcome, 'reason', reason, 'code', ARGV[13], 'campaign', c[5] or '',
     'paid', outcome == 'accepted' and ARGV[3] or '', 'amount', ARGV[3],
     'balance', bal or '', 'currency', c[3] or ARGV[5],
-    'ip', ARGV[8], 'key', ARGV[9], 'req', ARGV[10], 'idem', ARGV[11])
+    'ip', ARGV[9], 'key', ARGV[10], 'req', ARGV[11], 'idem', ARGV[12])
 end
 local function reject(reason, bal)
   local res = {'rejected', '0', reason, bal or '', ARGV[4]}
   if c[1] then -- nothing is remembered for a code that does not exist
-    rd_remember(KEYS[2], ARGV[6], res, ARGV[7])
+    rd_remember(KEYS[2], ARGV[7], ARGV[6], res, tonumber(ARGV[8]), tonumber(ARGV[1]))
   end
   log('rejected', reason, bal)
   return res
@@ -43,6 +44,6 @@ rd_own(KEYS[1], 'bal', 'loaded')
 local after = redis.call('HINCRBY', KEYS[1], 'bal', ARGV[3])
 local loaded = redis.call('HINCRBY', KEYS[1], 'loaded', ARGV[3])
 local res = {'ok', '0', ARGV[2], ARGV[3], string.format('%d', after), string.format('%d', loaded)}
-rd_remember(KEYS[2], ARGV[6], res, ARGV[7])
+rd_remember(KEYS[2], ARGV[7], ARGV[6], res, tonumber(ARGV[8]), tonumber(ARGV[1]))
 log('accepted', '', string.format('%d', after))
 return res

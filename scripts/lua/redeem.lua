@@ -3,64 +3,84 @@
 redeem: decide one validate (dry run) or redeem of a coupon, atomically.
 Validate and redeem share this script so that they can never disagree: validate stops
 after the check phase. Every check runs before the first write, because Redis never rolls
-a script back; the first write (the idempotency record) allocates, so under OOM the script
-aborts before touching a counter.
+a script back (and refuses a script up front, never halfway, when it is out of memory).
 
-@keys coupon users idem record log
-@argv mode now_ms user_id order_amount currency fp txn idem_ttl_s record_ttl_s order_id client_ip key_id request_id idem_key code
-@reply ok status replayed id created_at dtype dvalue dmax min_order coupon_currency rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code day_index week_index utc_off
+@keys coupon users idem idem_v1 log
+@argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code
+@reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code
 @reply rejected status replayed reason id resets_at now
 @reply reused status
-coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), idem {b}:i:... (the idempotency
-record), record {b}:r:<id> (the redemption), log {b}:log (the outbox stream).
-mode: "validate" | "redeem"; fp: the request's fingerprint; order_id "" for none.
+@reply shipped status replayed id
+coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), idem {b}:i:<slice ms>:<slice>
+(this time slice's idempotency records, see the prelude), idem_v1 {b}:i:<CODE>:<key>:<idem>
+(a record of redeemd 0.1), log {b}:log (the outbox stream).
+mode: "validate" | "redeem"; fp: the request's fingerprint (8 bytes); txn: a fresh id, whose
+bucket and first symbols make the redemption's id; idem_field: the record's field (digest of
+code, API key and Idempotency-Key); order_id "" for none.
 Answers are flat arrays of strings (hiredis 0.14 caps reply nesting); remaining counts and
 resets_at are "" where there is none; {"reused"}: the idempotency key was used with a
-different request.
+different request; {"shipped", "1", id}: a replay of a redemption whose entry has been
+shipped: the daemon answers it from the ledger.
+Nothing is kept per redemption but its outbox entry (until shipped) and its idempotency
+record: the entry carries everything the answer holds, so a replay rebuilds it from there.
 Counters are *used* counts compared with the current limits, so a PATCHed limit never
-forgets past uses. Day/week counts live in fields "d:<user>" / "w:<user>" as
-"<period index>:<count>", so a new period starts at zero without any cron job.
+forgets past uses; day and week counts carry their period's index, so a new period starts
+at zero without any cron job.
 ]]
 local mode, now = ARGV[1], tonumber(ARGV[2])
 local user, amount, currency = ARGV[3], ARGV[4], ARGV[5]
-local fp, id = ARGV[6], ARGV[7]
+local fp, txn, field, slice_ms = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local redeem = mode == 'redeem'
 local day, week -- the day and ISO week a use counts in (set after the coupon is read)
 
+-- The answer to an accepted redemption, from its outbox entry (e) and id: the same for the
+-- first answer and every replay.
+local function answer(e, id, replayed)
+  local t, u, d, w = rd_split4(e.left)
+  return {'ok', replayed, id, e.ts, e.dtype, e.dvalue, e.dmax, e.min_order, t, u, d, w,
+    e.amount, e.currency, e.user, e.order, e.code}
+end
+
 if redeem then
-  local prev = rd_replay(KEYS[3], fp)
+  local prev = rd_replay(KEYS[3], KEYS[4], field, fp)
+  if prev and prev[1] == 'use' then
+    local id = rd_use_id(txn, prev[2])
+    local e = rd_entry(KEYS[5], prev[2])
+    if e and e.tag == rd_use_tag(txn) then return answer(e, id, '1') end
+    return {'shipped', '1', id}
+  end
   if prev then return prev end
 end
 
 -- Validate changes nothing, with one exception: an unknown code is logged (kind "validate"),
--- because probing for codes is exactly what the fraud team looks for.
-local function log(outcome, reason, c)
-  if not redeem and reason ~= 'coupon_not_found' then return end
-  redis.call('XADD', KEYS[5], '*', 'id', id, 'ts', ARGV[2], 'kind', mode,
-    'outcome', outcome, 'reason', reason, 'code', ARGV[15],
+-- because probing for codes is exactly what the fraud team looks for. Returns the entry's id.
+local function log(outcome, reason, c, left)
+  local sid = redis.call('XADD', KEYS[5], '*', 'tag', rd_use_tag(txn), 'ts', ARGV[2],
+    'kind', mode, 'outcome', outcome, 'reason', reason, 'code', ARGV[15],
     'campaign', (c and c[12]) or '', 'user', user, 'order', ARGV[10],
     'amount', amount, 'currency', currency,
     'dtype', (c and c[1]) or '', 'dvalue', (c and c[2]) or '',
     'dmax', (c and c[3]) or '', 'min_order', (c and c[4]) or '',
     'day', outcome == 'accepted' and string.format('%d', day) or '',
     'week', outcome == 'accepted' and string.format('%d', week) or '',
+    'left', left or '',
     'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14])
+  return rd_use_id(txn, sid), sid
 end
 
 local c = rd_hmget(KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
   'starts_at', 'expires_at', 'utc_off', 'l_total', 'l_user', 'l_daily', 'campaign',
   'l_weekly', 'status', 'used', 'kind')
 if not c[1] then
-  log('rejected', 'coupon_not_found', nil)
+  local id = log('rejected', 'coupon_not_found', nil)
   return {'rejected', '0', 'coupon_not_found', id, '', ARGV[2]}
 end
 
 local function reject(reason, resets)
+  if not redeem then return {'rejected', '0', reason, txn, resets or '', ARGV[2]} end
+  local id = log('rejected', reason, c)
   local res = {'rejected', '0', reason, id, resets or '', ARGV[2]}
-  if redeem then
-    rd_remember(KEYS[3], fp, res, ARGV[8])
-    log('rejected', reason, c)
-  end
+  rd_remember(KEYS[3], field, fp, res, slice_ms, now)
   return res
 end
 
@@ -82,25 +102,21 @@ local used = num(c[15]) or 0
 local l_total, l_user, l_daily, l_weekly = num(c[9]), num(c[10]), num(c[11]), num(c[13])
 if l_total and used >= l_total then return reject('limit_total_reached') end
 
-local why, resets, ut, ud, uw
-why, resets, ut, ud, uw, day, week =
+local why, resets, u
+why, resets, u, day, week =
   rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
 if why then return reject(why, resets) end
-local res = {'ok', '0', id, ARGV[2], c[1], c[2], c[3], c[4], c[5],
-  rd_left(l_total, used), rd_left(l_user, ut), rd_left(l_daily, ud), rd_left(l_weekly, uw),
-  amount, currency, user, ARGV[10], ARGV[15], string.format('%d', day),
-  string.format('%d', week), string.format('%d', off)}
-if not redeem then return res end
+local left = rd_left(l_total, used) .. ',' .. rd_left(l_user, u[1]) .. ',' ..
+  rd_left(l_daily, u[2]) .. ',' .. rd_left(l_weekly, u[3])
+local e = {ts = ARGV[2], dtype = c[1], dvalue = c[2] or '', dmax = c[3] or '',
+  min_order = c[4] or '',
+  left = left, amount = amount, currency = currency, user = user, order = ARGV[10],
+  code = ARGV[15]}
+if not redeem then return answer(e, txn, '0') end
 
 -- Write phase: nothing above has written.
-rd_remember(KEYS[3], fp, res, ARGV[8])
+local id, sid = log('accepted', '', c, left)
+rd_remember_use(KEYS[3], field, fp, sid, slice_ms, now)
 redis.call('HINCRBY', KEYS[1], 'used', 1)
-rd_user_count(KEYS[2], user, ut, ud, uw, day, week)
-redis.call('HSET', KEYS[4], 'code', ARGV[15], 'user', user, 'order', ARGV[10],
-  'amount', amount, 'currency', currency, 'dtype', c[1], 'dvalue', c[2], 'dmax', c[3],
-  'min_order', c[4], 'created_at', ARGV[2], 'day', string.format('%d', day),
-  'week', string.format('%d', week), 'utc_off', string.format('%d', off),
-  'status', 'active', 'key', ARGV[12], 'campaign', c[12])
-redis.call('EXPIRE', KEYS[4], ARGV[9])
-log('accepted', '', c)
-return res
+rd_user_count(KEYS[2], user, u, day, week)
+return answer(e, id, '0')

@@ -39,7 +39,7 @@ def test_global_limit_exact(daemon, keys, api, rds):
                if r.status_code == 422)
     used, users = counters(rds, c["code"])
     assert used == 50
-    assert sum(int(v) for k, v in users.items() if k.startswith("t:")) == 50
+    assert sum(int(v.split(":")[0]) for k, v in users.items() if k.startswith("u:")) == 50
     ids = {r.json()["id"] for r in rs if r.status_code == 201}
     assert len(ids) == 50
 
@@ -52,7 +52,7 @@ def test_per_user_limit_exact(daemon, keys, api, rds):
     assert all(r.json()["error"]["code"] == "limit_user_reached" for r in rs
                if r.status_code != 201)
     used, users = counters(rds, c["code"])
-    assert used == 3 and users["t:same"] == "3"
+    assert used == 3 and users["u:same"].split(":")[0] == "3"
 
 
 def test_daily_and_weekly_exact(daemon, keys, api, rds):

@@ -37,7 +37,8 @@ def test_clean_then_planted_difference(stack):
     ckey = next(r.scan_iter(match=f"*:c:{code}"))
     ukey = ckey.replace(":c:", ":u:")
     r.hset(ckey, "used", 42)
-    r.hset(ukey, "t:u2", 9)
+    counts = r.hget(ukey, "u:u2").split(":")  # total:day:uses:week:uses
+    r.hset(ukey, "u:u2", ":".join(["9"] + counts[1:]))
     rc, out = reconcile(redis, fresh_db)
     assert rc == 1
     assert f"coupon {code}: used redis=42 ledger=5" in out

@@ -93,37 +93,56 @@ def test_answers_follow_the_contracts(stack):
         ck = key_of(r, code)
         b = ck.split(":c:")[0]
         txn = f"rdm_{b[1:5]}_{n[0]:020d}"
-        base = {"coupon": ck, "users": f"{b}:u:{code}", "idem": f"{b}:i:{code}:k:{n[0]}",
-                "record": f"{b}:r:{txn}", "log": f"{b}:log", "now_ms": "1900000000000",
+        ref = over.get("ref_id", "")
+        base = {"coupon": ck, "users": f"{b}:u:{code}", "idem": f"{b}:i:30000:63333333",
+                "idem_v1": f"{b}:i:{code}:k:{n[0]}", "log": f"{b}:log",
+                "mark": f"{b}:x:{ref}", "record_v1": f"{b}:r:{ref}", "now_ms": "1900000000000",
                 "user_id": "u1", "order_amount": "1000", "amount": "100", "currency": "EUR",
-                "fp": "f" * 16, "txn": txn, "idem_ttl_s": "60", "record_ttl_s": "60",
-                "order_id": "", "client_ip": "127.0.0.1", "key_id": "k", "request_id": "q",
-                "idem_key": f"i{n[0]}", "code": code, "mode": "redeem", "max_balance": "5000",
-                "channel": "link", "recipient": "", "ref_id": "", "group": "pgsink"}
+                "fp": "f" * 8, "txn": txn, "idem_field": f"field{n[0]:07d}",
+                "idem_slice_ms": "30000", "order_id": "", "client_ip": "127.0.0.1",
+                "key_id": "k", "request_id": "q", "idem_key": f"i{n[0]}", "code": code,
+                "mode": "redeem", "max_balance": "5000", "channel": "link", "recipient": "",
+                "ref_id": ref, "group": "pgsink", "created_ms": "1900000000000", "day": "",
+                "week": "", "window_ms": "86400000", "campaign": "", "paid": "100",
+                "sid": "", "tag": ""}
         base.update(over)
         return base
+
+    def facts(code, use_id):
+        """use_read's answer for a use id, by the id's parts (as rd_txn_id_parse splits it)."""
+        sid, tag = use_id.split("_")[2], use_id.split("_")[3]
+        return shape("use_read", call(r, "use_read", vals(code, ref_id=use_id, sid=sid, tag=tag)))
 
     ok = shape("redeem", call(r, "redeem", vals(c["code"])))
     assert ok["status"] == "ok" and ok["code"] == c["code"] and ok["rem_total"] == "0"
     rid = ok["id"]
+    f = facts(c["code"], rid)
+    assert f["status"] == "found" and f["kind"] == "redeem" and f["given"] == ""
+    assert f["code"] == c["code"] and f["amount"] == "1000" and f["created_at"] == "1900000000000"
     rej = shape("redeem", call(r, "redeem", vals(c["code"], user_id="u2")))
     assert rej["reason"] == "limit_total_reached"
-    rev = vals(c["code"], ref_id=rid, idem_key="")
-    rev["record"] = rev["record"].rsplit(":r:", 1)[0] + ":r:" + rid
+    assert facts(c["code"], rej["id"])["status"] == "missing"  # a refusal is not a use
+    rev = vals(c["code"], ref_id=rid, idem_key="", day=f["day"], week=f["week"])
     assert shape("reverse", call(r, "reverse", rev))["status"] == "ok"
     assert shape("reverse", call(r, "reverse", rev))["reason"] == "already_reversed"
+    assert facts(c["code"], rid)["given"] == "reversed"
+    late = vals(c["code"], ref_id=rid + "x", now_ms=str(1900000000000 + 86400001))
+    assert shape("reverse", call(r, "reverse", late))["reason"] == "reversal_window_passed"
+    gone = vals(c["code"], ref_id=rid, sid="1-1", tag=rid.split("_")[3])
+    assert shape("use_read", call(r, "use_read", gone))["status"] == "ledger"
 
     paid = shape("pay", call(r, "pay", vals(v["code"])))
     assert paid["status"] == "ok" and paid["balance_after"] == "900"
+    assert facts(v["code"], paid["id"])["kind"] == "pay"
     assert shape("pay", call(r, "pay", vals(v["code"], amount="5000")))["reason"] == \
         "insufficient_balance"
     ref = vals(v["code"], ref_id=paid["id"], amount="40")
-    ref["record"] = ref["record"].rsplit(":r:", 1)[0] + ":r:" + paid["id"]
     back = shape("refund", call(r, "refund", ref))
     assert back["amount"] == "40" and back["refundable_after"] == "60"
     assert shape("refund", call(r, "refund", dict(ref, amount="41")))["status"] == "reused"
     assert shape("refund", call(r, "refund", dict(ref, amount="100", idem_key="other")))[
         "reason"] == "refund_exceeds_payment"
+    assert facts(v["code"], paid["id"])["refunded"] == "40"
 
     assert shape("recharge", call(r, "recharge", vals(v["code"])))["balance_after"] == "1040"
     assert shape("recharge", call(r, "recharge", vals(v["code"], amount="4900")))["reason"] == \

@@ -15,10 +15,19 @@ static void key_names(void **state)
     assert_string_equal(buf, "{0042}:c:SAVE10");
     rd_key_users(buf, sizeof(buf), 7, "X-1");
     assert_string_equal(buf, "{0007}:u:X-1");
-    rd_key_idem(buf, sizeof(buf), 1023, "C", "abcdefgh", "k:1");
+    rd_key_idem_v1(buf, sizeof(buf), 1023, "C", "abcdefgh", "k:1");
     assert_string_equal(buf, "{1023}:i:C:abcdefgh:k:1");
-    rd_key_redemption(buf, sizeof(buf), 9, "rdm_0009_x");
+    rd_key_redemption_v1(buf, sizeof(buf), 9, "rdm_0009_x");
     assert_string_equal(buf, "{0009}:r:rdm_0009_x");
+    rd_key_mark(buf, sizeof(buf), 9, "rdm_0009_x");
+    assert_string_equal(buf, "{0009}:x:rdm_0009_x");
+    /* slices of 43,200,000 ms (a day's records, half a day each): the slice now is in */
+    rd_key_idem(buf, sizeof(buf), 5, 43200000, 1764547200000LL);
+    assert_string_equal(buf, "{0005}:i:43200000:40846");
+    rd_key_idem(buf, sizeof(buf), 5, 43200000, 1764547200000LL + 43199999);
+    assert_string_equal(buf, "{0005}:i:43200000:40846");
+    rd_key_idem(buf, sizeof(buf), 5, 43200000, 1764547200000LL + 43200000);
+    assert_string_equal(buf, "{0005}:i:43200000:40847");
     rd_key_log(buf, sizeof(buf), 9999);
     assert_string_equal(buf, "{9999}:log");
     char tiny[8];
@@ -59,6 +68,59 @@ static void txn_ids(void **state)
     assert_int_equal(rd_txn_id_bucket(bad, 1024), -1);
     assert_int_equal(rd_txn_id_bucket("rdm_0417_short", 1024), -1);
     assert_int_equal(rd_txn_id_bucket("", 1024), -1);
+}
+
+/* A use's id names its outbox entry: bucket, stream id, tag. */
+static void use_ids(void **state)
+{
+    (void)state;
+    char id[RD_TXN_ID_MAX + 1];
+    assert_int_equal(rd_use_id_format(id, 42, "1764547200123-7", 15, "k3j9fq", 6), 31);
+    assert_string_equal(id, "rdm_0042_1764547200123-7_k3j9fq");
+    struct rd_txn_ref ref;
+    assert_int_equal(rd_txn_id_parse(id, 1024, &ref), 0);
+    assert_int_equal(ref.bucket, 42);
+    assert_string_equal(ref.sid, "1764547200123-7");
+    assert_string_equal(ref.tag, "k3j9fq");
+    assert_int_equal(rd_txn_id_bucket(id, 1024), 42);
+    assert_int_equal(rd_txn_id_parse(id, 42, &ref), -1); /* bucket beyond this install */
+
+    /* an id of 0.1 (and of rows that are not uses) names no entry */
+    uint8_t rnd[20] = {0};
+    char old[RD_TXN_ID_LEN + 1];
+    rd_txn_id_make(old, 7, rnd);
+    assert_int_equal(rd_txn_id_parse(old, 1024, &ref), 0);
+    assert_int_equal(ref.bucket, 7);
+    assert_string_equal(ref.sid, "");
+
+    /* the largest stream id there is fits, and anything malformed is not an id */
+    assert_true(rd_use_id_format(id, 9999, "18446744073709551615-18446744073709551615", 41,
+                                 "zzzzzz", 6) > 0);
+    assert_int_equal(rd_txn_id_parse(id, 10000, &ref), 0);
+    assert_string_equal(ref.sid, "18446744073709551615-18446744073709551615");
+    static const char *const bad[] = {
+        "rdm_0042_1764547200123-7_k3j9f",          /* tag too short */
+        "rdm_0042_1764547200123-7_k3j9fqq",        /* too long */
+        "rdm_0042_1764547200123-7_k3j9fU",         /* not in the alphabet */
+        "rdm_0042_1764547200123_k3j9fq",           /* no sequence */
+        "rdm_0042_-7_k3j9fq",                      /* no time */
+        "rdm_0042_01764547200123-7_k3j9fq",        /* a leading zero */
+        "rdm_0042_1764547200123-7-1_k3j9fq",       /* one dash */
+        "rdm_0042_123456789012345678901-7_k3j9fq", /* 21 digits */
+        "rdm_004x_1764547200123-7_k3j9fq",
+        "rdm_0042_1764547200123-7_",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rd_txn_id_parse(bad[i], 1024, &ref), -1);
+    assert_int_equal(rd_use_id_format(id, 1, "1-1", 3, "abc", 3), -1);
+
+    /* tags: 30 bits as 6 symbols, the lowest first */
+    char tag[RD_USE_TAG_LEN + 1];
+    rd_use_tag_make((const uint8_t[4]){0xff, 0xff, 0xff, 0xff}, tag);
+    assert_string_equal(tag, "zzzzzz");
+    rd_use_tag_make((const uint8_t[4]){0, 0, 0, 33}, tag);
+    assert_string_equal(tag, "110000");
+    assert_int_equal(rd_use_id_format(id, 1, "x-1", 3, "k3j9fq", 6), -1);
 }
 
 static void api_keys(void **state)
@@ -102,10 +164,8 @@ static void api_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(key_names),
-        cmocka_unit_test(buckets),
-        cmocka_unit_test(txn_ids),
-        cmocka_unit_test(api_keys),
+        cmocka_unit_test(key_names), cmocka_unit_test(buckets),  cmocka_unit_test(txn_ids),
+        cmocka_unit_test(use_ids),   cmocka_unit_test(api_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

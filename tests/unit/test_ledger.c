@@ -45,6 +45,26 @@ static void accepted_redeem(void **state)
     rd_sbuf_free(&b);
 }
 
+/* A use's entry carries no id: the row's is made from the entry's place and tag, and what
+ * the use had left goes to details (a replay after shipping answers it again). */
+static void use_without_id(void **state)
+{
+    (void)state;
+    struct rd_sbuf b;
+    char *row = render(&b, "tag", "k3j9fq", "ts", "1795276277283", "kind", "pay", "outcome",
+                       "accepted", "paid", "300", "balance", "700", "left", ",1,0,", NULL);
+    assert_non_null(row);
+    assert_memory_equal(row, "rdm_0001_5-0_k3j9fq\t", 20);
+    assert_non_null(strstr(row, "\t{0001}:5-0\t{\"remaining\":{\"total\":null,\"user\":1,"
+                                "\"user_daily\":0,\"user_weekly\":null}}\n"));
+    rd_sbuf_free(&b);
+    /* a tag that cannot make an id: not a row (dead letter) */
+    assert_null(render(&b, "tag", "k3j", "ts", "1", "kind", "pay", "outcome", "accepted", NULL));
+    rd_sbuf_free(&b);
+    assert_null(render(&b, "ts", "1", "kind", "pay", "outcome", "accepted", NULL));
+    rd_sbuf_free(&b);
+}
+
 static void rejected_and_admin(void **state)
 {
     (void)state;
@@ -112,9 +132,9 @@ static void text_arrays(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(accepted_redeem), cmocka_unit_test(rejected_and_admin),
-        cmocka_unit_test(refused),         cmocka_unit_test(copy_escaping),
-        cmocka_unit_test(text_arrays),
+        cmocka_unit_test(accepted_redeem),    cmocka_unit_test(use_without_id),
+        cmocka_unit_test(rejected_and_admin), cmocka_unit_test(refused),
+        cmocka_unit_test(copy_escaping),      cmocka_unit_test(text_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

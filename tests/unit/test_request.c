@@ -73,22 +73,44 @@ static void fingerprints(void **state)
 {
     (void)state;
     struct rd_redeem_req a = {"SAVE", "u1", 100, "EUR", NULL, NULL}, b = a;
-    char fa[17], fb[17];
+    uint8_t fa[8], fb[8];
     rd_redeem_req_fingerprint(&a, fa);
     rd_redeem_req_fingerprint(&b, fb);
-    assert_string_equal(fa, fb);
+    assert_memory_equal(fa, fb, 8);
     b.order_amount = 101;
     rd_redeem_req_fingerprint(&b, fb);
-    assert_string_not_equal(fa, fb);
+    assert_memory_not_equal(fa, fb, 8);
     b = a;
     b.order_id = "";
     rd_redeem_req_fingerprint(&b, fb);
-    assert_string_not_equal(fa, fb); /* absent and empty differ */
+    assert_memory_not_equal(fa, fb, 8); /* absent and empty differ */
     b = a;
     b.user_id = "u";
     strcpy(b.code, "SAVE1"); /* ("SAVE","u1") vs ("SAVE1","u") */
     rd_redeem_req_fingerprint(&b, fb);
-    assert_string_not_equal(fa, fb);
+    assert_memory_not_equal(fa, fb, 8);
+}
+
+static void idem_fields(void **state)
+{
+    (void)state;
+    uint8_t a[RD_IDEM_DIGEST_LEN], b[RD_IDEM_DIGEST_LEN];
+    rd_idem_digest("SAVE", "abcdefgh", "k1", a);
+    rd_idem_digest("SAVE", "abcdefgh", "k1", b);
+    assert_memory_equal(a, b, RD_IDEM_DIGEST_LEN);
+    rd_idem_digest("SAVE", "abcdefgh", "k2", b);
+    assert_memory_not_equal(a, b, RD_IDEM_FIELD_LEN);
+    rd_idem_digest("SAVEa", "bcdefgh", "k1", b); /* the parts are separated */
+    assert_memory_not_equal(a, b, RD_IDEM_FIELD_LEN);
+    /* keys that differ only in their last of 255 characters are different records */
+    char k1[RD_IDEM_KEY_MAX + 1], k2[RD_IDEM_KEY_MAX + 1];
+    memset(k1, 'x', RD_IDEM_KEY_MAX);
+    k1[RD_IDEM_KEY_MAX] = '\0';
+    memcpy(k2, k1, sizeof(k1));
+    k2[RD_IDEM_KEY_MAX - 1] = 'y';
+    rd_idem_digest("SAVE", "abcdefgh", k1, a);
+    rd_idem_digest("SAVE", "abcdefgh", k2, b);
+    assert_memory_not_equal(a, b, RD_IDEM_FIELD_LEN);
 }
 
 static void headers(void **state)
@@ -154,8 +176,8 @@ static void ip_lists(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ip_lists), cmocka_unit_test(fields), cmocka_unit_test(fingerprints),
-        cmocka_unit_test(headers),  cmocka_unit_test(sbuf),
+        cmocka_unit_test(ip_lists),    cmocka_unit_test(fields),  cmocka_unit_test(fingerprints),
+        cmocka_unit_test(idem_fields), cmocka_unit_test(headers), cmocka_unit_test(sbuf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,24 +77,145 @@ local function rd_materialize(key)
 end
 
 -- ---- idempotency records (redeem.lua, pay.lua, recharge.lua) ------------------------------
--- A record is "<request fingerprint>\n<the answer as JSON>". rd_replay returns the stored
--- answer marked replayed, {"reused"} for the same key with another request, or nil.
-local function rd_replay(key, fp)
-  local prev = redis.call('GET', key)
+-- A record is one field of a hash per bucket and time slice, {b}:i:<slice ms>:<slice>, never
+-- a key of its own. The field is a 12-byte digest of (code, API key, Idempotency-Key); the
+-- value starts with 6 bytes of the request's fingerprint. A slice is half the records'
+-- lifetime (idempotency_ttl_s), and its hash expires as a whole a lifetime after the slice
+-- ends: a record lives between one and one and a half lifetimes, and a lookup reads this
+-- slice and the two before it. After the fingerprint comes either the answer itself, as
+-- JSON (refusals, recharges), or, for an accepted use, its outbox entry's stream id (6 bytes
+-- of time, 2 of sequence): the answer is rebuilt from the entry while it waits to be
+-- shipped, and by the daemon from the ledger after; the id's tag comes from the same digest
+-- as the field, so it is not stored. A value of 14 bytes is thus an accepted use, which
+-- costs Redis about 75 bytes in a large hash (a dict entry and two 16-byte strings) and 35
+-- in a small one (listpack).
+local function rd_idem_get(ikey, field)
+  local v = redis.call('HGET', ikey, field)
+  if v then return v end
+  local p, k = string.match(ikey, '^(.*):(%d+)$')
+  k = tonumber(k)
+  for back = 1, 2 do
+    v = redis.call('HGET', p .. ':' .. string.format('%d', k - back), field)
+    if v then return v end
+  end
+  return nil
+end
+
+-- Before idempotency records were fields (redeemd 0.1): a string key per record, "<hex
+-- fingerprint>\n<answer JSON>". Still honoured until the last of them expires.
+local function rd_replay_v1(legacy, fp)
+  local prev = redis.call('GET', legacy)
   if not prev then return nil end
+  local hex = string.gsub(fp, '.', function(ch) return string.format('%02x', string.byte(ch)) end)
   local sep = string.find(prev, '\n', 1, true)
-  if string.sub(prev, 1, sep - 1) ~= fp then return {'reused'} end
+  if string.sub(prev, 1, sep - 1) ~= hex then return {'reused'} end
   local res = cjson.decode(string.sub(prev, sep + 1))
+  res[2] = '1'
+  if res[1] == 'ok' and #res == 21 then
+    -- redeem.lua's answer then also held the coupon's currency and the period indexes
+    return {res[1], res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[10], res[11],
+      res[12], res[13], res[14], res[15], res[16], res[17], res[18]}
+  end
+  return res
+end
+
+-- nil (no record), {'reused'} (the key was used for another request), the stored answer
+-- marked replayed, or {'use', sid} for an accepted use (the caller rebuilds its answer).
+local function rd_replay(ikey, legacy, field, fp)
+  local v = rd_idem_get(ikey, field)
+  if not v then return rd_replay_v1(legacy, fp) end
+  if string.sub(v, 1, 6) ~= string.sub(fp, 1, 6) then return {'reused'} end
+  if #v == 14 then
+    local ms, seq = struct.unpack('>I6I2', v, 7)
+    return {'use', string.format('%d-%d', ms, seq)}
+  end
+  local res = cjson.decode(string.sub(v, 7))
+  if res[1] == 'use' then return res end
   res[2] = '1'
   return res
 end
 
-local function rd_remember(key, fp, res, ttl)
-  redis.call('SET', key, fp .. '\n' .. cjson.encode(res), 'EX', ttl)
+-- Writes a record into this slice's hash; the hash's expiry is set by its first record.
+local function rd_remember_raw(ikey, field, fp, answer, slice_ms, now)
+  redis.call('HSET', ikey, field, string.sub(fp, 1, 6) .. answer)
+  local k = tonumber(string.match(ikey, ':(%d+)$'))
+  redis.call('PEXPIRE', ikey, string.format('%d', (k + 3) * slice_ms - now), 'NX')
+end
+
+local function rd_remember(ikey, field, fp, res, slice_ms, now)
+  rd_remember_raw(ikey, field, fp, cjson.encode(res), slice_ms, now)
+end
+
+-- The record of an accepted use: where its outbox entry is.
+local function rd_remember_use(ikey, field, fp, sid, slice_ms, now)
+  local ms, seq = string.match(sid, '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if seq < 65536 then
+    rd_remember_raw(ikey, field, fp, struct.pack('>I6I2', ms, seq), slice_ms, now)
+  else -- (a 65,536th entry in one millisecond of one bucket: possible, never seen)
+    rd_remember(ikey, field, fp, {'use', sid}, slice_ms, now)
+  end
+end
+
+-- ---- use ids (redeem.lua, pay.lua) ----------------------------------------------------------
+-- A use's id names its outbox entry, "rdm_<bucket>_<stream id>_<tag>", so that a reversal, a
+-- replay or a read finds the entry while it waits to be shipped and the ledger row after,
+-- with nothing kept in Redis per use. txn is the daemon's id for the call ("rdm_<bucket>_"
+-- and 20 symbols): its first 6 symbols are the tag, drawn by the daemon from the digest of
+-- the Idempotency-Key (so a replay has the same) and unguessable without the key.
+local function rd_use_tag(txn)
+  return string.sub(txn, 10, 15)
+end
+
+local function rd_use_id(txn, sid)
+  return string.sub(txn, 1, 9) .. sid .. '_' .. rd_use_tag(txn)
+end
+
+-- The fields of one outbox entry (a table), or nil when it is no longer in the stream.
+local function rd_entry(log, sid)
+  local e = redis.call('XRANGE', log, sid, sid)
+  if #e == 0 then return nil end
+  local f, kv = {}, e[1][2]
+  for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
+  return f
+end
+
+-- The remaining counts after a use, as one entry field: "total,user,daily,weekly" ("" none).
+local function rd_split4(v)
+  local t, u, d, w = string.match(v or ',,,', '^([^,]*),([^,]*),([^,]*),([^,]*)$')
+  return t or '', u or '', d or '', w or ''
 end
 
 -- ---- uses (redeem.lua, pay.lua) -----------------------------------------------------------
--- A period field only ever moves forward. If it already holds a later period than this
+-- A user's counts on a coupon are one field of {b}:u:<CODE>, "u:<user>", holding
+-- "<total>:<day>:<uses that day>:<week>:<uses that week>" (day and week: indexes in the
+-- coupon's time zone). redeemd 0.1 kept three fields, "t:<user>" (total), "d:<user>" and
+-- "w:<user>" ("<index>:<count>"): they are read while they exist and replaced by the one
+-- field at the user's next change. Only values of their shape count as theirs, and the "u:"
+-- prefix keeps a new field from ever being taken for an old one.
+local function rd_user_get(ukey, user)
+  local u = redis.call('HMGET', ukey, 'u:' .. user, 't:' .. user, 'd:' .. user, 'w:' .. user)
+  local t, d, dc, w, wc = string.match(u[1] or '', '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  if t then return tonumber(t), d .. ':' .. dc, w .. ':' .. wc, false end
+  local lt = string.match(u[2] or '', '^%d+$')
+  local ld = string.match(u[3] or '', '^%d+:%d+$')
+  local lw = string.match(u[4] or '', '^%d+:%d+$')
+  return tonumber(lt or '0'), ld, lw, (lt or ld or lw) and {lt, ld, lw} or false
+end
+
+local function rd_user_put(ukey, user, t, day, dn, week, wn, legacy)
+  redis.call('HSET', ukey, 'u:' .. user,
+    string.format('%d:%d:%d:%d:%d', t, day, dn, week, wn))
+  if legacy then
+    local old = {}
+    for i, p in ipairs({'t:', 'd:', 'w:'}) do
+      if legacy[i] then old[#old + 1] = p .. user end
+    end
+    redis.call('HDEL', ukey, unpack(old))
+  end
+end
+
+-- A period count only ever moves forward. If it already holds a later period than this
 -- request's clock says (a daemon whose clock lags another's, around midnight), that later
 -- period stays the current one and this use counts there: a lagging clock can never reopen
 -- a day or week that a faster clock has already moved past, so limits stay exact.
@@ -107,15 +228,14 @@ local function rd_period(v, idx)
   return tonumber(string.sub(v, p + 1)), idx
 end
 
--- The per-user limits of a use, from the per-user hash ukey ("t:", "d:", "w:" fields).
--- Returns reason, resets_at (ms, string) when a limit is reached, else nil, nil, then the
--- user's counts (total, today, this week) and the day and week the use counts in.
+-- The per-user limits of a use. Returns reason, resets_at (ms, string) when a limit is
+-- reached, else nil, nil, then the user's counts (a table for rd_user_count) and the day
+-- and week the use counts in.
 local function rd_user_limits(ukey, user, day, week, off, l_user, l_daily, l_weekly)
-  local u = redis.call('HMGET', ukey, 't:' .. user, 'd:' .. user, 'w:' .. user)
-  local ut = tonumber(u[1] or '0')
+  local ut, dv, wv, legacy = rd_user_get(ukey, user)
   local ud, uw
-  ud, day = rd_period(u[2], day)
-  uw, week = rd_period(u[3], week)
+  ud, day = rd_period(dv, day)
+  uw, week = rd_period(wv, week)
   if l_user and ut >= l_user then return 'limit_user_reached' end
   if l_daily and ud >= l_daily then
     return 'limit_user_daily_reached', string.format('%d', (day + 1) * 86400000 - off * 60000)
@@ -124,14 +244,12 @@ local function rd_user_limits(ukey, user, day, week, off, l_user, l_daily, l_wee
     return 'limit_user_weekly_reached',
       string.format('%d', ((week + 1) * 7 - 3) * 86400000 - off * 60000)
   end
-  return nil, nil, ut, ud, uw, day, week
+  return nil, nil, {ut, ud, uw, legacy}, day, week
 end
 
--- Counts the use for the user (after rd_user_limits said yes).
-local function rd_user_count(ukey, user, ut, ud, uw, day, week)
-  redis.call('HSET', ukey, 't:' .. user, ut + 1,
-    'd:' .. user, string.format('%d:%d', day, ud + 1),
-    'w:' .. user, string.format('%d:%d', week, uw + 1))
+-- Counts the use for the user (after rd_user_limits said yes with counts u).
+local function rd_user_count(ukey, user, u, day, week)
+  rd_user_put(ukey, user, u[1] + 1, day, u[2] + 1, week, u[3] + 1, u[4])
 end
 
 -- What is left of a limit after this use ("" for no limit).
@@ -144,22 +262,47 @@ end
 
 -- Undoes one use (a reversal; a payment refunded in full): the coupon's count, the user's
 -- total, and the user's day and week counts if the use was counted in the period they still
--- hold (day, week: the record's indexes, as strings); counts never go below zero.
+-- hold (day, week: the use's indexes, as strings); counts never go below zero.
 local function rd_give_back(ckey, ukey, user, day, week)
   if tonumber(redis.call('HGET', ckey, 'used') or '0') > 0 then
     redis.call('HINCRBY', ckey, 'used', -1)
   end
-  if tonumber(redis.call('HGET', ukey, 't:' .. user) or '0') > 0 then
-    redis.call('HINCRBY', ukey, 't:' .. user, -1)
+  local ut, dv, wv, legacy = rd_user_get(ukey, user)
+  if ut == 0 and not dv and not wv then return end
+  local function back(v, idx)
+    if not v then return 0, 0 end
+    local p = string.find(v, ':', 1, true)
+    local i, n = tonumber(string.sub(v, 1, p - 1)), tonumber(string.sub(v, p + 1))
+    if string.format('%d', i) == idx and n > 0 then n = n - 1 end
+    return i, n
   end
-  for _, f in ipairs({{'d:' .. user, day}, {'w:' .. user, week}}) do
-    local v = redis.call('HGET', ukey, f[1])
-    if v then
-      local p = string.find(v, ':', 1, true)
-      local n = tonumber(string.sub(v, p + 1))
-      if string.sub(v, 1, p - 1) == f[2] and n > 0 then
-        redis.call('HSET', ukey, f[1], f[2] .. ':' .. (n - 1))
-      end
-    end
-  end
+  local d, dn = back(dv, day)
+  local w, wn = back(wv, week)
+  if ut > 0 then ut = ut - 1 end
+  rd_user_put(ukey, user, ut, d, dn, w, wn, legacy)
+end
+
+-- ---- what was given back of a use (use_read.lua, reverse.lua, refund.lua) ------------------
+-- {b}:x:<use id>, the use's mark, holds what reversals and refunds gave back: status
+-- (reversed, refunded, partially_refunded), at and by (time and id of the last give-back),
+-- refunded (a payment's refunded total), idem (the reversal's Idempotency-Key) and
+-- "ri:<key>" (a refund's answer, for replays). The first give-back writes it; it is kept
+-- until the use's reversal window has closed, after which nothing can be given back, so a
+-- use that was never reversed costs nothing here. redeemd 0.1 kept the same in a record per
+-- use ({b}:r:<id>), which is read while it lasts.
+-- Returns {status, at, by, refunded, idem} (false where none) and the key that held them.
+local function rd_mark_get(mark, legacy)
+  local m = redis.call('HMGET', mark, 'status', 'at', 'by', 'refunded', 'idem')
+  if m[1] then return m, mark end
+  local r = redis.call('HMGET', legacy, 'status', 'reversed_at', 'reversal_id', 'refunded',
+    'reversal_idem')
+  if r[1] and r[1] ~= 'active' then return r, legacy end
+  return {false, false, false, false, false}, nil
+end
+
+-- Writes fields of a use's mark; it lasts a day past the use's reversal window (a day for
+-- the clocks of other daemons), counted from now.
+local function rd_mark_put(mark, created, window, now, ...)
+  redis.call('HSET', mark, ...)
+  redis.call('PEXPIRE', mark, string.format('%d', created + window - now + 86400000))
 end
