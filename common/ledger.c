@@ -247,27 +247,23 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     rd_sbuf_add(out, "\t", 1);
 
     /* details: admin changes carry before/after (JSON text written by coupon_write.lua), an
-     * accepted use what it had left */
-    size_t bl, al, ll;
+     * accepted use what it had left, a refund that completes its payment "use_back" (the
+     * payment's use was given back: the usage summaries count it) */
+    size_t bl, al, ll, kl2;
     const char *before = get(&e, "before", &bl), *after = get(&e, "after", &al),
-               *left = get(&e, "left", &ll);
-    if (left && ll) {
-        struct rd_sbuf d;
-        rd_sbuf_init(&d);
+               *left = get(&e, "left", &ll), *back = get(&e, "back", &kl2);
+    struct rd_sbuf d;
+    rd_sbuf_init(&d);
+    if (left && ll)
         remaining_json(&d, left, ll);
-        rd_copy_field(out, d.buf, d.len);
-        rd_sbuf_free(&d);
-    } else if (before || after) {
-        struct rd_sbuf d;
-        rd_sbuf_init(&d);
+    else if (back && kl2 == 1 && back[0] == '1')
+        rd_sbuf_addstr(&d, "{\"use_back\":true}");
+    else if (before || after)
         rd_sbuf_addf(&d, "{\"before\":%.*s,\"after\":%.*s}", (int)(before && bl ? bl : 4),
                      before && bl ? before : "null", (int)(after && al ? al : 4),
                      after && al ? after : "null");
-        rd_copy_field(out, d.buf, d.len);
-        rd_sbuf_free(&d);
-    } else {
-        rd_copy_field(out, NULL, 0);
-    }
+    rd_copy_field(out, d.len ? d.buf : NULL, d.len);
+    rd_sbuf_free(&d);
     rd_sbuf_add(out, "\n", 1);
     return 0;
 }

@@ -147,6 +147,14 @@ static void any_of(struct build *b, const char *col, const char *op, const char 
     if (qv->n == 0)
         return;
     char pre[96], post[32];
+    if (qv->n == 1) {
+        /* plain "col op $n": an index on (col, page order) then yields the page in order,
+         * which "col op ANY(array)" does not (PostgreSQL 15 sorts what the array matches) */
+        snprintf(pre, sizeof(pre), " AND %s %s $", col, op);
+        snprintf(post, sizeof(post), "::%s", type);
+        cond(b, pre, rd_stmt_param(b->st, qv->v[0]), post);
+        return;
+    }
     snprintf(pre, sizeof(pre), " AND %s %s ANY($", col, op);
     snprintf(post, sizeof(post), "::%s[])", type);
     cond(b, pre, array_param(b, qv->v, qv->n, NULL), post);
@@ -322,20 +330,22 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
 
 /* ---- GET /v1/coupons ------------------------------------------------------------------------ */
 
-/* Per coupon: the mirror's definition (the Redis hash fields as written) and, from its ledger
- * rows, live uses (redemptions not reversed, payments not refunded in full), shares and
- * voucher money; the status is derived as rd_coupon_status() does. $1 is now (ms). */
+/* Per coupon: the mirror's definition (the Redis hash fields as written) and its usage
+ * summary (coupon_usage, kept by the shipper: uses not given back, shares, voucher money);
+ * the status is derived as rd_coupon_status() does. $1 is now (ms). */
 #define COUPON_SELECT                                                                              \
     "SELECT x.code, x.code, x.kind, x.status, x.campaign, x.tags, x.used, x.shares, x.created, "   \
     "x.expires, x.balance, x.currency, x.batch_id FROM (SELECT m.code, y.kind, m.campaign, "       \
-    "m.d_tags AS tags, u.used, u.shares, "                                                         \
+    "m.d_tags AS tags, y.used, y.shares, "                                                         \
     "(extract(epoch FROM m.created_at) * 1000)::bigint AS created, m.d_expires AS expires, "       \
     "m.d_currency AS currency, y.balance, m.batch_id, "                                            \
     "rd_coupon_state(m.archived, m.d_status, m.d_starts, m.d_expires, m.d_l_total, y.kind, "       \
-    "u.used, y.balance, $1::bigint) AS status "                                                    \
-    "FROM coupons m CROSS JOIN LATERAL rd_coupon_live(m.code) u CROSS JOIN LATERAL (SELECT "       \
-    "coalesce(m.kind, 'discount') AS kind, CASE WHEN m.kind = 'voucher' THEN "                     \
-    "m.d_bal + u.recharged - u.spent + u.refunded END AS balance) y WHERE true"
+    "y.used, y.balance, $1::bigint) AS status "                                                    \
+    "FROM coupons m LEFT JOIN coupon_usage u ON u.code = m.code CROSS JOIN LATERAL (SELECT "       \
+    "coalesce(m.kind, 'discount') AS kind, coalesce(u.used, 0) AS used, "                          \
+    "coalesce(u.shares, 0) AS shares, CASE WHEN m.kind = 'voucher' THEN m.d_bal + "                \
+    "coalesce(u.recharged, 0) - coalesce(u.spent, 0) + coalesce(u.refunded, 0) END AS balance) y " \
+    "WHERE true"
 
 enum {
     CQ_STATUS,

@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -162,6 +163,42 @@ int rd_time_parse(const char *s, int64_t *ms)
         return -1;
     *ms = v;
     return 0;
+}
+
+int rd_keep_parse(const char *s, struct rd_keep *keep)
+{
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || digits > 5 || (s[0] == '0'))
+        return -1;
+    long n = strtol(s, NULL, 10);
+    const char *unit = s + digits;
+    keep->months = keep->days = 0;
+    if (!strcmp(unit, "mo") && n <= 1200)
+        keep->months = (int)n;
+    else if (!strcmp(unit, "y") && n <= 100)
+        keep->months = (int)n * 12;
+    else if (!strcmp(unit, "d") && n <= 36500)
+        keep->days = (int)n;
+    else
+        return -1;
+    return 0;
+}
+
+int64_t rd_keep_cutoff(int64_t now_ms, struct rd_keep keep)
+{
+    int64_t day = now_ms / RD_MS_PER_DAY, in_day = now_ms % RD_MS_PER_DAY;
+    int64_t y;
+    unsigned m, d;
+    rd_time_civil_from_days(day, &y, &m, &d);
+    int64_t mi = y * 12 + (m - 1) - keep.months;
+    y = mi / 12;
+    m = (unsigned)(mi % 12) + 1;
+    /* the last day of the target month when it is shorter than d */
+    static const unsigned len[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    unsigned last = len[m - 1] + (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)));
+    if (d > last)
+        d = last;
+    return (rd_time_days_from_civil(y, m, d) - keep.days) * RD_MS_PER_DAY + in_day;
 }
 
 int64_t rd_now_ms(void)

@@ -597,9 +597,10 @@ void rd_coupon_from_ledger(struct rd_req *r)
 {
     rd_lread_new(r);
     rd_sbuf_addstr(&r->lr->st.sql,
-                   "SELECT m.definition::text, u.used, u.shares, u.recharged, u.spent, u.refunded, "
-                   "(m.definition->>'archived_at')::bigint FROM coupons m CROSS JOIN LATERAL "
-                   "rd_coupon_live(m.code) u WHERE m.code = $1 AND m.definition ? 'archived_at'");
+                   "SELECT m.definition::text, coalesce(u.used, 0), coalesce(u.shares, 0), "
+                   "coalesce(u.recharged, 0), coalesce(u.spent, 0), coalesce(u.refunded, 0), "
+                   "(m.definition->>'archived_at')::bigint FROM coupons m LEFT JOIN coupon_usage "
+                   "u ON u.code = m.code WHERE m.code = $1 AND m.definition ? 'archived_at'");
     rd_lread_param(r, rd_api(r)->code);
     rd_lread_object(r, on_archived_row, RD_E_COUPON_NOT_FOUND);
 }

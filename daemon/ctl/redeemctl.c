@@ -8,6 +8,7 @@
  *   redeemctl [settings] keys revoke ID
  *   redeemctl [settings] migrate [--dir scripts/sql]
  *   redeemctl [settings] reconcile [--repair] [--now RFC3339]
+ *   redeemctl [settings] retention --keep 13mo [--dry-run] [--now RFC3339]
  *
  * API keys are shown once, at creation; Redis keeps only their SHA-256.
  */
@@ -26,6 +27,7 @@
 #include "rd/config.h"
 #include "rd/rdtime.h"
 #include "ctl/reconcile.h"
+#include "ctl/retention.h"
 #include "store/pgconn.h"
 #include "store/redis_sync.h"
 #include "ctl/ctl_http.h"
@@ -50,6 +52,10 @@ static void usage(void)
         "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
         "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
         "ledger\n"
+        "  retention --keep 13mo|400d|2y [--dry-run] [--now TIME]\n"
+        "                                             drop ledger months older than the "
+        "window\n"
+        "                                             (the summaries keep their figures)\n"
         "through redeemd's API (--url URL, default this config's port; --key KEY, --key-file\n"
         "FILE or $RD_API_KEY with scope admin or fraud):\n"
         "  create JSON|-                               create a coupon or voucher\n"
@@ -666,6 +672,50 @@ static PGconn *pg_open(const struct rd_config *cfg)
     return pg;
 }
 
+/* redeemctl retention: the window must cover the reversal window, since a reversal or a
+ * refund of a shipped use reads the use from the ledger. */
+static int retention(const struct rd_config *cfg, int argc, char **argv)
+{
+    const char *keep_s = NULL;
+    int dry = 0;
+    int64_t now = (int64_t)time(NULL) * 1000;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--keep") && i + 1 < argc)
+            keep_s = argv[++i];
+        else if (!strcmp(argv[i], "--dry-run"))
+            dry = 1;
+        else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
+            if (rd_time_parse(argv[++i], &now) < 0) {
+                fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
+                return 2;
+            }
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    struct rd_keep keep;
+    if (!keep_s || rd_keep_parse(keep_s, &keep) < 0) {
+        fprintf(stderr, "redeemctl: retention needs --keep N followed by mo (months), y "
+                        "(years) or d (days), e.g. --keep 13mo\n");
+        return 2;
+    }
+    int64_t cutoff = rd_keep_cutoff(now, keep);
+    if (now - cutoff < (int64_t)cfg->reversal_window_s * 1000) {
+        fprintf(stderr,
+                "redeemctl: --keep %s is shorter than the reversal window (reversal_window_s "
+                "= %d): reversals of older uses read them from the ledger\n",
+                keep_s, cfg->reversal_window_s);
+        return 2;
+    }
+    PGconn *pg = pg_open(cfg);
+    if (!pg)
+        return 2;
+    int rc = rd_retention(pg, cutoff, dry);
+    PQfinish(pg);
+    return rc;
+}
+
 /* Applies every DIR/NNN_name.sql not yet recorded in schema_migrations, each in its own
  * transaction, under an advisory lock so two concurrent runs cannot interleave. */
 static int migrate(const struct rd_config *cfg, const char *dir)
@@ -811,6 +861,8 @@ int main(int argc, char **argv)
         PQfinish(pg);
         return rc_;
     }
+    if (!strcmp(args[0], "retention"))
+        return retention(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "archive"))
         return archive(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "create") || !strcmp(args[0], "list") || !strcmp(args[0], "export") ||

@@ -852,7 +852,7 @@ static void step_finished(void)
         pg_send("COPY staging (" RD_LEDGER_COLUMNS ") FROM STDIN", ST_COPY);
         break;
     case ST_FAST_COPY:
-        pg_send("COMMIT", ST_FAST_COMMIT);
+        pg_send("SELECT rd_summarize(); COMMIT", ST_FAST_COMMIT);
         break;
     case ST_FAST_COMMIT:
         after_commit();
@@ -862,7 +862,7 @@ static void step_finished(void)
                 "GROUP BY date_trunc('month', ts AT TIME ZONE 'UTC'); "
                 "INSERT INTO transactions (" RD_LEDGER_COLUMNS ") SELECT " RD_LEDGER_COLUMNS
                 " FROM staging ORDER BY seq ON CONFLICT DO NOTHING; "
-                "SELECT rd_apply_admin_rows(); COMMIT",
+                "SELECT rd_apply_admin_rows(); SELECT rd_summarize(); COMMIT",
                 ST_INSERT);
         break;
     case ST_INSERT:

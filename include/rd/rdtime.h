@@ -43,6 +43,18 @@ char *rd_time_format(int64_t ms, char *buf);
  */
 int rd_time_parse(const char *s, int64_t *ms);
 
+/**
+ * A retention window: "<n>mo" (calendar months), "<n>y" (12 n months) or "<n>d" (days),
+ * n from 1 to 1200 months or 36500 days. Returns 0 or -1.
+ */
+struct rd_keep {
+    int months, days;
+};
+int rd_keep_parse(const char *s, struct rd_keep *keep);
+/** The start of what a window keeps at now: now less the window, months by the calendar
+ * (31 March less a month is 28 or 29 February). */
+int64_t rd_keep_cutoff(int64_t now_ms, struct rd_keep keep);
+
 /* Clocks. The wall clock is read only where a request is stamped (tests inject theirs);
  * durations use the monotonic one. */
 int64_t rd_now_ms(void);

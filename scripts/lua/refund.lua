@@ -22,9 +22,10 @@ older than this is not refunded (reversal_window_passed).
 local now = tonumber(ARGV[1])
 local m = rd_mark_get(KEYS[1], KEYS[5])
 
-local function log(outcome, reason, amount, bal)
+local function log(outcome, reason, amount, bal, back)
   redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'refund',
     'outcome', outcome, 'reason', reason, 'code', ARGV[3], 'campaign', ARGV[15],
+    'back', back and '1' or '',
     'user', ARGV[4], 'ref', ARGV[8], 'paid', outcome == 'accepted' and amount or '',
     'amount', amount, 'balance', bal or '', 'currency', ARGV[17],
     'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9])
@@ -74,5 +75,5 @@ local res = {'ok', ARGV[1], ARGV[2], '0', amount_s, bal_s, string.format('%d', l
 rd_mark_put(KEYS[1], created, window, now, 'status', full and 'refunded' or 'partially_refunded',
   'at', ARGV[1], 'by', ARGV[2], 'refunded', string.format('%d', refunded + amount),
   memo, cjson.encode({ARGV[10], res}))
-log('accepted', '', amount_s, bal_s)
+log('accepted', '', amount_s, bal_s, full)
 return res

@@ -126,6 +126,7 @@ def test_reversal_and_refund_before_and_after_shipping_shipped(stack):
 
 def _reversal_and_refund_before_and_after_shipping(stack, shipped):
     redis, d, api, db = stack
+    api.now = NOW  # every call at the uses' time: well inside the reversal window
     c = api.create(limits={"per_user": 1, "per_user_daily": 1})
     v = voucher(api, 1000, limits={"per_user": 1})
     red = api.redeem(c["code"], user="ann", now=NOW).json()

@@ -199,7 +199,8 @@ def test_redemption_from_ledger_once_shipped(ledger):
     c = api.create()
     kept = api.redeem(c["code"], user="old", now=NOW, order_id="o-77").json()
     gone = api.redeem(c["code"], user="old2", now=NOW).json()
-    api.post(f"/v1/redemptions/{gone['id']}/reverse")
+    rev = api.post(f"/v1/redemptions/{gone['id']}/reverse", headers={"X-Redeemd-Now": NOW})
+    assert rev.status_code == 200, rev.text
     drained(d)
     g = api.get(f"/v1/redemptions/{kept['id']}").json()
     assert g["source"] == "ledger" and g["status"] == "active" and g["order_id"] == "o-77"

@@ -108,12 +108,41 @@ static void civil_roundtrip(void **state)
     }
 }
 
+static void keep_windows(void **state)
+{
+    (void)state;
+    struct rd_keep k;
+    assert_int_equal(rd_keep_parse("13mo", &k), 0);
+    assert_int_equal(k.months, 13);
+    assert_int_equal(k.days, 0);
+    assert_int_equal(rd_keep_cutoff(at("2031-06-15T10:30:00Z"), k), at("2030-05-15T10:30:00Z"));
+    /* a shorter month: the last day of it */
+    assert_int_equal(rd_keep_parse("1mo", &k), 0);
+    assert_int_equal(rd_keep_cutoff(at("2032-03-31T00:00:00Z"), k), at("2032-02-29T00:00:00Z"));
+    assert_int_equal(rd_keep_cutoff(at("2031-03-31T00:00:00Z"), k), at("2031-02-28T00:00:00Z"));
+    assert_int_equal(rd_keep_cutoff(at("2031-01-10T00:00:00Z"), k), at("2030-12-10T00:00:00Z"));
+    assert_int_equal(rd_keep_parse("2y", &k), 0);
+    assert_int_equal(k.months, 24);
+    assert_int_equal(rd_keep_parse("400d", &k), 0);
+    assert_int_equal(k.days, 400);
+    assert_int_equal(rd_keep_cutoff(at("2031-06-15T00:00:00Z"), k), at("2030-05-11T00:00:00Z"));
+    /* at the bounds, and what is not a window */
+    assert_int_equal(rd_keep_parse("1200mo", &k), 0);
+    assert_int_equal(rd_keep_parse("100y", &k), 0);
+    assert_int_equal(rd_keep_parse("36500d", &k), 0);
+    static const char *const bad[] = {"1201mo", "101y", "36501d", "0mo",  "013mo", "",         "mo",
+                                      "13",     "13m",  "-1mo",   "1.5y", "13mo ", "99999999d"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rd_keep_parse(bad[i], &k), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(day_boundaries), cmocka_unit_test(offsets),
         cmocka_unit_test(iso_weeks),      cmocka_unit_test(leap_years),
         cmocka_unit_test(rfc3339),        cmocka_unit_test(civil_roundtrip),
+        cmocka_unit_test(keep_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
