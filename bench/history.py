@@ -12,7 +12,7 @@ ledger size, on the stack of ./scripts/run (bench/history starts it if needed):
   3. at each ledger size in RD_LEVELS (100000,1000000,10000000): each read RD_REPS times
      (20), median and 90th percentile as the client sees them: listing pages (plain, by
      campaign, by status), a coupon (live, archived), the stats, transaction pages by code,
-     user and IP and after a deep cursor (half the ledger in);
+     user, IP, kind, reason, outcome and time, and after a deep cursor (half the ledger in);
   4. Redis bytes per redemption: 50,000 redemptions of one coupon by 1,000 users (redeem-bench),
      outbox drained, INFO used_memory before and after, the per-user hash counted apart.
 
@@ -40,6 +40,7 @@ LEVELS = [int(x) for x in os.environ.get("RD_LEVELS", "100000,1000000,10000000")
 COUPONS = int(os.environ.get("RD_COUPONS", "1000000"))
 REPS = int(os.environ.get("RD_REPS", "20"))
 BACKLOG_MAX = 200_000
+STEP_MS = 500
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
@@ -130,10 +131,9 @@ def rid(code):
     return f"rdm_{bucket(code):04d}_" + "".join(random.choice(ALPHABET) for _ in range(20))
 
 
-def entry(now_ms, codes, hot, recent):
+def entry(ts, codes, hot, recent):
     """One outbox entry as the scripts write it (fields of redeem.lua, pay.lua, reverse.lua)."""
     code = random.choice(hot) if random.random() < 0.5 else random.choice(codes)
-    ts = now_ms - random.randrange(0, 60 * 86400 * 1000)
     user = f"hu{random.randrange(100_000)}"
     ip = f"10.{random.randrange(40)}.{random.randrange(256)}.{random.randrange(256)}"
     base = {"ts": str(ts), "code": code, "campaign": "history", "user": user, "order": "",
@@ -169,7 +169,9 @@ def grow(target, codes, hot, recent):
     if need <= 0:
         return None
     say(f"history: {have:,} -> {target:,} ledger rows ({need:,} entries)")
-    now_ms = int(time.time() * 1000)
+    # event times as a real ledger has them: in the order of shipping, STEP_MS apart, the
+    # largest level ending about now (10M rows: 58 days, three monthly partitions)
+    first_ts = int(time.time() * 1000) - max(LEVELS) * STEP_MS + have * STEP_MS
     shipped0 = readyz()["ledger"]["shipped_rows"]
     t0 = time.time()
     left = need
@@ -178,8 +180,9 @@ def grow(target, codes, hot, recent):
             time.sleep(0.2)
         p = R.pipeline(transaction=False)
         n = min(left, 20_000)
-        for _ in range(n):
-            stream, fields = entry(now_ms, codes, hot, recent)
+        for k in range(n):
+            ts = first_ts + (need - left + k) * STEP_MS + random.randrange(-2000, 2000)
+            stream, fields = entry(ts, codes, hot, recent)
             p.xadd(stream, fields)
         p.execute()
         left -= n
@@ -209,6 +212,11 @@ def timed(path, reps=REPS):
 
 
 def reads(total, hot, arch):
+    newest = sql("SELECT extract(epoch FROM max(ts)) FROM transactions")[0][0]
+
+    def since(secs):  # the last hour or day of the history
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(newest) - secs))
+
     mid = sql("SELECT txid::text || '.' || txn_id FROM transactions ORDER BY txid, txn_id "
               "OFFSET %s LIMIT 1", total // 2)[0][0]
     user = sql("SELECT user_id FROM transactions WHERE user_id IS NOT NULL "
@@ -221,6 +229,10 @@ def reads(total, hot, arch):
         "coupons exhausted": "/v1/coupons?status=exhausted&limit=10",
         "coupons used": "/v1/coupons?status=used&limit=10",
         "coupons active": "/v1/coupons?status=active&limit=10",
+        "coupons archived": "/v1/coupons?status=archived&limit=10",
+        "coupons expired (none)": "/v1/coupons?status=expired&limit=10",
+        "coupons scheduled (none)": "/v1/coupons?status=scheduled&limit=10",
+        "coupons disabled (none)": "/v1/coupons?status=disabled&limit=10",
         "coupon (live)": f"/v1/coupons/{hot[0]}",
         "coupon (archived)": f"/v1/coupons/{arch}",
         "stats": "/v1/stats",
@@ -228,6 +240,12 @@ def reads(total, hot, arch):
         "transactions by user": f"/v1/transactions?user_id={user}&limit=50",
         "transactions by ip": f"/v1/transactions?client_ip={ip}&limit=50",
         "transactions deep cursor": f"/v1/transactions?cursor={mid}&limit=50",
+        "transactions by kind (rare)": "/v1/transactions?kind=coupon_archive&limit=50",
+        "transactions by kind": "/v1/transactions?kind=reverse&limit=50",
+        "transactions by reason": "/v1/transactions?reason=kind_mismatch&limit=50",
+        "transactions rejected": "/v1/transactions?outcome=rejected&limit=50",
+        "transactions last day": f"/v1/transactions?from={since(86400)}&limit=50",
+        "transactions last hour": f"/v1/transactions?from={since(3600)}&limit=50",
     }
     out = {}
     for name, path in paths.items():

@@ -399,10 +399,16 @@ static long chunk(struct job *j, int n, double *redis_s)
         return -1;
     }
     const char *p[4] = {j->id, j->kind, j->campaign, j->created_ms};
+    /* the status fields come from the template here, once per statement: a row with no
+     * definition of its own is skipped by the per-row trigger that resolves them (010) */
     res = pq("INSERT INTO coupon_rows AS c (code, kind, campaign, definition, created_at, "
-             "updated_at, last_txn_id, batch_id) SELECT DISTINCT code, $2, nullif($3, ''), "
-             "'{}'::jsonb, to_timestamp($4::bigint / 1000.0), to_timestamp($4::bigint / 1000.0), "
-             "$1, $1 FROM batch_in ON CONFLICT (code) DO NOTHING RETURNING code",
+             "updated_at, last_txn_id, batch_id, eff_expires, eff_starts, eff_disabled) "
+             "SELECT DISTINCT i.code, $2, nullif($3, ''), '{}'::jsonb, "
+             "to_timestamp($4::bigint / 1000.0), to_timestamp($4::bigint / 1000.0), $1, $1, "
+             "nullif(b.template->>'expires_at', '')::bigint, "
+             "nullif(b.template->>'starts_at', '')::bigint, "
+             "coalesce(b.template->>'status', '') = 'disabled' FROM batch_in i JOIN batches b "
+             "ON b.id = $1 ON CONFLICT (code) DO NOTHING RETURNING code",
              4, p, PGRES_TUPLES_OK);
     if (!res)
         return -1;

@@ -21,3 +21,8 @@ CREATE INDEX IF NOT EXISTS transactions_reason_page ON transactions (reason, txi
 DROP INDEX IF EXISTS transactions_user_ts;
 DROP INDEX IF EXISTS transactions_code_ts;
 DROP INDEX IF EXISTS transactions_ip_ts;
+
+-- GET /v1/coupons?status=archived walks the archived codes in code order (the listing adds
+-- this index's predicate; used and exhausted pages walk coupon_usage_used, 007).
+CREATE INDEX IF NOT EXISTS coupon_rows_archived ON coupon_rows (code)
+    WHERE definition ? 'archived_at';

@@ -10,9 +10,10 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 
-from conftest import REDEEMCTL, Api, Daemon, start_load, wait_for
+from conftest import REDEEMCTL, Api, Daemon, migrate, start_load, wait_for
 from test_archive import archive
 from test_ledger import drained, rows
 from test_reconcile import reconcile
@@ -327,3 +328,44 @@ def test_redeemctl_batch_progress_and_codes(daemon, keys, tmp_path):
                           ' "template": {"discount": {"type": "percent", "value": 5}}}'],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "format_too_small" in bad.stderr
+
+
+def test_status_filters_over_batch_codes_follow_the_template_and_edits(stack):
+    """expired, scheduled and disabled pages walk stored fields resolved from a code's own
+    definition, else its batch's template (010); an edit of one code moves only that code,
+    and the migration resolves the rows of an existing install alike."""
+    redis, d, api, db = stack
+    tpl = dict(DISCOUNT, starts_at="2030-01-01T00:00:00Z", expires_at="2030-02-01T00:00:00Z")
+    bid = finished(api, batch(api, 6, {"prefix": "WIN"}, tpl).json()["id"])["id"]
+    a, b, c, e, f, g = sorted(codes_of(api, bid))
+    assert api.patch(f"/v1/coupons/{b}", {"expires_at": "2030-06-01T00:00:00Z"}).status_code == 200
+    assert api.post(f"/v1/coupons/{c}/disable").status_code == 200
+    drained(d)
+
+    def page(status, now):
+        r = api.get(f"/v1/coupons?batch={bid}&status={status}",
+                    headers={"X-Redeemd-Now": now})
+        assert r.status_code == 200, r.text
+        return [x["code"] for x in r.json()["data"]]
+
+    def all_pages():
+        return {(s, now): page(s, now)
+                for s in ("scheduled", "active", "expired", "disabled")
+                for now in ("2029-12-01T00:00:00Z", "2030-01-15T00:00:00Z",
+                            "2030-03-01T00:00:00Z")}
+
+    got = all_pages()
+    assert got[("scheduled", "2029-12-01T00:00:00Z")] == [a, b, e, f, g]
+    assert got[("active", "2030-01-15T00:00:00Z")] == [a, b, e, f, g]
+    assert got[("expired", "2030-03-01T00:00:00Z")] == [a, e, f, g]
+    assert got[("active", "2030-03-01T00:00:00Z")] == [b]
+    assert got[("disabled", "2030-03-01T00:00:00Z")] == [c]
+    assert got[("expired", "2030-01-15T00:00:00Z")] == []
+    # an install upgraded to 010: its rows resolved by the migration, the same pages
+    d.stop()
+    with psycopg2.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE coupon_rows SET eff_expires = NULL, eff_starts = NULL, "
+                    "eff_disabled = false; DELETE FROM schema_migrations WHERE version >= '010'")
+    migrate(db)
+    d.start()
+    assert all_pages() == got

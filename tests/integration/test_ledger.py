@@ -280,7 +280,10 @@ def test_fraud_role_reads_only(pg, daemon, api):
         for rel in ["transactions", "coupons", "coupon_rows", "batches", "audit_log",
                     "user_attempts_hourly",
                     "ip_failures_hourly", "coupon_redemptions_hourly",
-                    "rejection_reasons_hourly"]:
+                    "rejection_reasons_hourly", "coupon_usage", "usage_hourly",
+                    "usage_hourly_all", "coupon_groups",
+                    "rd_user_attempts(now() - interval '1 day', now())",
+                    "rd_ip_failures(now() - interval '1 day', now())"]:
             cur.execute(f"SELECT count(*) FROM {rel}")
         for sql in ["INSERT INTO transactions (txn_id, ts, kind, outcome, stream_id) VALUES "
                     "('x', now(), 'redeem', 'accepted', 's')",

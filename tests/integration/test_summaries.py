@@ -8,10 +8,11 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 import requests
 
-from conftest import Api, wait_for
+from conftest import Api, migrate, wait_for
 from test_ledger import drained, rows
 from test_vouchers import pay, recharge, refund, voucher
 
@@ -147,3 +148,50 @@ def test_summaries_after_a_kill_between_commit_and_xack(stack):
             t.join(timeout=30)
     drained(d)
     assert_summaries_match(db)
+
+
+def test_migrations_backfill_the_summaries_of_an_existing_ledger(stack):
+    """An install upgraded from before the summaries: its ledger is summed up by migrations
+    007 and 008 (simulated here by emptying the summaries and forgetting the migrations)."""
+    redis, d, api, db = stack
+    mixed_run(d, api, n_threads=3, per_thread=30)
+    drained(d)
+    d.stop()
+    want = (rows(db, "SELECT * FROM coupon_usage ORDER BY code"),
+            rows(db, "SELECT * FROM usage_hourly ORDER BY 1, 2, 3, 4, 5"),
+            rows(db, "SELECT * FROM coupon_groups ORDER BY 1, 2, 3, 4, 5, 6, 7"))
+    assert want[0] and want[1] and want[2]
+    with psycopg2.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM coupon_usage; DELETE FROM usage_hourly; "
+                    "DELETE FROM usage_hourly_all; DELETE FROM coupon_groups; "
+                    "DELETE FROM schema_migrations WHERE version >= '007'")
+    assert rows(db, "SELECT count(*) FROM coupon_usage") == [(0,)]
+    migrate(db)
+    assert (rows(db, "SELECT * FROM coupon_usage ORDER BY code"),
+            rows(db, "SELECT * FROM usage_hourly ORDER BY 1, 2, 3, 4, 5"),
+            rows(db, "SELECT * FROM coupon_groups ORDER BY 1, 2, 3, 4, 5, 6, 7")) == want
+    assert_summaries_match(db)
+
+
+def test_fraud_windows_equal_the_views(stack):
+    """rd_user_attempts and rd_ip_failures (011) answer a window as the whole-ledger views
+    do, hour by hour."""
+    redis, d, api, db = stack
+    mixed_run(d, api, n_threads=3, per_thread=30)
+    for i in range(5):
+        api.validate(f"NOPE-WINDOW-{i}", now="2030-03-01T10:00:00Z")
+    drained(d)
+    with psycopg2.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+        for view, fn in (("user_attempts_hourly", "rd_user_attempts"),
+                         ("ip_failures_hourly", "rd_ip_failures")):
+            cur.execute(f"SELECT * FROM {view} ORDER BY 1, 2")
+            want = cur.fetchall()
+            cur.execute(f"SELECT * FROM {fn}('-infinity', 'infinity') ORDER BY 1, 2")
+            assert cur.fetchall() == want and want
+            cur.execute(f"SELECT * FROM {view} WHERE hour >= '2030-03-01' "
+                        "AND hour < '2030-03-02' ORDER BY 1, 2")
+            want = cur.fetchall()
+            cur.execute(f"SELECT * FROM {fn}('2030-03-01', '2030-03-02') ORDER BY 1, 2")
+            assert cur.fetchall() == want
+    assert want and want[0][2] == 5  # the probes of that hour, from one address

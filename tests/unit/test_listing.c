@@ -64,7 +64,41 @@ static void filters_are_any_of_in_one_parameter(void **state)
     assert_null(strstr(st.sql.buf, "LIMIT"));
     assert_non_null(strstr(st.sql.buf, "OR x.used > 0"));
     assert_non_null(strstr(st.sql.buf, "m.code LIKE ANY("));
+    /* used or expired: no necessary condition on uses (expired needs none) */
+    assert_null(strstr(st.sql.buf, "u.used > 0"));
     rd_stmt_free(&st);
+}
+
+static void rare_statuses_walk_their_index(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *q, *has, *lacks;
+    } cases[] = {
+        {"status=exhausted", "u.used > 0", "m.archived)"},
+        {"status=used&status=exhausted", "u.used > 0", NULL},
+        {"status=exhausted&status=active", NULL, "u.used > 0"},
+        {"status=archived", "AND m.archived)", "u.used > 0"},
+        {"status=archived&status=disabled", NULL, "AND m.archived)"},
+        {"status=expired", "AND m.eff_expires <= $1::bigint)", "u.used > 0"},
+        {"status=scheduled", "AND m.eff_starts > $1::bigint)", "eff_expires"},
+        {"status=disabled", "AND m.eff_disabled)", "u.used > 0"},
+        {"status=expired&status=scheduled", NULL, "eff_"},
+        {"status=used&status=active", NULL, "u.used > 0"},
+        {"", NULL, "u.used > 0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rd_stmt st;
+        struct rd_verr e;
+        long limit;
+        assert_int_equal(build(RD_LIST_COUPONS, cases[i].q, 0, &st, &limit, &e), 0);
+        params_match(&st);
+        if (cases[i].has)
+            assert_non_null(strstr(st.sql.buf, cases[i].has));
+        if (cases[i].lacks)
+            assert_null(strstr(st.sql.buf, cases[i].lacks));
+        rd_stmt_free(&st);
+    }
 }
 
 static void counts_at_their_bounds(void **state)
@@ -162,6 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(filters_are_any_of_in_one_parameter),
+        cmocka_unit_test(rare_statuses_walk_their_index),
         cmocka_unit_test(counts_at_their_bounds),
         cmocka_unit_test(refusals_name_the_parameter),
         cmocka_unit_test(csv_fields),
