@@ -238,7 +238,8 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
  * was handed out always sorts after it: pages neither skip nor repeat rows while the
  * shipper keeps inserting. */
 #define TX_SELECT                                                                                  \
-    "SELECT txid::text || '.' || txn_id, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, "  \
+    "SELECT txid::text || '.' || txn_id AS page_key, txn_id, (extract(epoch FROM ts) * "           \
+    "1000)::bigint, kind, "                                                                        \
     "outcome, reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "  \
     "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
     "FROM transactions WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
@@ -302,12 +303,21 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         all_in(b, "outcome", &q[TQ_OUTCOME], outcomes, "must be accepted or rejected") < 0 ||
         parse_limit(b, &q[TQ_LIMIT], limit) < 0)
         return -1;
-    any_of(b, "code", "=", "text", &qcodes);
-    any_of(b, "user_id", "=", "text", &q[TQ_USER]);
-    any_of(b, "client_ip", "<<=", "inet", &q[TQ_IP]);
-    any_of(b, "kind", "=", "text", &q[TQ_KIND]);
-    any_of(b, "outcome", "=", "text", &q[TQ_OUTCOME]);
-    any_of(b, "reason", "=", "text", &q[TQ_REASON]);
+    /* Several values of a filter with a page index: one arm per value, each its own page in
+     * page order off that index, merged (the first such filter; a CSV export reads all). */
+    static const struct {
+        const char *col, *op, *type;
+    } indexed[] = {[TQ_CODE] = {"code", "=", "text"},       [TQ_USER] = {"user_id", "=", "text"},
+                   [TQ_IP] = {"client_ip", "<<=", "inet"},  [TQ_KIND] = {"kind", "=", "text"},
+                   [TQ_OUTCOME] = {"outcome", "=", "text"}, [TQ_REASON] = {"reason", "=", "text"}};
+    int split = -1;
+    q[TQ_CODE] = qcodes;
+    for (int f = TQ_CODE; f <= TQ_REASON; f++) {
+        if (split < 0 && *limit > 0 && f != TQ_OUTCOME && q[f].n > 1)
+            split = f;
+        else
+            any_of(b, indexed[f].col, indexed[f].op, indexed[f].type, &q[f]);
+    }
     if (time_param(b, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz") < 0 ||
         time_param(b, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz") < 0)
         return -1;
@@ -324,7 +334,21 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         cond(b, " AND (txid, txn_id) > ($", rd_stmt_param(b->st, txid), "::xid8, ");
         cond(b, "$", rd_stmt_param(b->st, dot + 1), ")");
     }
-    rd_sbuf_addstr(&b->st->sql, " ORDER BY txid, txn_id");
+    if (split < 0) {
+        rd_sbuf_addstr(&b->st->sql, " ORDER BY txid, txn_id");
+        return 0;
+    }
+    char *where = b->st->sql.buf; /* the select and every other condition */
+    rd_sbuf_init(&b->st->sql);
+    int arr = array_param(b, q[split].v, q[split].n, NULL);
+    rd_sbuf_addstr(&b->st->sql, "SELECT * FROM (");
+    for (int i = 0; i < q[split].n; i++)
+        rd_sbuf_addf(&b->st->sql,
+                     "%s(%s AND %s %s ($%d::%s[])[%d] ORDER BY txid, txn_id LIMIT %ld)",
+                     i ? " UNION ALL " : "", where, indexed[split].col, indexed[split].op, arr,
+                     indexed[split].type, i + 1, *limit + 1);
+    rd_sbuf_addstr(&b->st->sql, ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, t.txn_id");
+    free(where);
     return 0;
 }
 

@@ -48,12 +48,24 @@ static void filters_are_any_of_in_one_parameter(void **state)
     assert_int_equal(limit, 5);
     assert_int_equal(st.nparams, 3);
     assert_string_equal(st.params[0], "SPRING-1"); /* codes are normalised */
-    assert_string_equal(st.params[1], "{\"a\",\"b\\\"q\"}");
-    assert_string_equal(st.params[2], "{\"pay\",\"refund\"}");
-    assert_non_null(strstr(st.sql.buf, "user_id = ANY($2::text[])"));
+    assert_string_equal(st.params[1], "{\"pay\",\"refund\"}");
+    assert_string_equal(st.params[2], "{\"a\",\"b\\\"q\"}");
     /* one value: a plain comparison, which an index in page order can serve */
     assert_non_null(strstr(st.sql.buf, "code = $1::text"));
-    assert_non_null(strstr(st.sql.buf, " LIMIT 6"));
+    /* the first filter with several values: one ordered arm per value, each a page long */
+    assert_non_null(strstr(st.sql.buf, "user_id = ($3::text[])[1] ORDER BY txid, txn_id LIMIT 6)"
+                                       " UNION ALL ("));
+    assert_non_null(strstr(st.sql.buf, "user_id = ($3::text[])[2] ORDER BY txid, txn_id LIMIT 6)"
+                                       ") t ORDER BY "));
+    assert_null(strstr(st.sql.buf, "($3::text[])[3]"));
+    assert_non_null(strstr(st.sql.buf, "kind = ANY($2::text[])"));
+    assert_non_null(strstr(st.sql.buf, "t.txn_id LIMIT 6"));
+    rd_stmt_free(&st);
+    /* an export reads every row: no arms */
+    assert_int_equal(build(RD_LIST_TRANSACTIONS, "user_id=a&user_id=b", 1, &st, &limit, &e), 0);
+    params_match(&st);
+    assert_non_null(strstr(st.sql.buf, "user_id = ANY($1::text[]) ORDER BY txid, txn_id"));
+    assert_null(strstr(st.sql.buf, "UNION"));
     rd_stmt_free(&st);
     assert_int_equal(build(RD_LIST_COUPONS,
                            "status=used&status=expired&tag=VIP&tag=Gold&prefix=ab&prefix=CD", 1,
