@@ -244,6 +244,10 @@ def reads(total, hot, arch):
         "transactions by kind": "/v1/transactions?kind=reverse&limit=50",
         "transactions by reason": "/v1/transactions?reason=kind_mismatch&limit=50",
         "transactions rejected": "/v1/transactions?outcome=rejected&limit=50",
+        "transactions refused reversals": "/v1/transactions?kind=reverse&outcome=rejected"
+                                          "&limit=50",
+        "transactions two codes": f"/v1/transactions?code={hot[1]}&code={hot[2]}&limit=50",
+        "transactions two users": f"/v1/transactions?user_id={user}&user_id=hu7&limit=50",
         "transactions last day": f"/v1/transactions?from={since(86400)}&limit=50",
         "transactions last hour": f"/v1/transactions?from={since(3600)}&limit=50",
     }
