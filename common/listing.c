@@ -213,7 +213,8 @@ static int parse_limit(struct build *b, const struct qvals *qv, long *limit)
     return 0;
 }
 
-/* A time parameter, sent as RFC 3339 or (as_ms) epoch milliseconds. */
+/* A time parameter, sent as RFC 3339 or (as_ms) epoch milliseconds. Returns its statement
+ * parameter's number, 0 when absent, -1 when refused. */
 static int time_param(struct build *b, const char *name, const struct qvals *qv, int as_ms,
                       const char *pre, const char *post)
 {
@@ -227,8 +228,9 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
         snprintf(buf, sizeof(buf), "%lld", (long long)ms);
     else
         rd_time_format(ms, buf);
-    cond(b, pre, rd_stmt_param(b->st, buf), post);
-    return 0;
+    int n = rd_stmt_param(b->st, buf);
+    cond(b, pre, n, post);
+    return n > 0 ? n : 0; /* past the bound: st->overflow, never sent */
 }
 
 /* ---- GET /v1/transactions ---------------------------------------------------------------- */
@@ -318,9 +320,27 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         else
             any_of(b, indexed[f].col, indexed[f].op, indexed[f].type, &q[f]);
     }
-    if (time_param(b, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz") < 0 ||
-        time_param(b, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz") < 0)
+    int from = time_param(b, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz");
+    int to = from < 0 ? -1 : time_param(b, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz");
+    if (to < 0)
         return -1;
+    if (from > 0) {
+        /* where the window's rows can be in page order: the txids of the shipping
+         * transactions whose rows reach into it (ledger_batches, 013), so the walk starts
+         * at the window instead of at the oldest row */
+        char to_cond[64] = "";
+        if (to > 0)
+            snprintf(to_cond, sizeof(to_cond), " AND min_ts < $%d::timestamptz", to);
+        rd_sbuf_addf(&b->st->sql,
+                     " AND txid >= (SELECT txid FROM ledger_batches WHERE max_ts >= "
+                     "$%d::timestamptz%s ORDER BY txid LIMIT 1)",
+                     from, to_cond);
+        if (to > 0)
+            rd_sbuf_addf(&b->st->sql,
+                         " AND txid <= (SELECT txid FROM ledger_batches WHERE max_ts >= "
+                         "$%d::timestamptz%s ORDER BY txid DESC LIMIT 1)",
+                         from, to_cond);
+    }
     if (q[TQ_CURSOR].n) {
         /* opaque to clients: "<txid>.<txn_id>" */
         const char *v = q[TQ_CURSOR].v[0];

@@ -57,6 +57,11 @@ static int drop_one(PGconn *pg, const char *name, int pending, int64_t upper)
     PQfreemem(id);
     if (rc < 0)
         return -1;
+    /* the page bounds of transactions whose rows were all in this or older (dropped) months */
+    const char *up[1] = {upper_s};
+    res = PQexecParams(pg, "DELETE FROM ledger_batches WHERE max_ts < $1::timestamptz", 1, NULL, up,
+                       NULL, NULL, 0);
+    PQclear(res);
     /* the fraud team's trace of what left the ledger, and when */
     const char *p[3] = {name, upper_s, rows_s};
     res = PQexecParams(pg,

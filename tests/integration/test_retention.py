@@ -70,6 +70,12 @@ def test_retention_drops_old_months_and_keeps_the_summaries(stack):
                     "'transactions_203001'") == [("transactions_203001", "4",
                                                   "2030-02-01T00:00:00Z")]
 
+    # the page bounds of the dropped month went with it; a window over what is kept pages
+    assert rows(db, "SELECT count(*) FROM ledger_batches WHERE max_ts < '2030-02-01'") == [(0,)]
+    page = api.get(f"/v1/transactions?code={c}&kind=redeem&from=2030-01-01T00:00:00Z"
+                   "&to=2030-07-01T00:00:00Z").json()["data"]
+    assert [t["user_id"] for t in page] == ["u0", "u0", "u1"]
+
     # the summaries and what the back office reads are as they were
     assert summaries(db) == before
     assert api.get(f"/v1/coupons/{c}").json()["used"] == live

@@ -81,6 +81,36 @@ static void filters_are_any_of_in_one_parameter(void **state)
     rd_stmt_free(&st);
 }
 
+static void time_windows_bound_the_walk(void **state)
+{
+    (void)state;
+    struct rd_stmt st;
+    struct rd_verr e;
+    long limit;
+    assert_int_equal(build(RD_LIST_TRANSACTIONS, "from=2030-01-01T00:00:00Z", 0, &st, &limit, &e),
+                     0);
+    params_match(&st);
+    assert_non_null(strstr(st.sql.buf, " AND txid >= (SELECT txid FROM ledger_batches WHERE "
+                                       "max_ts >= $1::timestamptz ORDER BY txid LIMIT 1)"));
+    assert_null(strstr(st.sql.buf, "txid <= ("));
+    rd_stmt_free(&st);
+    assert_int_equal(build(RD_LIST_TRANSACTIONS,
+                           "kind=pay&from=2030-01-01T00:00:00Z&to=2030-01-02T00:00:00Z", 0, &st,
+                           &limit, &e),
+                     0);
+    params_match(&st);
+    assert_non_null(strstr(st.sql.buf, "max_ts >= $2::timestamptz AND min_ts < $3::timestamptz "
+                                       "ORDER BY txid LIMIT 1)"));
+    assert_non_null(strstr(st.sql.buf, " AND txid <= (SELECT txid FROM ledger_batches WHERE "
+                                       "max_ts >= $2::timestamptz AND min_ts < $3::timestamptz "
+                                       "ORDER BY txid DESC LIMIT 1)"));
+    rd_stmt_free(&st);
+    /* "to" alone: the walk from the oldest row finds the window's rows first */
+    assert_int_equal(build(RD_LIST_TRANSACTIONS, "to=2030-01-02T00:00:00Z", 0, &st, &limit, &e), 0);
+    assert_null(strstr(st.sql.buf, "ledger_batches"));
+    rd_stmt_free(&st);
+}
+
 static void rare_statuses_walk_their_index(void **state)
 {
     (void)state;
@@ -209,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(filters_are_any_of_in_one_parameter),
         cmocka_unit_test(rare_statuses_walk_their_index),
+        cmocka_unit_test(time_windows_bound_the_walk),
         cmocka_unit_test(counts_at_their_bounds),
         cmocka_unit_test(refusals_name_the_parameter),
         cmocka_unit_test(csv_fields),
