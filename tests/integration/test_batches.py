@@ -335,11 +335,13 @@ def test_status_filters_over_batch_codes_follow_the_template_and_edits(stack):
     definition, else its batch's template (010); an edit of one code moves only that code,
     and the migration resolves the rows of an existing install alike."""
     redis, d, api, db = stack
+    then = {"headers": {"X-Redeemd-Now": "2029-06-01T00:00:00Z"}}  # before the window
     tpl = dict(DISCOUNT, starts_at="2030-01-01T00:00:00Z", expires_at="2030-02-01T00:00:00Z")
-    bid = finished(api, batch(api, 6, {"prefix": "WIN"}, tpl).json()["id"])["id"]
+    bid = finished(api, batch(api, 6, {"prefix": "WIN"}, tpl, **then).json()["id"])["id"]
     a, b, c, e, f, g = sorted(codes_of(api, bid))
-    assert api.patch(f"/v1/coupons/{b}", {"expires_at": "2030-06-01T00:00:00Z"}).status_code == 200
-    assert api.post(f"/v1/coupons/{c}/disable").status_code == 200
+    r = api.patch(f"/v1/coupons/{b}", {"expires_at": "2030-06-01T00:00:00Z"}, **then)
+    assert r.status_code == 200, r.text
+    assert api.post(f"/v1/coupons/{c}/disable", **then).status_code == 200
     drained(d)
 
     def page(status, now):
