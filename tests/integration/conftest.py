@@ -331,6 +331,19 @@ def ctl(redis_port, *args, check=True):
     return p
 
 
+def key_loaded(url, key, path="/v1/coupons/NONE", ok=(404,)):
+    """Whether every worker knows key. Workers load keys on their own timer and a connection
+    lands on any of them, so one answer proves one worker: 16 fresh connections in a row
+    must all be answered (a worker still without the key is missed by all of them once in
+    65,536 tries)."""
+    for _ in range(16):
+        r = requests.get(url + path, timeout=5, headers={"Authorization": f"Bearer {key}",
+                                                        "Connection": "close"})
+        if r.status_code not in ok:
+            return False
+    return True
+
+
 def make_key(redis_port, scope, name="test"):
     return ctl(redis_port, "keys", "create", "--scope", scope, "--name", name).stdout.strip()
 
@@ -375,7 +388,7 @@ def stack(workdir, fresh_db, request):
     d = Daemon(workdir, redis.port, fresh_db, *(m.args if m else ())).start(
         wait_ready=not (m and m.kwargs.get("no_wait")))
     api = Api(d.url, make_key(redis.port, "admin,redeem,fraud"))
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code in (404, 503), what="key loaded")
+    wait_for(lambda: key_loaded(d.url, api.key, ok=(404, 503)), what="key loaded")
     yield redis, d, api, fresh_db
     d.stop(expect=None)
     redis.stop()
@@ -408,8 +421,9 @@ def keys(redis_srv, daemon):
     k = {s: make_key(redis_srv.port, s, f"test {s}") for s in ("admin", "redeem", "fraud")}
     k["all"] = make_key(redis_srv.port, "admin,redeem,fraud", "test all")
     # workers load keys every key_refresh_ms
-    wait_for(lambda: requests.get(daemon.url + "/v1/coupons/NOPE", timeout=2, headers={
-        "Authorization": f"Bearer {k['all']}"}).status_code == 404, what="keys loaded")
+    # (a known key without the scope for the route gets 403, an unknown one 401)
+    wait_for(lambda: all(key_loaded(daemon.url, k[s], ok=(403, 404)) for s in k),
+             what="keys loaded")
     return k
 
 

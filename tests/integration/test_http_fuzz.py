@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import SANITIZED, Api, Daemon, make_key, wait_for
+from conftest import SANITIZED, Api, Daemon, key_loaded, make_key, wait_for
 
 REQUESTS = int(os.environ.get("RD_HTTP_FUZZ_REQUESTS", 20000 if SANITIZED else 5000))
 THREADS = 16
@@ -261,7 +261,7 @@ def fuzzed(workdir, redis_srv, pg):
 def test_http_fuzz(fuzzed, redis_srv):
     d = fuzzed
     api = Api(d.url, make_key(redis_srv.port, "admin,redeem,fraud"))
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
+    wait_for(lambda: key_loaded(api.base, api.key), what="key loaded")
     target = api.create()
     counts, lock = {}, threading.Lock()
     per = REQUESTS // THREADS

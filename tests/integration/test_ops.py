@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import (REDEEMCTL, REDEEMD, ROOT, Api, Daemon, RedisServer, ctl, make_key,
-                      wait_for)
+from conftest import (REDEEMCTL, REDEEMD, ROOT, Api, Daemon, RedisServer, ctl, key_loaded,
+                      make_key, wait_for)
 
 
 @pytest.mark.parametrize("flag,needle", [
@@ -46,7 +46,7 @@ def test_key_revocation(daemon, redis_srv, keys):
     key = make_key(redis_srv.port, "redeem", "short-lived")
     api = Api(daemon.url, key)
     body = {"code": "ANY-CODE", "user_id": "u", "order_amount": 1, "currency": "EUR"}
-    wait_for(lambda: api.post("/v1/validate", body).status_code == 404, what="new key active")
+    wait_for(lambda: key_loaded(daemon.url, key, ok=(403,)), what="new key active")
     key_id = key.split("_")[1]
     listing = ctl(redis_srv.port, "keys", "list").stdout
     assert key_id in listing and "short-lived" in listing and key not in listing
@@ -136,7 +136,7 @@ def test_uri_conninfo_reads_and_ships(workdir, fresh_db, pg):
     d = Daemon(workdir, redis.port, uri).start()
     try:
         api = Api(d.url, make_key(redis.port, "admin,redeem,fraud"))
-        wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
+        wait_for(lambda: key_loaded(api.base, api.key), what="key loaded")
         c = api.create()
         assert api.redeem(c["code"]).status_code == 201
         conn = psycopg2.connect(fresh_db)

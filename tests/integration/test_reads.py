@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import Api, Daemon, make_key, wait_for
+from conftest import Api, Daemon, key_loaded, make_key, wait_for
 
 
 def slow(ms):
@@ -39,7 +39,7 @@ def reader(workdir, redis_srv, pg, request):
     d = Daemon(workdir, redis_srv.port, pg.conninfo, "--workers=1", "--pg_read_conns=3",
                *extra).start()
     api = Api(d.url, make_key(redis_srv.port, "admin,fraud,redeem"))
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
+    wait_for(lambda: key_loaded(api.base, api.key), what="key loaded")
     yield d, api
     d.stop()
 

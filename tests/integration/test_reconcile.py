@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import REDEEMCTL, make_key, wait_for
+from conftest import REDEEMCTL, key_loaded, make_key, wait_for
 from test_ledger import drained
 
 NOW = "2030-05-15T12:00:00Z"  # a Wednesday
@@ -75,7 +75,8 @@ def test_repair_after_redis_data_loss(stack):
     assert reconcile(redis, fresh_db)[0] == 0
     # the restored coupon enforces what was used before the loss
     api.key = make_key(redis.port, "admin,redeem")
-    wait_for(lambda: api.get(f"/v1/coupons/{code}").status_code == 200, what="key reloaded")
+    wait_for(lambda: key_loaded(api.base, api.key, f"/v1/coupons/{code}", (200,)),
+             what="key reloaded")
     got = api.get(f"/v1/coupons/{code}").json()
     assert got["used"]["total"] == 5 and got["limits"]["per_user_daily"] == 2
     r1 = api.redeem(code, user="u1", now=NOW)  # u1 used 2 today before the loss

@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import SANITIZED, Api, make_key, migrate, wait_for
+from conftest import SANITIZED, Api, key_loaded, make_key, migrate, wait_for
 from test_ledger import drained
 
 NOW = "2030-06-03T10:00:00Z"
@@ -18,7 +18,8 @@ def ledger(stack):
     redis, d, api, db = stack
     keys = {s: make_key(redis.port, s) for s in ("fraud", "redeem", "admin")}
     fraud = Api(d.url, keys["fraud"])
-    wait_for(lambda: fraud.get("/v1/transactions?limit=1").status_code == 200, what="ready")
+    wait_for(lambda: all(key_loaded(d.url, k, ok=(403, 404)) for k in keys.values()),
+             what="keys loaded")
     return redis, d, api, fraud, keys, db
 
 

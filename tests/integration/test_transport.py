@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Api, Daemon, make_key, wait_for
+from conftest import Api, Daemon, key_loaded, make_key, wait_for
 
 H = b"Host: t\r\n"
 
@@ -229,7 +229,7 @@ def test_idle_connections_and_the_cap(capped, redis_srv):
     cap (200 per worker here) the longest idle ones are closed to make room; when none is
     idle (every connection is mid-request) a new one gets 503 in the envelope."""
     api = Api(capped.url, make_key(redis_srv.port, "admin,redeem"))
-    wait_for(lambda: api.get("/v1/coupons/NONE").status_code == 404, what="key loaded")
+    wait_for(lambda: key_loaded(api.base, api.key), what="key loaded")
     c = api.create()
     idle = [socket.create_connection(("127.0.0.1", capped.port), timeout=5)
             for _ in range(2000)]
