@@ -1,13 +1,15 @@
 -- GET /v1/transactions?from=... pages in (txid, txn_id) order, and a window near the end of a
 -- large ledger made that walk every row before the window in page order (262 ms for the last
--- day of 10M rows, growing with history). The times of each inserting transaction's rows
--- bound where a window's rows can be in page order: a row of time t was inserted by a
--- transaction whose newest row is at least t, so every row at or after "from" has a txid at
--- least the smallest txid of the transactions with max_ts >= from; rows shipped late (after
--- an outage) are covered, since the bound is taken from the rows' own times, not from
--- when they were shipped. The listing adds that bound (common/listing.c) and PostgreSQL starts
--- its walk there. One row per shipping transaction, kept by a statement trigger, so every
--- way rows enter the ledger records it.
+-- day of 10M rows, growing with history). Each inserting transaction's oldest and newest row
+-- time says whether its rows can be in a window: a row of time t was inserted by a
+-- transaction with min_ts <= t <= max_ts. The listing (common/listing.c) hands the txids of
+-- the transactions overlapping the window to the page index as an array, which a btree walks
+-- in txid order: the page probes those transactions only. Rows shipped late (after an
+-- outage: old times, new txids) are covered, since the times are the rows' own, not when they
+-- were shipped; a single "smallest txid" bound was tried first, and one early transaction
+-- holding a row of a later time (a clock ahead, an import) made it walk millions of rows.
+-- One row per shipping transaction, kept by a statement trigger, so every way rows enter
+-- the ledger records it.
 
 CREATE TABLE IF NOT EXISTS ledger_batches (
     txid   xid8        PRIMARY KEY,
