@@ -39,7 +39,7 @@ PG = f"host=127.0.0.1 port={os.environ.get('RD_PG_PORT', '5440')} dbname=redeemd
 LEVELS = [int(x) for x in os.environ.get("RD_LEVELS", "100000,1000000,10000000").split(",")]
 COUPONS = int(os.environ.get("RD_COUPONS", "1000000"))
 REPS = int(os.environ.get("RD_REPS", "20"))
-BACKLOG_MAX = 200_000
+BACKLOG_MAX = int(os.environ.get("RD_BACKLOG_MAX", "200000"))
 STEP_MS = 500
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
