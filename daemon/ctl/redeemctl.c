@@ -366,6 +366,21 @@ static int api_command(const struct rd_config *cfg, const char *cmd, int argc, c
     return 0;
 }
 
+/* The last option a command knows: "--now TIME" (the injected clock) at argv[*i], taking
+ * its value. Anything else is a usage error. Returns 0, or -1 after saying why. */
+static int now_opt(int argc, char **argv, int *i, int64_t *now)
+{
+    if (strcmp(argv[*i], "--now") != 0 || *i + 1 >= argc) {
+        usage();
+        return -1;
+    }
+    if (rd_time_parse(argv[++*i], now) < 0) {
+        fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * archive: SCAN the coupon hashes (MATCH on the prefix), and for each run archive.lua, which
  * checks the state and deletes atomically. Pipelined a SCAN page at a time; the script is
@@ -385,15 +400,8 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
             before_s = argv[++i];
         else if (!strcmp(argv[i], "--dry-run"))
             dry = 1;
-        else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
-            if (rd_time_parse(argv[++i], &now) < 0) {
-                fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
-                return 2;
-            }
-        } else {
-            usage();
+        else if (now_opt(argc, argv, &i, &now) < 0)
             return 2;
-        }
     }
     if (!state ||
         (strcmp(state, "expired") && strcmp(state, "exhausted") && strcmp(state, "disabled"))) {
@@ -684,15 +692,8 @@ static int retention(const struct rd_config *cfg, int argc, char **argv)
             keep_s = argv[++i];
         else if (!strcmp(argv[i], "--dry-run"))
             dry = 1;
-        else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
-            if (rd_time_parse(argv[++i], &now) < 0) {
-                fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
-                return 2;
-            }
-        } else {
-            usage();
+        else if (now_opt(argc, argv, &i, &now) < 0)
             return 2;
-        }
     }
     struct rd_keep keep;
     if (!keep_s || rd_keep_parse(keep_s, &keep) < 0) {
@@ -838,15 +839,8 @@ int main(int argc, char **argv)
         for (int i = 1; i < rest; i++) {
             if (!strcmp(args[i], "--repair"))
                 repair = 1;
-            else if (!strcmp(args[i], "--now") && i + 1 < rest) {
-                if (rd_time_parse(args[++i], &now) < 0) {
-                    fprintf(stderr, "redeemctl: --now must be an RFC 3339 time\n");
-                    return 2;
-                }
-            } else {
-                usage();
+            else if (now_opt(rest, args, &i, &now) < 0)
                 return 2;
-            }
         }
         PGconn *pg = pg_open(&cfg);
         if (!pg)
