@@ -155,7 +155,8 @@ LOCK TABLE coupon_rows, coupon_usage IN SHARE MODE;
 DELETE FROM coupon_groups;
 INSERT INTO coupon_groups SELECT * FROM rd_groups_recount();
 
--- rd_stats (007) with the coupon counts from the groups.
+-- rd_stats (006) from the summaries: coupon counts from the groups, uses from coupon_usage,
+-- the hours from usage_hourly_all (007).
 CREATE OR REPLACE FUNCTION rd_stats(now_ms bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
 WITH
