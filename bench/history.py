@@ -12,7 +12,7 @@ ledger size, on the stack of ./scripts/run (bench/history starts it if needed):
   3. at each ledger size in RD_LEVELS (100000,1000000,10000000): each read RD_REPS times
      (20), median and 90th percentile as the client sees them: listing pages (plain, by
      campaign, by status), a coupon (live, archived), the stats, transaction pages by code,
-     user, IP, kind, reason, outcome and time, and after a deep cursor (half the ledger in);
+     user, IP, kind, reason, outcome and time windows, and after a deep cursor (half the ledger in);
   4. Redis bytes per redemption: 50,000 redemptions of one coupon by 1,000 users (redeem-bench),
      outbox drained, INFO used_memory before and after, the per-user hash counted apart.
 
@@ -250,6 +250,9 @@ def reads(total, hot, arch):
         "transactions two users": f"/v1/transactions?user_id={user}&user_id=hu7&limit=50",
         "transactions last day": f"/v1/transactions?from={since(86400)}&limit=50",
         "transactions last hour": f"/v1/transactions?from={since(3600)}&limit=50",
+        # an hour shipped in the synthetic backlog: its shipping transactions span a day
+        "transactions hour, day ago": f"/v1/transactions?from={since(90000)}"
+                                      f"&to={since(86400)}&limit=50",
     }
     out = {}
     for name, path in paths.items():

@@ -238,13 +238,55 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
 /* Pages walk (txid, txn_id): the inserting transaction's id, then the transaction id. Each
  * page stops below the oldest transaction still running, so a row committed after a cursor
  * was handed out always sorts after it: pages neither skip nor repeat rows while the
- * shipper keeps inserting. */
-#define TX_SELECT                                                                                  \
-    "SELECT txid::text || '.' || txn_id AS page_key, txn_id, (extract(epoch FROM ts) * "           \
-    "1000)::bigint, kind, "                                                                        \
-    "outcome, reason, code, campaign, user_id, order_id, ref_id, order_amount, discount_amount, "  \
-    "paid_amount, balance_after, currency, host(client_ip), api_key_id, request_id "               \
-    "FROM transactions WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
+ * shipper keeps inserting. A time window walks (txid, ts, txn_id) instead, the page index's
+ * own order (014): each shipping transaction the window reaches is entered at the window's
+ * start, so a transaction that spans a day (a backlog shipped after an outage) costs the
+ * window's rows in it, not all of its rows. Its cursor carries ts, in microseconds. */
+#define TX_PAGE_KEY "txid::text || '.' || txn_id"
+#define TX_WINDOW_PAGE_KEY                                                                         \
+    "txid::text || '.' || (extract(epoch FROM ts) * 1000000)::bigint || '.' || txn_id"
+#define TX_COLUMNS                                                                                 \
+    " AS page_key, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, outcome, reason, code, " \
+    "campaign, user_id, order_id, ref_id, order_amount, discount_amount, paid_amount, "            \
+    "balance_after, currency, host(client_ip), api_key_id, request_id FROM transactions "          \
+    "WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
+
+/* cursor "<txid>.<txn_id>", or "<txid>.<µs>.<txn_id>" in a window: the page order's columns */
+static int tx_cursor(struct build *b, const char *v, int window)
+{
+    const char *bad_cursor = "is not a cursor this service issued";
+    const char *d1 = strchr(v, '.');
+    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || (d2 != NULL) != (window != 0))
+        return bad(b, "cursor",
+                   d1 && window ? "belongs to a listing without from"
+                   : d1         ? "belongs to a listing with from"
+                                : bad_cursor);
+    const char *id = window ? d2 + 1 : d1 + 1;
+    size_t tl = (size_t)(d1 - v);
+    if (tl == 0 || tl > 20 || strspn(v, "0123456789") != tl || !*id ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(id))
+        return bad(b, "cursor", bad_cursor);
+    char txid[24], us[24];
+    snprintf(txid, sizeof(txid), "%.*s", (int)tl, v);
+    if (!window) {
+        cond(b, " AND (txid, txn_id) > ($", rd_stmt_param(b->st, txid), "::xid8, ");
+        cond(b, "$", rd_stmt_param(b->st, id), ")");
+        return 0;
+    }
+    size_t ul = (size_t)(d2 - d1 - 1);
+    const char *u = d1 + 1;
+    size_t neg = *u == '-';
+    if (ul <= neg || ul > 17 || strspn(u + neg, "0123456789") != ul - neg)
+        return bad(b, "cursor", bad_cursor);
+    snprintf(us, sizeof(us), "%.*s", (int)ul, u);
+    cond(b, " AND (txid, ts, txn_id) > ($", rd_stmt_param(b->st, txid), "::xid8, ");
+    /* exact: |µs| < 2^53, and float8 holds such integers exactly */
+    cond(b, "'epoch'::timestamptz + $", rd_stmt_param(b->st, us),
+         "::bigint * interval '1 microsecond', ");
+    cond(b, "$", rd_stmt_param(b->st, id), ")");
+    return 0;
+}
 
 enum {
     TQ_CODE,
@@ -284,7 +326,9 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
     struct qvals q[TQ__COUNT] = {{0}};
     if (gather(b, query, qs, tx_rules, q) < 0)
         return -1;
-    rd_sbuf_addstr(&b->st->sql, TX_SELECT);
+    int window = q[TQ_FROM].n > 0;
+    rd_sbuf_addstr(&b->st->sql, window ? "SELECT " TX_WINDOW_PAGE_KEY TX_COLUMNS
+                                       : "SELECT " TX_PAGE_KEY TX_COLUMNS);
 
     char codes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1];
     struct qvals qcodes = q[TQ_CODE];
@@ -336,21 +380,11 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
                      "$%d::timestamptz%s))",
                      from, to_cond);
     }
-    if (q[TQ_CURSOR].n) {
-        /* opaque to clients: "<txid>.<txn_id>" */
-        const char *v = q[TQ_CURSOR].v[0];
-        const char *dot = strchr(v, '.');
-        size_t dl = dot ? (size_t)(dot - v) : 0;
-        if (!dot || dl == 0 || dl > 20 || strspn(v, "0123456789") != dl || !dot[1] ||
-            strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(dot + 1))
-            return bad(b, "cursor", "is not a cursor this service issued");
-        char txid[24];
-        snprintf(txid, sizeof(txid), "%.*s", (int)dl, v);
-        cond(b, " AND (txid, txn_id) > ($", rd_stmt_param(b->st, txid), "::xid8, ");
-        cond(b, "$", rd_stmt_param(b->st, dot + 1), ")");
-    }
+    if (q[TQ_CURSOR].n && tx_cursor(b, q[TQ_CURSOR].v[0], window) < 0)
+        return -1;
+    const char *order = window ? " ORDER BY txid, ts, txn_id" : " ORDER BY txid, txn_id";
     if (split < 0) {
-        rd_sbuf_addstr(&b->st->sql, " ORDER BY txid, txn_id");
+        rd_sbuf_addstr(&b->st->sql, order);
         return 0;
     }
     char *where = b->st->sql.buf; /* the select and every other condition */
@@ -358,11 +392,13 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
     int arr = array_param(b, q[split].v, q[split].n, NULL);
     rd_sbuf_addstr(&b->st->sql, "SELECT * FROM (");
     for (int i = 0; i < q[split].n; i++)
-        rd_sbuf_addf(&b->st->sql,
-                     "%s(%s AND %s %s ($%d::%s[])[%d] ORDER BY txid, txn_id LIMIT %ld)",
+        rd_sbuf_addf(&b->st->sql, "%s(%s AND %s %s ($%d::%s[])[%d]%s LIMIT %ld)",
                      i ? " UNION ALL " : "", where, indexed[split].col, indexed[split].op, arr,
-                     indexed[split].type, i + 1, *limit + 1);
-    rd_sbuf_addstr(&b->st->sql, ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, t.txn_id");
+                     indexed[split].type, i + 1, order, *limit + 1);
+    rd_sbuf_addstr(&b->st->sql, window ? ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
+                                         "split_part(t.page_key, '.', 2)::bigint, t.txn_id"
+                                       : ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
+                                         "t.txn_id");
     free(where);
     return 0;
 }

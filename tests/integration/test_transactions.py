@@ -80,6 +80,11 @@ def test_filters_and_scopes(ledger):
                      ("kind=steal", "kind"), ("outcome=maybe", "outcome"),
                      ("client_ip=1.2.3", "client_ip"), ("client_ip=1.2.3.4/33", "client_ip"),
                      ("from=yesterday", "from"), ("cursor=abc", "cursor"),
+                     ("cursor=12.5.abc", "cursor"),  # a window's cursor needs its from
+                     ("from=2030-06-01T00:00:00Z&cursor=12.abc", "cursor"),  # and the reverse
+                     ("from=2030-06-01T00:00:00Z&cursor=12.x.abc", "cursor"),
+                     ("from=2030-06-01T00:00:00Z&cursor=12.123456789012345678.abc", "cursor"),
+                     ("from=2030-06-01T00:00:00Z&cursor=12..abc", "cursor"),
                      ("reason=bogus", "reason"), ("code=a%20b", "code")]:
         r = fraud.get(f"/v1/transactions?{q}")
         assert r.status_code == 400 and r.json()["error"]["details"]["field"] == field, q
@@ -246,27 +251,30 @@ def test_any_of_pages_in_page_order(ledger):
 
 
 def test_time_windows_find_every_row_also_shipped_late(ledger):
-    """from/to pages start their walk at the first shipping transaction whose rows reach
-    into the window (ledger_batches, 013). Rows with an old time shipped after newer ones (an
-    outage's backlog) are found too; every window equals the ledger filtered by hand."""
+    """from/to pages walk only the shipping transactions whose rows reach into the window
+    (ledger_batches, 013), each from the window's start, in (txid, ts, txn_id) order (014).
+    Rows with an old time shipped after newer ones (an outage's backlog) are found too; every
+    window equals the ledger filtered by hand, across cursors that fall inside a shipping
+    transaction whose rows' times run against their ids."""
     redis, d, api, fraud, keys, db = ledger
     c = api.create(limits={"per_user": 100})["code"]
-    for when, n in (("2030-06-10T10:00:00Z", 3), ("2030-06-01T10:00:00Z", 3),  # shipped late
-                    ("2030-06-20T10:00:00Z", 2), ("2030-06-10T12:00:00Z", 1)):
-        for i in range(n):
-            assert api.redeem(c, user=f"w{i}", now=when).status_code == 201
+    for when, n in (("2030-06-10T10:00:0%dZ", 3), ("2030-06-01T10:00:0%dZ", 3),  # shipped late
+                    ("2030-06-20T10:00:0%dZ", 2), ("2030-06-10T12:00:0%dZ", 1)):
+        for i in range(n):  # seconds running backwards, so ts order is not txn_id order
+            assert api.redeem(c, user=f"w{i}", now=when % (n - i)).status_code == 201
         drained(d)  # each group in its own shipping transactions
     windows = [("2030-06-01T00:00:00Z", None), ("2030-06-05T00:00:00Z", None),
                ("2030-06-01T00:00:00Z", "2030-06-05T00:00:00Z"),
                ("2030-06-10T11:00:00Z", "2030-06-15T00:00:00Z"),
                ("2030-06-21T00:00:00Z", None), ("2030-05-01T00:00:00Z", "2030-05-02T00:00:00Z"),
-               ("2030-06-10T10:00:00Z", "2030-06-10T10:00:00.001Z")]
+               ("2030-06-10T10:00:01Z", "2030-06-10T10:00:01.001Z"),
+               ("2030-06-10T10:00:02Z", "2030-06-10T12:00:00Z")]
 
     def check():
         for frm, to in windows:
             want = [r[0] for r in sql(db, "SELECT txn_id FROM transactions WHERE code = %s AND "
                                           "ts >= %s AND ts < coalesce(%s::timestamptz, 'infinity') "
-                                          "ORDER BY txid, txn_id", c, frm, to)]
+                                          "ORDER BY txid, ts, txn_id", c, frm, to)]
             q = f"&code={c}&from={frm}" + (f"&to={to}" if to else "")
             for limit in (1, 2, 50):
                 assert [t["txn_id"] for t in all_pages(fraud, q, limit=limit)] == want, (q, limit)
