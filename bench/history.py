@@ -217,7 +217,8 @@ def reads(total, hot, arch):
     def since(secs):  # the last hour or day of the history
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(newest) - secs))
 
-    mid = sql("SELECT txid::text || '.' || txn_id FROM transactions ORDER BY txid, txn_id "
+    mid = sql("SELECT txid::text || '.' || (extract(epoch FROM ts) * 1000000)::bigint || '.' || "
+              "txn_id FROM transactions ORDER BY txid, ts, txn_id "
               "OFFSET %s LIMIT 1", total // 2)[0][0]
     user = sql("SELECT user_id FROM transactions WHERE user_id IS NOT NULL "
                "ORDER BY user_id LIKE 'hu%%' DESC LIMIT 1")[0][0]

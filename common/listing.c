@@ -235,15 +235,17 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
 
 /* ---- GET /v1/transactions ---------------------------------------------------------------- */
 
-/* Pages walk (txid, txn_id): the inserting transaction's id, then the transaction id. Each
+/* Pages walk the inserting transaction's id first (txid), then the row's time and id: each
  * page stops below the oldest transaction still running, so a row committed after a cursor
  * was handed out always sorts after it: pages neither skip nor repeat rows while the
- * shipper keeps inserting. A time window walks (txid, ts, txn_id) instead, the page index's
- * own order (014): each shipping transaction the window reaches is entered at the window's
- * start, so a transaction that spans a day (a backlog shipped after an outage) costs the
- * window's rows in it, not all of its rows. Its cursor carries ts, in microseconds. */
+ * shipper keeps inserting. (txid, ts, txn_id) is the page index's own order (014): a time
+ * window enters each shipping transaction it reaches at the window's start, so a transaction
+ * that spans a day (a backlog shipped after an outage) costs the window's rows in it, not
+ * all of its rows; a cursor seeks straight to its row. A filter with a page index of its own,
+ * (filter, txid, txn_id), walks (txid, txn_id) instead when there is no window. The cursor
+ * names the order's columns; ts in microseconds. */
 #define TX_PAGE_KEY "txid::text || '.' || txn_id"
-#define TX_WINDOW_PAGE_KEY                                                                         \
+#define TX_TS_PAGE_KEY                                                                             \
     "txid::text || '.' || (extract(epoch FROM ts) * 1000000)::bigint || '.' || txn_id"
 #define TX_COLUMNS                                                                                 \
     " AS page_key, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, outcome, reason, code, " \
@@ -251,25 +253,24 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
     "balance_after, currency, host(client_ip), api_key_id, request_id FROM transactions "          \
     "WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
 
-/* cursor "<txid>.<txn_id>", or "<txid>.<µs>.<txn_id>" in a window: the page order's columns */
-static int tx_cursor(struct build *b, const char *v, int window)
+/* cursor "<txid>.<µs>.<txn_id>", or "<txid>.<txn_id>" when the listing walks (txid, txn_id) */
+static int tx_cursor(struct build *b, const char *v, int ts_order)
 {
     const char *bad_cursor = "is not a cursor this service issued";
     const char *d1 = strchr(v, '.');
     const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!d1 || (d2 != NULL) != (window != 0))
+    if (!d1 || (d2 != NULL) != (ts_order != 0))
         return bad(b, "cursor",
-                   d1 && window ? "belongs to a listing without from"
-                   : d1         ? "belongs to a listing with from"
-                                : bad_cursor);
-    const char *id = window ? d2 + 1 : d1 + 1;
+                   d1 ? "belongs to a listing with other filters; start again without it"
+                      : bad_cursor);
+    const char *id = ts_order ? d2 + 1 : d1 + 1;
     size_t tl = (size_t)(d1 - v);
     if (tl == 0 || tl > 20 || strspn(v, "0123456789") != tl || !*id ||
         strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(id))
         return bad(b, "cursor", bad_cursor);
     char txid[24], us[24];
     snprintf(txid, sizeof(txid), "%.*s", (int)tl, v);
-    if (!window) {
+    if (!ts_order) {
         cond(b, " AND (txid, txn_id) > ($", rd_stmt_param(b->st, txid), "::xid8, ");
         cond(b, "$", rd_stmt_param(b->st, id), ")");
         return 0;
@@ -326,9 +327,12 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
     struct qvals q[TQ__COUNT] = {{0}};
     if (gather(b, query, qs, tx_rules, q) < 0)
         return -1;
-    int window = q[TQ_FROM].n > 0;
-    rd_sbuf_addstr(&b->st->sql, window ? "SELECT " TX_WINDOW_PAGE_KEY TX_COLUMNS
-                                       : "SELECT " TX_PAGE_KEY TX_COLUMNS);
+    int ts_order = 1; /* (txid, ts, txn_id); else (txid, txn_id) */
+    for (int f = TQ_CODE; f <= TQ_REASON && !q[TQ_FROM].n; f++)
+        if (f != TQ_OUTCOME && q[f].n > 0)
+            ts_order = 0; /* walks its filter's (filter, txid, txn_id) index */
+    rd_sbuf_addstr(&b->st->sql, ts_order ? "SELECT " TX_TS_PAGE_KEY TX_COLUMNS
+                                         : "SELECT " TX_PAGE_KEY TX_COLUMNS);
 
     char codes[RD_FILTER_MAX_VALUES][RD_CODE_MAX + 1];
     struct qvals qcodes = q[TQ_CODE];
@@ -380,9 +384,9 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
                      "$%d::timestamptz%s))",
                      from, to_cond);
     }
-    if (q[TQ_CURSOR].n && tx_cursor(b, q[TQ_CURSOR].v[0], window) < 0)
+    if (q[TQ_CURSOR].n && tx_cursor(b, q[TQ_CURSOR].v[0], ts_order) < 0)
         return -1;
-    const char *order = window ? " ORDER BY txid, ts, txn_id" : " ORDER BY txid, txn_id";
+    const char *order = ts_order ? " ORDER BY txid, ts, txn_id" : " ORDER BY txid, txn_id";
     if (split < 0) {
         rd_sbuf_addstr(&b->st->sql, order);
         return 0;
@@ -395,10 +399,10 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         rd_sbuf_addf(&b->st->sql, "%s(%s AND %s %s ($%d::%s[])[%d]%s LIMIT %ld)",
                      i ? " UNION ALL " : "", where, indexed[split].col, indexed[split].op, arr,
                      indexed[split].type, i + 1, order, *limit + 1);
-    rd_sbuf_addstr(&b->st->sql, window ? ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
-                                         "split_part(t.page_key, '.', 2)::bigint, t.txn_id"
-                                       : ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
-                                         "t.txn_id");
+    rd_sbuf_addstr(&b->st->sql, ts_order ? ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
+                                           "split_part(t.page_key, '.', 2)::bigint, t.txn_id"
+                                         : ") t ORDER BY split_part(t.page_key, '.', 1)::numeric, "
+                                           "t.txn_id");
     free(where);
     return 0;
 }

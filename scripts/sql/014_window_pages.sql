@@ -4,9 +4,9 @@
 -- shipper keeps up, the whole outage when it ships a backlog (bench/history's synthetic
 -- backlog: batches spanning two days, an hour's page 96-148 ms at 10M rows). The page index
 -- gets ts between txid and txn_id, so each probed transaction is entered at the window's start
--- and costs its rows inside the window (0.3 ms on the same ledger); windows page in
--- (txid, ts, txn_id), common/listing.c. Other pages keep (txid, txn_id): one inserting
--- transaction (at most ship_batch rows) is sorted per page.
+-- and costs its rows inside the window (0.3 ms on the same ledger); pages walk
+-- (txid, ts, txn_id) (common/listing.c), and a cursor seeks straight to its row. A filter with
+-- its own (filter, txid, txn_id) index and no window keeps walking (txid, txn_id).
 --
 -- Building it reads the ledger once (13 s per ten million rows here); run migrations with
 -- redeemd stopped (README, upgrading).

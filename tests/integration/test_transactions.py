@@ -80,8 +80,10 @@ def test_filters_and_scopes(ledger):
                      ("kind=steal", "kind"), ("outcome=maybe", "outcome"),
                      ("client_ip=1.2.3", "client_ip"), ("client_ip=1.2.3.4/33", "client_ip"),
                      ("from=yesterday", "from"), ("cursor=abc", "cursor"),
-                     ("cursor=12.5.abc", "cursor"),  # a window's cursor needs its from
-                     ("from=2030-06-01T00:00:00Z&cursor=12.abc", "cursor"),  # and the reverse
+                     # a cursor names its listing's order: (txid, ts, txn_id), or (txid, txn_id)
+                     # for a filter with its own page index and no window
+                     ("cursor=12.abc", "cursor"), ("code=SAVE10&cursor=12.5.abc", "cursor"),
+                     ("from=2030-06-01T00:00:00Z&cursor=12.abc", "cursor"),
                      ("from=2030-06-01T00:00:00Z&cursor=12.x.abc", "cursor"),
                      ("from=2030-06-01T00:00:00Z&cursor=12.123456789012345678.abc", "cursor"),
                      ("from=2030-06-01T00:00:00Z&cursor=12..abc", "cursor"),
@@ -229,7 +231,12 @@ def test_any_of_pages_in_page_order(ledger):
         if i % 3 == 0:
             drained(d)  # rows of several shipping transactions, interleaved
     drained(d)
-    every = all_pages(fraud, limit=1000)
+    # the ledger in the order a filter with its own page index walks without a window
+    every = [dict(zip(("txn_id", "code", "user_id", "client_ip", "kind"), r)) for r in
+             sql(db, "SELECT txn_id, code, user_id, host(client_ip), kind FROM transactions "
+                     "ORDER BY txid, txn_id")]
+    assert sorted(t["txn_id"] for t in all_pages(fraud, limit=1000)) == \
+        sorted(t["txn_id"] for t in every)
     for query, keep in [
             (f"&code={a}&code={b}", lambda t: t["code"] in (a, b)),
             (f"&code={b}&code={a}&code=NOPE-1", lambda t: t["code"] in (a, b)),
