@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rd/cluster.h"
 #include "rd/config.h"
 #include "rd/request.h"
 #include "rd/log.h"
@@ -37,6 +38,11 @@ static const struct setting settings[] = {
     {"redis_host", C_STR, OFF(redis_host), SZ(redis_host), 0, 0, "127.0.0.1",
      "Redis host; a name is resolved once at start (no DNS on the event loops)"},
     {"redis_port", C_INT, OFF(redis_port), 0, 1, 65535, "6379", "Redis port"},
+    {"redis_cluster", C_STR, OFF(redis_cluster), SZ(redis_cluster), 0, 0, "",
+     "Redis Cluster: seed nodes ip:port[,ip:port...]; empty: the one Redis at "
+     "redis_host:redis_port"},
+    {"redis_cluster_refresh_ms", C_INT, OFF(redis_cluster_refresh_ms), 0, 100, 600000, "2000",
+     "how often the cluster's slot map is read again (also at once on a redirection)"},
     {"redis_timeout_ms", C_INT, OFF(redis_timeout_ms), 0, 10, 60000, "2000",
      "a Redis call slower than this drops the connection and answers 503"},
     {"pg_conninfo", C_STR, OFF(pg_conninfo), SZ(pg_conninfo), 0, 0,
@@ -385,6 +391,14 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
     if (cfg->redis_host[0] == '\0') {
         snprintf(err, errlen, "redis_host must not be empty");
         return -1;
+    }
+    if (cfg->redis_cluster[0]) {
+        struct rd_cluster_node seeds[RD_CLUSTER_NODES_MAX];
+        const char *why;
+        if (rd_cluster_seeds_parse(cfg->redis_cluster, seeds, RD_CLUSTER_NODES_MAX, &why) < 0) {
+            snprintf(err, errlen, "redis_cluster %s (got \"%s\")", why, cfg->redis_cluster);
+            return -1;
+        }
     }
     if (strcmp(cfg->metrics, "loopback") != 0 && strcmp(cfg->metrics, "any") != 0 &&
         strcmp(cfg->metrics, "off") != 0 && rd_ip_in_list(cfg->metrics, "127.0.0.1") < 0) {

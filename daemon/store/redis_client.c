@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  *
- * hiredis 0.14 async wrapper: connect, script loading, watchdog, reconnect.
+ * hiredis 0.14 async client: connections per node, script loading, watchdog, reconnect, and
+ * in a cluster the slot map and the redirections (see redis_client.h).
  */
 #include <hiredis/adapters/libevent.h>
 #include <stdio.h>
@@ -10,183 +11,134 @@
 #include <time.h>
 
 #include "store/redis_client.h"
+#include "rd/keys.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
 #include "rd/lua_scripts.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define WATCHDOG_MS    50
+#define WATCHDOG_MS    10 /* also the pace of resends after a redirection */
+#define RETRY_MS       50 /* after TRYAGAIN or CLUSTERDOWN */
+#define REFRESH_GAP_MS 100
 
-static void schedule_reconnect(struct rd_redis *r)
+static void connect_now(struct rd_rconn *k);
+static int send_on(struct rd_rconn *k, struct rd_rcall *c);
+static void conn_ready(struct rd_rconn *k);
+static void conn_lost(struct rd_rconn *k);
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void schedule_reconnect(struct rd_rconn *k)
 {
-    r->state = RD_REDIS_CLOSED;
-    r->ac = NULL;
-    int ms = r->backoff_ms;
+    struct rd_redis *r = k->owner;
+    k->state = RD_REDIS_CLOSED;
+    k->ac = NULL;
+    int ms = k->backoff_ms;
     /* +-25% jitter so that every worker does not hit a restarting Redis at once
-     * (xorshift64*: this thread's own, seeded from the CSPRNG at start) */
+     * (xorshift64*: this worker's own, seeded from the CSPRNG at start) */
     r->jitter ^= r->jitter >> 12;
     r->jitter ^= r->jitter << 25;
     r->jitter ^= r->jitter >> 27;
     ms += (int)((r->jitter * 2685821657736338717ULL >> 33) % (uint64_t)(ms / 2 + 1)) - ms / 4;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(r->reconnect_ev, &tv);
-    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+    evtimer_add(k->reconnect_ev, &tv);
+    k->backoff_ms = k->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : k->backoff_ms * 2;
+    conn_lost(k);
 }
 
 /* Detaches and frees the context; hiredis completes every pending call with NULL. */
-static void drop(struct rd_redis *r, const char *why)
+static void drop(struct rd_rconn *k, const char *why)
 {
-    redisAsyncContext *ac = r->ac;
+    redisAsyncContext *ac = k->ac;
     if (!ac)
         return;
-    rd_warn("event=redis_drop reason=\"%s\" inflight=%d", why, r->inflight);
+    rd_warn("event=redis_drop node=%s:%d reason=\"%s\" inflight=%d", k->host, k->port, why,
+            k->inflight);
     ac->data = NULL;
-    r->ac = NULL;
+    k->ac = NULL;
     redisAsyncFree(ac);
-    r->inflight = 0;
-    schedule_reconnect(r);
+    k->inflight = 0;
+    schedule_reconnect(k);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
-    struct rd_redis *r = ac->data;
-    if (!r)
+    struct rd_rconn *k = ac->data;
+    if (!k)
         return;
     if (status != REDIS_OK) {
         /* hiredis frees the context itself after a failed connect. */
-        rd_debug("event=redis_connect_failed err=\"%s\"", ac->errstr);
-        r->inflight = 0;
-        schedule_reconnect(r);
+        rd_debug("event=redis_connect_failed node=%s:%d err=\"%s\"", k->host, k->port, ac->errstr);
+        k->inflight = 0;
+        schedule_reconnect(k);
     }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    struct rd_redis *r = ac->data;
+    struct rd_rconn *k = ac->data;
     (void)status;
-    if (!r)
+    if (!k)
         return;
-    rd_warn("event=redis_disconnected err=\"%s\"", ac->errstr);
-    r->inflight = 0;
-    schedule_reconnect(r);
+    rd_warn("event=redis_disconnected node=%s:%d err=\"%s\"", k->host, k->port, ac->errstr);
+    k->inflight = 0;
+    schedule_reconnect(k);
 }
 
-static void load_done(struct rd_redis *r, int ok, const char *what)
+static void progress(struct rd_rconn *k)
 {
-    if (!ok && !r->load_failed) {
-        r->load_failed = 1;
-        rd_error("event=redis_setup_failed what=\"%s\"", what);
+    k->inflight--;
+    k->last_progress_ms = rd_mono_ms();
+}
+
+static void load_done(struct rd_rconn *k, int ok, const char *what)
+{
+    if (!ok && !k->load_failed) {
+        k->load_failed = 1;
+        rd_error("event=redis_setup_failed node=%s:%d what=\"%s\"", k->host, k->port, what);
     }
-    if (--r->loads_pending > 0)
+    if (--k->loads_pending > 0)
         return;
-    if (r->load_failed) {
-        drop(r, "setup failed");
+    if (k->load_failed) {
+        drop(k, "setup failed");
         return;
     }
-    r->state = RD_REDIS_READY;
-    r->backoff_ms = BACKOFF_MIN_MS;
-    rd_info("event=redis_ready scripts=%zu reconnects=%llu", rd_lua_script_count,
-            rd_counter_get(&r->reconnects));
-    if (r->on_ready)
-        r->on_ready(r, r->on_ready_arg);
+    k->state = RD_REDIS_READY;
+    k->backoff_ms = BACKOFF_MIN_MS;
+    rd_info("event=redis_ready node=%s:%d scripts=%zu reconnects=%llu", k->host, k->port,
+            rd_lua_script_count, rd_counter_get(&k->owner->reconnects));
+    conn_ready(k);
 }
 
 static void on_script_loaded(redisAsyncContext *ac, void *reply_, void *priv)
 {
     redisReply *reply = reply_;
-    struct rd_redis *r = ac->data;
+    struct rd_rconn *k = ac->data;
     const struct rd_lua_script *s = &rd_lua_scripts[(intptr_t)priv];
-    if (!r)
+    if (!k)
         return;
-    r->inflight--;
-    r->last_progress_ms = rd_mono_ms();
+    progress(k);
     if (!reply)
         return; /* the connection failed; on_connect/on_disconnect handle it */
-    int ok = reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 &&
+    int ok = reply->type == REDIS_REPLY_STRING && reply->len == 40 &&
              memcmp(reply->str, s->sha1, 40) == 0;
-    if (reply && !ok)
+    if (!ok)
         rd_error("event=script_load_failed script=%s reply=\"%.*s\"", s->name,
                  reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STRING
                      ? (int)reply->len
                      : 0,
                  reply->str ? reply->str : "");
-    load_done(r, ok, s->name);
-}
-
-static void on_meta(redisAsyncContext *ac, void *reply_, void *priv)
-{
-    redisReply *reply = reply_;
-    struct rd_redis *r = ac->data;
-    (void)priv;
-    if (!r)
-        return;
-    r->inflight--;
-    r->last_progress_ms = rd_mono_ms();
-    if (!reply)
-        return;
-    int ok = 0;
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-        ok = atoi(reply->str) == r->cfg->buckets;
-        if (!ok)
-            rd_error("event=bucket_mismatch redis_buckets=%s config_buckets=%d "
-                     "msg=\"this Redis was installed with another bucket count; set "
-                     "buckets=%s\"",
-                     reply->str, r->cfg->buckets, reply->str);
-    }
-    load_done(r, ok, "rd:meta buckets");
+    load_done(k, ok, s->name);
 }
 
 static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct rd_redis *r = ac->data;
+    struct rd_rconn *k = ac->data;
     (void)reply;
     (void)priv;
-    if (r) {
-        r->inflight--;
-        r->last_progress_ms = rd_mono_ms();
-    }
-}
-
-static void connect_now(struct rd_redis *r)
-{
-    redisAsyncContext *ac = redisAsyncConnect(r->cfg->redis_host, r->cfg->redis_port);
-    if (!ac) {
-        schedule_reconnect(r);
-        return;
-    }
-    if (ac->err) {
-        rd_debug("event=redis_connect_failed err=\"%s\"", ac->errstr);
-        redisAsyncFree(ac);
-        schedule_reconnect(r);
-        return;
-    }
-    rd_counter_inc(&r->reconnects, 1);
-    r->ac = ac;
-    ac->data = r;
-    r->state = RD_REDIS_CONNECTING;
-    r->connect_started_ms = r->last_progress_ms = rd_mono_ms();
-    r->load_failed = 0;
-    r->inflight = 0;
-    redisLibeventAttach(ac, r->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-
-    /* Queued now; hiredis sends them once the socket connects. */
-    char buckets[16];
-    snprintf(buckets, sizeof(buckets), "%d", r->cfg->buckets);
-    const char *setnx[] = {"HSETNX", "rd:meta", "buckets", buckets};
-    const char *get[] = {"HGET", "rd:meta", "buckets"};
-    r->loads_pending = 1 + (int)rd_lua_script_count;
-    redisAsyncCommandArgv(ac, on_ignored, NULL, 4, setnx, NULL);
-    redisAsyncCommandArgv(ac, on_meta, NULL, 3, get, NULL);
-    r->inflight += 2;
-    for (size_t i = 0; i < rd_lua_script_count; i++) {
-        const char *argv[] = {"SCRIPT", "LOAD", rd_lua_scripts[i].body};
-        size_t lens[] = {6, 4, rd_lua_scripts[i].len};
-        redisAsyncCommandArgv(ac, on_script_loaded, (void *)(intptr_t)i, 3, argv, lens);
-        r->inflight++;
-    }
+    if (k)
+        progress(k);
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
@@ -196,19 +148,466 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
     connect_now(arg);
 }
 
+static void connect_now(struct rd_rconn *k)
+{
+    struct rd_redis *r = k->owner;
+    redisAsyncContext *ac = redisAsyncConnect(k->host, k->port);
+    if (!ac) {
+        schedule_reconnect(k);
+        return;
+    }
+    if (ac->err) {
+        rd_debug("event=redis_connect_failed node=%s:%d err=\"%s\"", k->host, k->port, ac->errstr);
+        redisAsyncFree(ac);
+        schedule_reconnect(k);
+        return;
+    }
+    rd_counter_inc(&r->reconnects, 1);
+    k->ac = ac;
+    ac->data = k;
+    k->state = RD_REDIS_CONNECTING;
+    k->connect_started_ms = k->last_progress_ms = rd_mono_ms();
+    k->load_failed = 0;
+    k->inflight = 0;
+    redisLibeventAttach(ac, r->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* Queued now; hiredis sends them once the socket connects. */
+    k->loads_pending = (int)rd_lua_script_count;
+    for (size_t i = 0; i < rd_lua_script_count; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", rd_lua_scripts[i].body};
+        size_t lens[] = {6, 4, rd_lua_scripts[i].len};
+        redisAsyncCommandArgv(ac, on_script_loaded, (void *)(intptr_t)i, 3, argv, lens);
+        k->inflight++;
+    }
+}
+
+/* The connection to node idx of the map (cluster) or to the one Redis (idx 0), made on
+ * first use. NULL when the table is full. */
+static struct rd_rconn *conn_at(struct rd_redis *r, int idx, const char *host, int port)
+{
+    if (idx < 0 || idx >= RD_CLUSTER_NODES_MAX)
+        return NULL;
+    if (idx < r->nconns && r->conns[idx])
+        return r->conns[idx];
+    struct rd_rconn *k = calloc(1, sizeof(*k));
+    if (!k)
+        abort(); /* only out of memory */
+    k->owner = r;
+    k->idx = idx;
+    snprintf(k->host, sizeof(k->host), "%s", host);
+    k->port = port;
+    k->backoff_ms = BACKOFF_MIN_MS;
+    k->reconnect_ev = evtimer_new(r->base, on_reconnect_timer, k);
+    if (!k->reconnect_ev)
+        abort();
+    r->conns[idx] = k;
+    if (idx >= r->nconns)
+        r->nconns = idx + 1;
+    connect_now(k);
+    return k;
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+static struct rd_rconn *conn_of_slot(struct rd_redis *r, int slot)
+{
+    if (!r->cluster)
+        return r->conns[0];
+    if (slot < 0) { /* any node that is up */
+        for (int i = 0; i < r->nconns; i++)
+            if (r->conns[i] && r->conns[i]->state == RD_REDIS_READY)
+                return r->conns[i];
+        return NULL;
+    }
+    int idx = r->map->slot_node[slot];
+    return idx == RD_SLOT_NONE || idx >= r->nconns ? NULL : r->conns[idx];
+}
+
+static int slot_of(const char *key)
+{
+    return rd_cluster_keyslot(key, strlen(key));
+}
+
+/* READY when the install is checked and every slot's node is READY */
+static void update_state(struct rd_redis *r)
+{
+    enum rd_redis_state was = r->state;
+    int ok = r->meta_ok;
+    if (ok && !r->cluster) {
+        ok = r->conns[0]->state == RD_REDIS_READY;
+    } else if (ok) {
+        int up[RD_CLUSTER_NODES_MAX] = {0};
+        for (int i = 0; i < r->nconns; i++)
+            up[i] = r->conns[i] && r->conns[i]->state == RD_REDIS_READY;
+        for (int s = 0; s < RD_CLUSTER_SLOTS && ok; s++) {
+            int idx = r->map->slot_node[s];
+            ok = idx != RD_SLOT_NONE && idx < r->nconns && up[idx];
+        }
+    }
+    r->state = ok ? RD_REDIS_READY : RD_REDIS_CONNECTING;
+    if (r->state == RD_REDIS_READY && was != RD_REDIS_READY) {
+        rd_info("event=redis_routes_ready nodes=%d cluster=%d", r->nconns, r->cluster);
+        if (r->on_ready)
+            r->on_ready(r, r->on_ready_arg);
+    }
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply_, void *priv);
+
+/* Formats nothing: c->cmd is already the RESP bytes. */
+static int send_on(struct rd_rconn *k, struct rd_rcall *c)
+{
+    if (!k || k->state != RD_REDIS_READY || !k->ac)
+        return -1;
+    if (c->asking) {
+        redisAsyncCommand(k->ac, on_ignored, NULL, "ASKING");
+        k->inflight++;
+    }
+    c->conn = k;
+    c->sent_us = rd_mono_us();
+    if (redisAsyncFormattedCommand(k->ac, on_reply, c, c->cmd, (size_t)c->cmdlen) != REDIS_OK)
+        return -1;
+    if (k->inflight++ == 0)
+        k->last_progress_ms = rd_mono_ms();
+    return 0;
+}
+
+static void finish(struct rd_redis *r, struct rd_rcall *c, redisReply *reply)
+{
+    if (reply)
+        rd_mhist_observe(&r->rtt, (uint64_t)(rd_mono_us() - c->sent_us));
+    free(c->cmd); /* before the callback, which may free c with its request */
+    c->cmd = NULL;
+    c->cb(r, reply, c->arg);
+}
+
+/* The call goes out again from the watchdog tick at due_ms (or at once if 0). */
+static void wait_and_resend(struct rd_redis *r, struct rd_rcall *c, int delay_ms)
+{
+    c->due_ms = rd_mono_ms() + delay_ms;
+    c->next_wait = r->waiting;
+    r->waiting = c;
+}
+
+static void resend_waiting(struct rd_redis *r)
+{
+    struct rd_rcall *list = r->waiting, *keep = NULL;
+    r->waiting = NULL;
+    int64_t now = rd_mono_ms();
+    while (list) {
+        struct rd_rcall *c = list;
+        list = c->next_wait;
+        c->next_wait = NULL;
+        if (c->due_ms > now) {
+            c->next_wait = keep;
+            keep = c;
+            continue;
+        }
+        struct rd_rconn *k = c->target >= 0 && c->target < r->nconns ? r->conns[c->target]
+                                                                     : conn_of_slot(r, c->slot);
+        if (send_on(k, c) == 0)
+            continue;
+        if (now - c->first_ms > r->cfg->redis_timeout_ms) {
+            finish(r, c, NULL); /* never ran, but the caller answers the same 503 */
+            continue;
+        }
+        c->due_ms = now + WATCHDOG_MS;
+        c->next_wait = keep;
+        keep = c;
+    }
+    /* calls added by callbacks above stay too */
+    while (keep) {
+        struct rd_rcall *c = keep;
+        keep = c->next_wait;
+        c->next_wait = r->waiting;
+        r->waiting = c;
+    }
+}
+
+/* A redirection or a cluster state error: 1 if the call will go out again. */
+static int redirected(struct rd_redis *r, struct rd_rcall *c, const redisReply *reply)
+{
+    if (!r->cluster || c->redirects >= RD_REDIS_REDIRECTS_MAX)
+        return 0;
+    struct rd_redirection to;
+    enum rd_redirect kind = rd_cluster_redirect_parse(reply->str, reply->len, &to);
+    if (kind != RD_REDIRECT_NONE) {
+        const char *host = to.host[0] ? to.host : c->conn->host;
+        int idx = rd_slotmap_node(r->map, host, strlen(host), to.port);
+        if (idx < 0 || !conn_at(r, idx, host, to.port))
+            return 0;
+        c->redirects++;
+        rd_counter_inc(&r->redirects, 1);
+        if (kind == RD_REDIRECT_MOVED) {
+            r->map->slot_node[to.slot] = (uint16_t)idx;
+            r->refresh_soon = 1;
+            c->target = -1;
+            c->asking = 0;
+        } else {
+            c->target = idx;
+            c->asking = 1;
+        }
+        if (send_on(r->conns[idx], c) == 0)
+            return 1;
+        wait_and_resend(r, c, 0);
+        return 1;
+    }
+    if (strncmp(reply->str, "TRYAGAIN", 8) == 0 || strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+        c->redirects++;
+        c->target = -1;
+        c->asking = 0;
+        r->refresh_soon = 1;
+        wait_and_resend(r, c, RETRY_MS);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    redisReply *reply = reply_;
+    struct rd_rcall *c = priv;
+    struct rd_redis *r = c->redis;
+    struct rd_rconn *k = c->conn;
+    /* ac->data is NULL once we dropped the connection; c->conn stays valid regardless. */
+    if (ac->data)
+        progress(k);
+    if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && ac->data) {
+        /* The script cache was flushed under us. NOSCRIPT means the script did not run, so
+         * loading it and sending the call again, in order on this connection, is safe. */
+        const struct rd_lua_script *s = &rd_lua_scripts[c->script];
+        const char *argv[] = {"SCRIPT", "LOAD", s->body};
+        size_t lens[] = {6, 4, s->len};
+        rd_warn("event=noscript node=%s:%d script=%s action=reload", k->host, k->port, s->name);
+        redisAsyncCommandArgv(k->ac, on_ignored, NULL, 3, argv, lens);
+        k->inflight++;
+        c->retried = 1;
+        c->asking = 0;
+        if (send_on(k, c) == 0)
+            return;
+        reply = NULL;
+    }
+    if (reply && reply->type == REDIS_REPLY_ERROR && redirected(r, c, reply))
+        return;
+    if (!reply && r->cluster)
+        r->refresh_soon = 1; /* the node may be gone: a failover moves its slots */
+    finish(r, c, reply);
+}
+
+/* Sends without the install check (the check's own calls, the map's). */
+static int route(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *c)
+{
+    c->redis = r;
+    c->script = cmd->script;
+    c->retried = c->redirects = c->asking = 0;
+    c->target = -1;
+    c->next_wait = NULL;
+    c->slot = r->cluster ? rd_cmd_slot(cmd) : -1;
+    c->first_ms = rd_mono_ms();
+    struct rd_rconn *k = conn_of_slot(r, c->slot);
+    if (!k || k->state != RD_REDIS_READY)
+        return -1;
+    c->cmd = NULL;
+    c->cmdlen = redisFormatCommandArgv(&c->cmd, cmd->argc, (const char **)cmd->argv, cmd->lens);
+    if (c->cmdlen < 0 || !c->cmd)
+        abort(); /* only out of memory */
+    if (send_on(k, c) < 0) {
+        free(c->cmd);
+        c->cmd = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int rd_redis_call(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *c)
+{
+    const char *why;
+    if (rd_cmd_check(cmd, &why) < 0) {
+        rd_error("event=bad_command script=%s why=\"%s\"",
+                 cmd->script >= 0 ? rd_lua_scripts[cmd->script].name : cmd->argv[0], why);
+        return -2;
+    }
+    if (!r->meta_ok)
+        return -1;
+    return route(r, cmd, c);
+}
+
+/* ---- the install check: rd:meta buckets -------------------------------------------------- */
+
+static void on_meta(struct rd_redis *r, redisReply *reply, void *arg)
+{
+    (void)arg;
+    r->meta_pending = 0;
+    int ok = 0;
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        ok = atoi(reply->str) == r->cfg->buckets;
+        if (!ok)
+            rd_error("event=bucket_mismatch redis_buckets=%s config_buckets=%d "
+                     "msg=\"this Redis was installed with another bucket count; set "
+                     "buckets=%s\"",
+                     reply->str, r->cfg->buckets, reply->str);
+    } else if (reply) {
+        rd_error("event=redis_setup_failed what=\"rd:meta buckets\" reply=\"%.*s\"",
+                 reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    }
+    r->meta_ok = ok;
+    if (!ok) {
+        /* a wrong install stays refused; a lost reply is asked again by the next tick */
+        struct rd_rconn *k = conn_of_slot(r, slot_of(RD_KEY_META));
+        if (reply && k)
+            drop(k, "setup failed");
+    }
+    update_state(r);
+}
+
+static void on_meta_set(struct rd_redis *r, redisReply *reply, void *arg)
+{
+    (void)r;
+    (void)reply;
+    (void)arg;
+}
+
+static void check_meta(struct rd_redis *r)
+{
+    if (r->meta_pending)
+        return;
+    char buckets[16];
+    snprintf(buckets, sizeof(buckets), "%d", r->cfg->buckets);
+    struct rd_cmd set, get;
+    rd_cmd_plain(&set);
+    rd_cmd_push(&set, "HSETNX", 6);
+    rd_cmd_push(&set, RD_KEY_META, strlen(RD_KEY_META));
+    rd_cmd_push(&set, "buckets", 7);
+    rd_cmd_push(&set, buckets, strlen(buckets));
+    rd_cmd_plain(&get);
+    rd_cmd_push(&get, "HGET", 4);
+    rd_cmd_push(&get, RD_KEY_META, strlen(RD_KEY_META));
+    rd_cmd_push(&get, "buckets", 7);
+    r->meta_calls[0].cb = on_meta_set;
+    r->meta_calls[1].cb = on_meta;
+    /* in order on one connection: the HGET sees the HSETNX */
+    if (route(r, &set, &r->meta_calls[0]) < 0)
+        return;
+    if (route(r, &get, &r->meta_calls[1]) < 0)
+        return; /* the set's reply arrives; the next tick asks again */
+    r->meta_pending = 1;
+}
+
+/* ---- the slot map (cluster) --------------------------------------------------------------- */
+
+static void on_slots(struct rd_redis *r, redisReply *reply, void *arg)
+{
+    (void)arg;
+    r->refresh_pending = 0;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        r->refresh_soon = 1;
+        return;
+    }
+    /* [[start, end, [host, port, id, ...], replicas...], ...] */
+    uint16_t before[RD_CLUSTER_SLOTS];
+    memcpy(before, r->map->slot_node, sizeof(before));
+    for (int s = 0; s < RD_CLUSTER_SLOTS; s++)
+        r->map->slot_node[s] = RD_SLOT_NONE;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        const redisReply *h = e->element[2]->element[0];
+        /* an empty or "?" host: the node does not know its address; it is the one asked */
+        const char *host =
+            h->len == 0 || (h->len == 1 && h->str[0] == '?') ? r->refresh_call.conn->host : h->str;
+        int port = (int)e->element[2]->element[1]->integer;
+        int idx = rd_slotmap_node(r->map, host, strlen(host), port);
+        if (idx < 0) {
+            rd_error("event=cluster_map_refused node=%s:%d why=\"more than %d nodes, or a bad "
+                     "address\"",
+                     host, port, RD_CLUSTER_NODES_MAX);
+            continue;
+        }
+        if (!conn_at(r, idx, host, port))
+            continue;
+        rd_slotmap_assign(r->map, (int)e->element[0]->integer, (int)e->element[1]->integer, idx);
+    }
+    if (memcmp(before, r->map->slot_node, sizeof(before)) != 0)
+        rd_info("event=cluster_map nodes=%d uncovered=%d", r->nconns, rd_slotmap_uncovered(r->map));
+    update_state(r);
+}
+
+static void refresh_map(struct rd_redis *r)
+{
+    if (r->refresh_pending)
+        return;
+    struct rd_cmd cmd;
+    rd_cmd_plain(&cmd);
+    rd_cmd_push(&cmd, "CLUSTER", 7);
+    rd_cmd_push(&cmd, "SLOTS", 5);
+    r->refresh_call.cb = on_slots;
+    if (route(r, &cmd, &r->refresh_call) == 0) {
+        r->refresh_pending = 1;
+        r->refresh_soon = 0;
+        r->next_refresh_ms = rd_mono_ms() + r->cfg->redis_cluster_refresh_ms;
+    }
+}
+
+/* ---- a connection's state changes ---------------------------------------------------------- */
+
+static void conn_ready(struct rd_rconn *k)
+{
+    struct rd_redis *r = k->owner;
+    if (r->cluster) {
+        r->refresh_soon = 1;
+        refresh_map(r);
+    }
+    /* a new connection to the node of rd:meta may be another Redis: check it again */
+    if (k == conn_of_slot(r, r->cluster ? slot_of(RD_KEY_META) : -1)) {
+        r->meta_ok = 0;
+        check_meta(r);
+    }
+    update_state(r);
+}
+
+static void conn_lost(struct rd_rconn *k)
+{
+    struct rd_redis *r = k->owner;
+    if (r->cluster)
+        r->refresh_soon = 1;
+    update_state(r);
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     struct rd_redis *r = arg;
     (void)fd;
     (void)what;
-    if (!r->ac)
-        return;
     int64_t now = rd_mono_ms();
-    if (r->state == RD_REDIS_CONNECTING && now - r->connect_started_ms > r->cfg->redis_timeout_ms) {
-        drop(r, "connect timeout");
-    } else if (r->inflight > 0 && now - r->last_progress_ms > r->cfg->redis_timeout_ms) {
-        drop(r, "reply timeout");
+    for (int i = 0; i < r->nconns; i++) {
+        struct rd_rconn *k = r->conns[i];
+        if (!k || !k->ac)
+            continue;
+        if (k->state == RD_REDIS_CONNECTING &&
+            now - k->connect_started_ms > r->cfg->redis_timeout_ms) {
+            drop(k, "connect timeout");
+        } else if (k->inflight > 0 && now - k->last_progress_ms > r->cfg->redis_timeout_ms) {
+            drop(k, "reply timeout");
+        }
     }
+    if (r->cluster &&
+        (now >= r->next_refresh_ms ||
+         (r->refresh_soon &&
+          now >= r->next_refresh_ms - r->cfg->redis_cluster_refresh_ms + REFRESH_GAP_MS)))
+        refresh_map(r);
+    if (!r->meta_ok && !r->meta_pending)
+        check_meta(r);
+    if (r->waiting)
+        resend_waiting(r);
 }
 
 int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_config *cfg,
@@ -219,33 +618,65 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
     r->cfg = cfg;
     r->on_ready = on_ready;
     r->on_ready_arg = arg;
-    r->backoff_ms = BACKOFF_MIN_MS;
+    r->state = RD_REDIS_CONNECTING;
     if (getrandom(&r->jitter, sizeof(r->jitter), 0) != sizeof(r->jitter) || r->jitter == 0)
         r->jitter = (uint64_t)rd_mono_us() | 1; /* only jitter depends on it */
-    r->reconnect_ev = evtimer_new(base, on_reconnect_timer, r);
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
-    if (!r->reconnect_ev || !r->watchdog_ev)
+    if (!r->watchdog_ev)
         return -1;
     struct timeval tv = {0, WATCHDOG_MS * 1000};
     event_add(r->watchdog_ev, &tv);
-    connect_now(r);
-    return 0;
+    if (!cfg->redis_cluster[0]) {
+        conn_at(r, 0, cfg->redis_host, cfg->redis_port);
+        return 0;
+    }
+    r->cluster = 1;
+    r->map = malloc(sizeof(*r->map));
+    if (!r->map)
+        return -1;
+    rd_slotmap_clear(r->map);
+    struct rd_cluster_node seeds[RD_CLUSTER_NODES_MAX];
+    const char *why;
+    int n = rd_cluster_seeds_parse(cfg->redis_cluster, seeds, RD_CLUSTER_NODES_MAX, &why);
+    for (int i = 0; i < n; i++) {
+        int idx = rd_slotmap_node(r->map, seeds[i].host, strlen(seeds[i].host), seeds[i].port);
+        if (idx >= 0)
+            conn_at(r, idx, seeds[i].host, seeds[i].port);
+    }
+    return n > 0 ? 0 : -1;
 }
 
 void rd_redis_stop(struct rd_redis *r)
 {
-    redisAsyncContext *ac = r->ac;
-    r->ac = NULL;
     r->state = RD_REDIS_CLOSED;
-    if (ac) {
-        ac->data = NULL;
-        redisAsyncFree(ac);
+    r->meta_ok = 0;
+    /* calls waiting for a resend never ran: they end as every pending call does */
+    while (r->waiting) {
+        struct rd_rcall *c = r->waiting;
+        r->waiting = c->next_wait;
+        finish(r, c, NULL);
     }
-    if (r->reconnect_ev)
-        event_free(r->reconnect_ev);
+    for (int i = 0; i < r->nconns; i++) {
+        struct rd_rconn *k = r->conns[i];
+        if (!k)
+            continue;
+        redisAsyncContext *ac = k->ac;
+        k->ac = NULL;
+        k->state = RD_REDIS_CLOSED;
+        if (ac) { /* completes its pending calls with NULL, the install check's and map's too */
+            ac->data = NULL;
+            redisAsyncFree(ac);
+        }
+        if (k->reconnect_ev)
+            event_free(k->reconnect_ev);
+        free(k);
+        r->conns[i] = NULL;
+    }
     if (r->watchdog_ev)
         event_free(r->watchdog_ev);
-    r->reconnect_ev = r->watchdog_ev = NULL;
+    r->watchdog_ev = NULL;
+    free(r->map);
+    r->map = NULL;
 }
 
 const char *rd_redis_field(const redisReply *flat, const char *name)
@@ -260,82 +691,12 @@ const char *rd_redis_field(const redisReply *flat, const char *name)
 int rd_redis_error_is_unavailable(const redisReply *reply)
 {
     static const char *const prefixes[] = {"LOADING",  "BUSY",     "OOM",         "MASTERDOWN",
-                                           "READONLY", "TRYAGAIN", "CLUSTERDOWN", NULL};
+                                           "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MOVED",
+                                           "ASK ",     NULL};
     if (!reply || reply->type != REDIS_REPLY_ERROR)
         return 0;
     for (const char *const *p = prefixes; *p; p++)
         if (strncmp(reply->str, *p, strlen(*p)) == 0)
             return 1;
-    return 0;
-}
-
-/* ---- calls ----------------------------------------------------------------------------- */
-
-static int send_call(struct rd_redis *r, struct rd_rcall *c);
-
-static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
-{
-    redisReply *reply = reply_;
-    struct rd_rcall *c = priv;
-    struct rd_redis *r = c->redis;
-    /* ac->data is NULL once we dropped the connection; c->redis stays valid regardless. */
-    if (ac->data) {
-        r->inflight--;
-        r->last_progress_ms = rd_mono_ms();
-    }
-    if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && ac->data) {
-        /* The script cache was flushed under us. NOSCRIPT means the script did not run, so
-         * loading it and sending the call again, in order on this connection, is safe. */
-        const struct rd_lua_script *s = &rd_lua_scripts[c->script];
-        const char *argv[] = {"SCRIPT", "LOAD", s->body};
-        size_t lens[] = {6, 4, s->len};
-        rd_warn("event=noscript script=%s action=reload", s->name);
-        redisAsyncCommandArgv(r->ac, on_ignored, NULL, 3, argv, lens);
-        r->inflight++;
-        c->retried = 1;
-        if (send_call(r, c) == 0)
-            return;
-        reply = NULL;
-    }
-    if (reply)
-        rd_mhist_observe(&r->rtt, (uint64_t)(rd_mono_us() - c->sent_us));
-    free(c->cmd); /* before the callback, which may free c with its request */
-    c->cmd = NULL;
-    c->cb(r, reply, c->arg);
-}
-
-static int send_call(struct rd_redis *r, struct rd_rcall *c)
-{
-    c->sent_us = rd_mono_us();
-    if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->cmd, (size_t)c->cmdlen) != REDIS_OK)
-        return -1;
-    if (r->inflight++ == 0)
-        r->last_progress_ms = rd_mono_ms();
-    return 0;
-}
-
-int rd_redis_call(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *c)
-{
-    const char *why;
-    if (rd_cmd_check(cmd, &why) < 0) {
-        rd_error("event=bad_command script=%s why=\"%s\"",
-                 cmd->script >= 0 ? rd_lua_scripts[cmd->script].name : cmd->argv[0], why);
-        return -2;
-    }
-    if (r->state != RD_REDIS_READY || !r->ac)
-        return -1;
-    c->redis = r;
-    c->script = cmd->script;
-    c->retried = 0;
-    c->cmd = NULL;
-    c->cmdlen = redisFormatCommandArgv(&c->cmd, cmd->argc, (const char **)cmd->argv, cmd->lens);
-    if (c->cmdlen < 0 || !c->cmd)
-        abort(); /* only out of memory */
-    if (send_call(r, c) < 0) {
-        free(c->cmd);
-        c->cmd = NULL;
-        return -1;
-    }
     return 0;
 }

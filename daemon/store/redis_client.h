@@ -1,18 +1,28 @@
 /* SPDX-License-Identifier: MIT
  *
- * One worker's Redis connection: a hiredis 0.14 async context on the worker's event_base.
+ * One worker's Redis: hiredis 0.14 async connections on the worker's event_base, either to
+ * the one Redis of redis_host:redis_port or, with redis_cluster set, to every primary of a
+ * Redis Cluster, each call sent to the primary that serves its first key's slot.
  *
- * Owns: the redisAsyncContext (nullable; hiredis frees it itself after an error, so we only
- * ever hold a pointer plus ac->data pointing back here), the reconnect and watchdog timers.
- * State: CLOSED -> CONNECTING -> READY. On every connect it pipelines the install check
- * (rd:meta buckets) and SCRIPT LOAD of every embedded script, comparing each SHA1 with the
- * one computed at build time; only then is it READY. While not READY, calls fail at once
- * (the caller answers 503), nothing is queued.
+ * Owns: one rd_rconn per node (a redisAsyncContext, nullable: hiredis frees it itself after
+ * an error, so we only hold a pointer plus ac->data pointing back), the slot map (cluster),
+ * the timers, and the calls waiting to be sent again after a redirection. Per connection:
+ * CLOSED -> CONNECTING -> READY; on every connect it SCRIPT LOADs every embedded script,
+ * comparing each SHA1 with the one computed at build time. The install check (rd:meta
+ * buckets) goes to the node that serves rd:meta, again whenever that connection is new.
+ * While a call's node is not READY it fails at once (the caller answers 503).
  *
- * hiredis 0.14 has no timeouts: a watchdog timer drops the whole connection when a reply is
- * overdue (RESP cannot cancel one command). Dropping completes every pending call with a
- * NULL reply, which callers must treat as "outcome unknown". Reconnects use exponential
- * backoff with jitter, always from a timer, never from inside a hiredis callback.
+ * Cluster: the map comes from CLUSTER SLOTS, read every redis_cluster_refresh_ms and at once
+ * after a redirection or a dropped connection. MOVED updates the slot and sends the call to
+ * the new node; ASK sends it there once after ASKING; TRYAGAIN and CLUSTERDOWN send it again
+ * after a pause. None of these ran the command, so resending is safe; after
+ * RD_REDIS_REDIRECTS_MAX tries, or redis_timeout_ms, the caller gets NULL (503). NOSCRIPT
+ * loads the script on that node and sends the call again, once.
+ *
+ * hiredis 0.14 has no timeouts: a watchdog drops a connection whose reply is overdue (RESP
+ * cannot cancel one command). Dropping completes every pending call with a NULL reply, which
+ * callers must treat as "outcome unknown". Reconnects use exponential backoff with jitter,
+ * always from a timer, never from inside a hiredis callback.
  *
  * Thread: the worker's thread only.
  */
@@ -24,9 +34,12 @@
 #include <hiredis/hiredis.h>
 #include <stdint.h>
 
+#include "rd/cluster.h"
 #include "rd/config.h"
 #include "rd/metrics.h"
 #include "store/redis_cmd.h"
+
+#define RD_REDIS_REDIRECTS_MAX 16
 
 enum rd_redis_state {
     RD_REDIS_CLOSED = 0, /* no connection; a reconnect timer is armed */
@@ -35,47 +48,78 @@ enum rd_redis_state {
 };
 
 struct rd_redis;
+struct rd_rconn;
 /** reply is borrowed (freed by hiredis after return) and NULL when the outcome is unknown. */
 typedef void rd_redis_cb(struct rd_redis *r, redisReply *reply, void *arg);
 
 /*
  * One call in flight, kept by the caller until its callback has run. The command is
- * formatted once when sent and kept (owned) until then, so that after a NOSCRIPT it goes
- * out again as it was: nothing the caller built it from needs to outlive the send.
+ * formatted once when sent and kept (owned) until then, so that after a NOSCRIPT or a
+ * redirection it goes out again as it was: nothing the caller built it from needs to
+ * outlive the send.
  */
 struct rd_rcall {
     struct rd_redis *redis;
+    struct rd_rconn *conn; /* where it was sent last */
     rd_redis_cb *cb;
     void *arg;
     int script; /* enum rd_lua_id, or -1 for a plain command */
     int retried;
+    int redirects; /* MOVED, ASK, TRYAGAIN, CLUSTERDOWN so far */
+    int target;    /* the node a redirection named (ASK), or -1: the slot's */
+    int asking;
+    int slot; /* of its first key; -1: none (any node) */
     int64_t sent_us;
-    char *cmd; /* owned: the RESP bytes, until the callback */
+    int64_t due_ms;   /* waiting: when to send again */
+    int64_t first_ms; /* when the caller sent it */
+    char *cmd;        /* owned: the RESP bytes, until the callback */
     int cmdlen;
+    struct rd_rcall *next_wait;
 };
 
-struct rd_redis {
-    struct event_base *base;
-    const struct rd_config *cfg;
+/* One connection to one node (internal to redis_client.c but for what /readyz reads). */
+struct rd_rconn {
+    struct rd_redis *owner;
+    int idx;
+    char host[RD_CLUSTER_HOST_MAX];
+    int port;
     redisAsyncContext *ac;
     enum rd_redis_state state;
     int loads_pending;
     int load_failed;
     struct event *reconnect_ev;
-    struct event *watchdog_ev;
     int backoff_ms;
-    uint64_t jitter; /* this connection's own generator for reconnect jitter (rand() is
-                        shared by every thread) */
     int inflight;
     int64_t last_progress_ms;
     int64_t connect_started_ms;
+};
+
+struct rd_redis {
+    struct event_base *base;
+    const struct rd_config *cfg;
+    int cluster;
+    struct rd_slotmap *map; /* cluster: slot -> conns[]; its nodes only ever grow */
+    struct rd_rconn *conns[RD_CLUSTER_NODES_MAX];
+    int nconns;
+    enum rd_redis_state state; /* READY: install checked, and every slot's node READY */
+    int meta_ok, meta_pending;
+    struct rd_rcall meta_calls[2];
+    struct event *watchdog_ev;
+    int64_t next_refresh_ms;
+    int refresh_pending; /* a CLUSTER SLOTS in flight */
+    int refresh_soon;    /* asked for by a redirection or a dropped connection */
+    struct rd_rcall refresh_call;
+    struct rd_rcall *waiting; /* calls to send again (redirected, TRYAGAIN, CLUSTERDOWN) */
+    uint64_t jitter;          /* this worker's own generator for reconnect jitter (rand() is shared
+                                 by every thread) */
     atomic_ullong reconnects; /* read by /metrics on any worker */
+    atomic_ullong redirects;  /* MOVED and ASK followed */
     struct rd_mhist rtt;      /* send to reply, per call */
     void (*on_ready)(struct rd_redis *r, void *arg);
     void *on_ready_arg;
 };
 
-/** Sets up timers and starts the first connect. on_ready runs each time it becomes READY. */
+/** Sets up timers and starts the first connects. on_ready runs each time it becomes READY. */
 int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_config *cfg,
                    void (*on_ready)(struct rd_redis *, void *), void *arg);
 /** Drops the connection (pending calls see NULL) and frees the timers. */

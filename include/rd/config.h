@@ -18,6 +18,8 @@ struct rd_config {
     int workers; /* 0 at parse time means "number of cores"; resolved by the daemon */
     char redis_host[256];
     int redis_port;
+    char redis_cluster[1024]; /* seed nodes; "" = one Redis (redis_host:redis_port) */
+    int redis_cluster_refresh_ms;
     int redis_timeout_ms;
     int pg_probe_interval_ms;
     char pg_conninfo[1024];
