@@ -3,6 +3,7 @@
  * Redis Cluster's slot arithmetic and redirections (rd/cluster.h).
  */
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,4 +172,42 @@ int rd_cluster_seeds_parse(const char *s, struct rd_cluster_node *out, int max, 
         return -1;
     }
     return n;
+}
+
+static int word_is(const char *w, size_t n, const char *name)
+{
+    return strlen(name) == n && strncasecmp(w, name, n) == 0;
+}
+
+int rd_cluster_command_slot(int argc, const char *const *argv, const size_t *lens)
+{
+    static const char *const keyless[] = {"SCAN",     "SCRIPT", "CLUSTER",  "PING",     "INFO",
+                                          "WAIT",     "ASKING", "READONLY", "DBSIZE",   "CONFIG",
+                                          "FLUSHALL", "MULTI",  "EXEC",     "FUNCTION", NULL};
+    if (argc < 2)
+        return -1;
+    for (const char *const *k = keyless; *k; k++)
+        if (word_is(argv[0], lens[0], *k))
+            return -1;
+    int at = 1;
+    if (word_is(argv[0], lens[0], "EVALSHA") || word_is(argv[0], lens[0], "EVAL") ||
+        word_is(argv[0], lens[0], "EVALSHA_RO") || word_is(argv[0], lens[0], "EVAL_RO") ||
+        word_is(argv[0], lens[0], "FCALL")) {
+        if (argc < 4 || (lens[2] == 1 && argv[2][0] == '0'))
+            return -1;
+        at = 3;
+    } else if (word_is(argv[0], lens[0], "XREADGROUP") || word_is(argv[0], lens[0], "XREAD")) {
+        at = -1;
+        for (int i = 1; i + 1 < argc; i++)
+            if (word_is(argv[i], lens[i], "STREAMS")) {
+                at = i + 1;
+                break;
+            }
+        if (at < 0)
+            return -1;
+    } else if (word_is(argv[0], lens[0], "XGROUP") || word_is(argv[0], lens[0], "XINFO") ||
+               word_is(argv[0], lens[0], "MEMORY") || word_is(argv[0], lens[0], "OBJECT")) {
+        at = 2;
+    }
+    return at < argc ? rd_cluster_keyslot(argv[at], lens[at]) : -1;
 }

@@ -368,8 +368,14 @@ static int build_transactions(struct build *b, struct rd_query *query, const cha
         else
             any_of(b, indexed[f].col, indexed[f].op, indexed[f].type, &q[f]);
     }
-    int from = time_param(b, "from", &q[TQ_FROM], 0, " AND ts >= $", "::timestamptz");
-    int to = from < 0 ? -1 : time_param(b, "to", &q[TQ_TO], 0, " AND ts < $", "::timestamptz");
+    /* The bounds reach the planner as values it cannot see (an InitPlan): a window at the
+     * ledger's end is past the histogram of the last ANALYZE, which estimated it at a few
+     * rows, and the planner then sorted the window's 145,000 rows instead of walking the
+     * page index in order (88 ms at 10M rows; 0.3 ms walking). Partitions are still pruned,
+     * at run time. */
+    int from = time_param(b, "from", &q[TQ_FROM], 0, " AND ts >= (SELECT $", "::timestamptz)");
+    int to =
+        from < 0 ? -1 : time_param(b, "to", &q[TQ_TO], 0, " AND ts < (SELECT $", "::timestamptz)");
     if (to < 0)
         return -1;
     if (from > 0) {

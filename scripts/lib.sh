@@ -77,6 +77,60 @@ rd_redis_stop() {
     [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
 }
 
+# rd_redis_cluster_start DIR PORT PRIMARIES: a Redis Cluster of PRIMARIES primaries and one
+# replica each on PORT .. PORT+2*PRIMARIES-1 (node N's data in DIR/PORT+N), with the durable
+# settings above and a short cluster-node-timeout (RD_CLUSTER_NODE_TIMEOUT ms, 2000): a dead
+# primary's replica takes over within a few seconds. Formed with redis-cli --cluster create on
+# first use; a second start reuses each node's nodes.conf and the cluster forms again by itself.
+# Prints the seed list for redeemd's redis_cluster setting.
+rd_redis_cluster_start() {
+    local dir=$1 base=$2 n=$3 i port nodes=() out
+    for ((i = 0; i < 2 * n; i++)); do
+        port=$((base + i))
+        mkdir -p "$dir/$port"
+        redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --daemonize yes \
+            --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" \
+            --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout "${RD_CLUSTER_NODE_TIMEOUT:-2000}" \
+            --appendonly yes --appendfsync "${RD_REDIS_APPENDFSYNC:-always}" \
+            --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
+            --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/$port/redis.log)"
+        nodes+=("127.0.0.1:$port")
+    done
+    for ((i = 0; i < 2 * n; i++)); do
+        port=$((base + i))
+        for _ in $(seq 1 600); do
+            out=$(redis-cli -p "$port" ping 2>&1 || true)
+            [ "$out" = PONG ] && break
+            sleep 0.1
+        done
+        [ "$out" = PONG ] || rd_die "redis-server on port $port did not answer (see $dir/$port/redis.log)"
+    done
+    if redis-cli -p "$base" cluster info | grep -q '^cluster_known_nodes:1\b'; then
+        redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+            >"$dir/create.log" 2>&1 || { cat "$dir/create.log" >&2; rd_die "redis-cli --cluster create failed"; }
+    fi
+    # every node must see the whole map before redeemd asks any of them
+    for ((i = 0; i < 2 * n; i++)); do
+        port=$((base + i))
+        for _ in $(seq 1 600); do
+            redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && break
+            sleep 0.1
+        done
+        redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok' ||
+            rd_die "the cluster did not form (see $dir/*/redis.log)"
+    done
+    local IFS=,
+    echo "${nodes[*]}"
+}
+
+rd_redis_cluster_stop() {
+    local dir=$1 base=$2 n=$3 i
+    for ((i = 0; i < 2 * n; i++)); do
+        rd_redis_stop "$dir/$((base + i))" "$((base + i))"
+    done
+}
+
 # PostgreSQL refuses to run as root: the data directory belongs to the postgres user.
 rd_as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

@@ -114,7 +114,7 @@ static struct rec *pair(struct table *t, const char *code, const char *user)
 /* ---- reading ------------------------------------------------------------------------------- */
 
 struct ctx {
-    redisContext *rc;
+    struct rd_rsc *rc;
     PGconn *pg;
     uint32_t buckets;
     int64_t now;
@@ -150,46 +150,52 @@ static int read_redis(struct ctx *c)
     char cursor[32] = "0";
     /* batch codes keep their definition in a template: read through it, as the scripts do */
     const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_COUPON_READ];
-    redisReply *ld = redisCommand(c->rc, "SCRIPT LOAD %b", s->body, s->len);
+    redisReply *ld = rd_rsc_command(c->rc, "SCRIPT LOAD %b", s->body, s->len);
     int loaded = ld && ld->type == REDIS_REPLY_STRING;
     freeReplyObject(ld);
     if (!loaded) {
         fprintf(stderr, "redeemctl: cannot load coupon_read.lua\n");
         return -1;
     }
-    do {
-        redisReply *r = redisCommand(c->rc, "SCAN %s MATCH {*}:c:* COUNT 1000", cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            fprintf(stderr, "redeemctl: SCAN failed\n");
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const char *key = r->element[1]->element[i]->str;
-            static const char *const fields[] = {"code", "used",   "utc_off", "kind",
-                                                 "bal",  "loaded", "spent",   "refunded"};
-            struct rd_cmd cmd;
-            const char *why;
-            rd_cmd_script(&cmd, RD_LUA_COUPON_READ);
-            rd_cmd_key(&cmd, RD_COUPON_READ_K_COUPON, key);
-            for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
-                rd_cmd_push(&cmd, fields[f], strlen(fields[f]));
-            redisReply *h = rd_rsync_call(c->rc, &cmd, &why);
-            if (h && h->type == REDIS_REPLY_ARRAY && h->element[0]->type == REDIS_REPLY_STRING) {
-                struct rec *cp = get(&c->coupons, h->element[0]->str, 1);
-                cp->in_redis = 1;
-                cp->r_live = h->element[1]->str ? atoll(h->element[1]->str) : 0;
-                cp->off = h->element[2]->str ? atoi(h->element[2]->str) : 0;
-                if (h->element[3]->str && strcmp(h->element[3]->str, "voucher") == 0) {
-                    cp->voucher = 1;
-                    for (int m = 0; m < 4; m++)
-                        cp->r_money[m] = h->element[4 + m]->str ? atoll(h->element[4 + m]->str) : 0;
-                }
+    /* SCAN walks one node: each primary of a cluster in turn */
+    for (int node = 0; node < rd_rsc_nodes(c->rc); node++) {
+        do {
+            redisReply *r =
+                rd_rsc_command_node(c->rc, node, "SCAN %s MATCH {*}:c:* COUNT 1000", cursor);
+            if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                fprintf(stderr, "redeemctl: SCAN failed\n");
+                return -1;
             }
-            freeReplyObject(h);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                const char *key = r->element[1]->element[i]->str;
+                static const char *const fields[] = {"code", "used",   "utc_off", "kind",
+                                                     "bal",  "loaded", "spent",   "refunded"};
+                struct rd_cmd cmd;
+                const char *why;
+                rd_cmd_script(&cmd, RD_LUA_COUPON_READ);
+                rd_cmd_key(&cmd, RD_COUPON_READ_K_COUPON, key);
+                for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+                    rd_cmd_push(&cmd, fields[f], strlen(fields[f]));
+                redisReply *h = rd_rsync_call(c->rc, &cmd, &why);
+                if (h && h->type == REDIS_REPLY_ARRAY &&
+                    h->element[0]->type == REDIS_REPLY_STRING) {
+                    struct rec *cp = get(&c->coupons, h->element[0]->str, 1);
+                    cp->in_redis = 1;
+                    cp->r_live = h->element[1]->str ? atoll(h->element[1]->str) : 0;
+                    cp->off = h->element[2]->str ? atoi(h->element[2]->str) : 0;
+                    if (h->element[3]->str && strcmp(h->element[3]->str, "voucher") == 0) {
+                        cp->voucher = 1;
+                        for (int m = 0; m < 4; m++)
+                            cp->r_money[m] =
+                                h->element[4 + m]->str ? atoll(h->element[4 + m]->str) : 0;
+                    }
+                }
+                freeReplyObject(h);
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
 
     for (size_t i = 0; i < c->coupons.cap; i++) {
         struct rec *cp = c->coupons.slot[i];
@@ -197,7 +203,7 @@ static int read_redis(struct ctx *c)
             continue;
         char key[RD_KEY_MAX];
         rd_key_users(key, sizeof(key), rd_bucket_of(cp->key, strlen(cp->key), c->buckets), cp->key);
-        redisReply *h = redisCommand(c->rc, "HGETALL %s", key);
+        redisReply *h = rd_rsc_command(c->rc, "HGETALL %s", key);
         int64_t day = rd_time_day_index(c->now, cp->off),
                 week = rd_time_week_index(c->now, cp->off);
         /* a user's "u:" field wins over redeemd 0.1's fields, as in the scripts: two passes */
@@ -345,7 +351,7 @@ static int read_streams(struct ctx *c)
     long long unshipped = 0;
     for (uint32_t b = 0; b < c->buckets; b++) {
         rd_key_log(key, sizeof(key), b);
-        redisReply *r = redisCommand(c->rc, "XRANGE %s - +", key);
+        redisReply *r = rd_rsc_command(c->rc, "XRANGE %s - +", key);
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
             const redisReply *f = r->element[i]->element[1];
             const char *kind = rd_redis_field(f, "kind"), *outcome = rd_redis_field(f, "outcome");
@@ -446,7 +452,7 @@ static int restore_coupon(struct ctx *c, const struct rec *cp, const char *key)
     argv[n++] = used;
     argv[n++] = "ver";
     argv[n++] = "1";
-    redisReply *r = redisCommandArgv(c->rc, (int)n, argv, NULL);
+    redisReply *r = rd_rsc_command_argv(c->rc, (int)n, argv, NULL);
     int ok = r && r->type == REDIS_REPLY_INTEGER;
     freeReplyObject(r);
     json_decref(def);
@@ -456,9 +462,9 @@ static int restore_coupon(struct ctx *c, const struct rec *cp, const char *key)
 static void set_money(struct ctx *c, struct rec *cp, const char *key)
 {
     cp->money[M_BAL] = cp->money[M_LOADED] - cp->money[M_SPENT] + cp->money[M_REFUNDED];
-    redisReply *r = redisCommand(c->rc, "HSET %s bal %lld loaded %lld spent %lld refunded %lld",
-                                 key, cp->money[M_BAL], cp->money[M_LOADED], cp->money[M_SPENT],
-                                 cp->money[M_REFUNDED]);
+    redisReply *r = rd_rsc_command(c->rc, "HSET %s bal %lld loaded %lld spent %lld refunded %lld",
+                                   key, cp->money[M_BAL], cp->money[M_LOADED], cp->money[M_SPENT],
+                                   cp->money[M_REFUNDED]);
     freeReplyObject(r);
 }
 
@@ -501,7 +507,7 @@ static long long compare(struct ctx *c, int repair)
             diffs++;
             printf("coupon %s: used redis=%lld ledger=%lld\n", cp->key, cp->r_live, cp->live);
             if (repair) {
-                redisReply *r = redisCommand(c->rc, "HSET %s used %lld", key, cp->live);
+                redisReply *r = rd_rsc_command(c->rc, "HSET %s used %lld", key, cp->live);
                 freeReplyObject(r);
             }
         }
@@ -532,10 +538,10 @@ static long long compare(struct ctx *c, int repair)
                                         rd_time_week_index(c->now, off), u->week};
             char v[128];
             rd_user_counts_format(&uc, v, sizeof(v));
-            redisReply *r = redisCommand(c->rc, "HSET %s u:%s %s", key, user, v);
+            redisReply *r = rd_rsc_command(c->rc, "HSET %s u:%s %s", key, user, v);
             freeReplyObject(r);
             if (u->r_v1) {
-                r = redisCommand(c->rc, "HDEL %s t:%s d:%s w:%s", key, user, user, user);
+                r = rd_rsc_command(c->rc, "HDEL %s t:%s d:%s w:%s", key, user, user, user);
                 freeReplyObject(r);
             }
         }
@@ -544,7 +550,7 @@ static long long compare(struct ctx *c, int repair)
     return diffs;
 }
 
-int rd_reconcile(redisContext *rc, PGconn *pg, uint32_t buckets, int64_t now_ms, int repair)
+int rd_reconcile(struct rd_rsc *rc, PGconn *pg, uint32_t buckets, int64_t now_ms, int repair)
 {
     struct ctx c;
     memset(&c, 0, sizeof(c));

@@ -72,16 +72,19 @@ static void usage(void)
         "ledger keeps them\n");
 }
 
-static redisContext *redis_open(const struct rd_config *cfg)
+static struct rd_rsc *redis_open(const struct rd_config *cfg)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
-    if (!c || c->err) {
-        fprintf(stderr, "redeemctl: cannot connect to Redis at %s:%d: %s\n", cfg->redis_host,
-                cfg->redis_port, c ? c->errstr : "out of memory");
+    char err[200];
+    struct rd_rsc *c = rd_rsc_connect(cfg, 2000, 2000, err, sizeof(err));
+    if (!c) {
+        if (cfg->redis_cluster[0])
+            fprintf(stderr, "redeemctl: cannot reach the Redis Cluster of %s: %s\n",
+                    cfg->redis_cluster, err);
+        else
+            fprintf(stderr, "redeemctl: cannot connect to Redis at %s:%d: %s\n", cfg->redis_host,
+                    cfg->redis_port, err);
         exit(1);
     }
-    redisSetTimeout(c, tv);
     return c;
 }
 
@@ -425,9 +428,9 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
         code_prefix[i] =
             (prefix[i] >= 'a' && prefix[i] <= 'z') ? (char)(prefix[i] - 32) : prefix[i];
 
-    redisContext *rc = redis_open(cfg);
+    struct rd_rsc *rc = redis_open(cfg);
     const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_ARCHIVE];
-    redisReply *r = redisCommand(rc, "SCRIPT LOAD %b", s->body, s->len);
+    redisReply *r = rd_rsc_command(rc, "SCRIPT LOAD %b", s->body, s->len);
     if (!r || r->type != REDIS_REPLY_STRING) {
         fprintf(stderr, "redeemctl: cannot load archive.lua\n");
         return 1;
@@ -439,71 +442,74 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
         snprintf(before_ms, sizeof(before_ms), "%lld", (long long)before);
     snprintf(pattern, sizeof(pattern), "{*}:c:%s*", code_prefix);
     long long seen = 0, archived = 0;
-    do {
-        r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            fprintf(stderr, "redeemctl: SCAN failed\n");
-            return 1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        const redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *ck = keys->element[i]->str;
-            char uk[RD_KEY_MAX], lk[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1];
-            unsigned bucket = (unsigned)atoi(ck + 1);
-            const char *code = strstr(ck, ":c:") + 3; /* SCAN matched "{*}:c:<CODE>" */
-            rd_key_users(uk, sizeof(uk), bucket, code);
-            rd_key_log(lk, sizeof(lk), bucket);
-            uint8_t rnd[20];
-            if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-                return 1;
-            rd_txn_id_make(txn, bucket, rnd);
-            struct rd_cmd c;
-            const char *why;
-            rd_cmd_script(&c, RD_LUA_ARCHIVE);
-            rd_cmd_key(&c, RD_ARCHIVE_K_COUPON, ck);
-            rd_cmd_key(&c, RD_ARCHIVE_K_USERS, uk);
-            rd_cmd_key(&c, RD_ARCHIVE_K_LOG, lk);
-            rd_cmd_arg(&c, RD_ARCHIVE_A_NOW_MS, now_s);
-            rd_cmd_arg(&c, RD_ARCHIVE_A_TXN, txn);
-            rd_cmd_arg(&c, RD_ARCHIVE_A_STATE, state);
-            rd_cmd_arg(&c, RD_ARCHIVE_A_EXPIRED_BEFORE, before_ms);
-            rd_cmd_arg(&c, RD_ARCHIVE_A_KEY_ID, "redeemctl");
-            rd_cmd_arg(&c, RD_ARCHIVE_A_REQUEST_ID, "archive");
-            rd_cmd_arg(&c, RD_ARCHIVE_A_DRY_RUN, dry ? "1" : "0");
-            if (rd_rsync_append(rc, &c, &why) < 0) {
-                fprintf(stderr, "redeemctl: archive.lua call: %s\n", why ? why : "failed");
+    /* SCAN walks one node: each primary of a cluster in turn */
+    for (int node = 0; node < rd_rsc_nodes(rc); node++) {
+        do {
+            r = rd_rsc_command_node(rc, node, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+            if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                fprintf(stderr, "redeemctl: SCAN failed\n");
                 return 1;
             }
-        }
-        /* every reply of the pipeline is read before any is judged */
-        int n = (int)keys->elements, failed = 0;
-        redisReply **as = calloc((size_t)n + 1, sizeof(*as));
-        if (!as || rd_rsync_read(rc, n, as) < 0) {
-            fprintf(stderr, "redeemctl: Redis connection lost\n");
-            return 1;
-        }
-        for (int i = 0; i < n; i++) {
-            if (as[i]->type == REDIS_REPLY_ERROR) {
-                if (!failed)
-                    fprintf(stderr, "redeemctl: %s\n", as[i]->str);
-                failed = 1;
-                continue;
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            const redisReply *keys = r->element[1];
+            for (size_t i = 0; i < keys->elements; i++) {
+                const char *ck = keys->element[i]->str;
+                char uk[RD_KEY_MAX], lk[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1];
+                unsigned bucket = (unsigned)atoi(ck + 1);
+                const char *code = strstr(ck, ":c:") + 3; /* SCAN matched "{*}:c:<CODE>" */
+                rd_key_users(uk, sizeof(uk), bucket, code);
+                rd_key_log(lk, sizeof(lk), bucket);
+                uint8_t rnd[20];
+                if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                    return 1;
+                rd_txn_id_make(txn, bucket, rnd);
+                struct rd_cmd c;
+                const char *why;
+                rd_cmd_script(&c, RD_LUA_ARCHIVE);
+                rd_cmd_key(&c, RD_ARCHIVE_K_COUPON, ck);
+                rd_cmd_key(&c, RD_ARCHIVE_K_USERS, uk);
+                rd_cmd_key(&c, RD_ARCHIVE_K_LOG, lk);
+                rd_cmd_arg(&c, RD_ARCHIVE_A_NOW_MS, now_s);
+                rd_cmd_arg(&c, RD_ARCHIVE_A_TXN, txn);
+                rd_cmd_arg(&c, RD_ARCHIVE_A_STATE, state);
+                rd_cmd_arg(&c, RD_ARCHIVE_A_EXPIRED_BEFORE, before_ms);
+                rd_cmd_arg(&c, RD_ARCHIVE_A_KEY_ID, "redeemctl");
+                rd_cmd_arg(&c, RD_ARCHIVE_A_REQUEST_ID, "archive");
+                rd_cmd_arg(&c, RD_ARCHIVE_A_DRY_RUN, dry ? "1" : "0");
+                if (rd_rsync_append(rc, &c, &why) < 0) {
+                    fprintf(stderr, "redeemctl: archive.lua call: %s\n", why ? why : "failed");
+                    return 1;
+                }
             }
-            seen++;
-            archived += as[i]->type == REDIS_REPLY_INTEGER && as[i]->integer == 1;
-        }
-        rd_rsync_free(as, n);
-        free(as);
-        freeReplyObject(r);
-        if (failed) {
-            printf("%lld of %lld coupons %s (%s) before the error\n", archived, seen,
-                   dry ? "would be archived" : "archived", state);
-            redisFree(rc);
-            return 1;
-        }
-    } while (strcmp(cursor, "0") != 0);
-    redisFree(rc);
+            /* every reply of the pipeline is read before any is judged */
+            int n = (int)keys->elements, failed = 0;
+            redisReply **as = calloc((size_t)n + 1, sizeof(*as));
+            if (!as || rd_rsync_read(rc, n, as) < 0) {
+                fprintf(stderr, "redeemctl: Redis connection lost\n");
+                return 1;
+            }
+            for (int i = 0; i < n; i++) {
+                if (as[i]->type == REDIS_REPLY_ERROR) {
+                    if (!failed)
+                        fprintf(stderr, "redeemctl: %s\n", as[i]->str);
+                    failed = 1;
+                    continue;
+                }
+                seen++;
+                archived += as[i]->type == REDIS_REPLY_INTEGER && as[i]->integer == 1;
+            }
+            rd_rsync_free(as, n);
+            free(as);
+            freeReplyObject(r);
+            if (failed) {
+                printf("%lld of %lld coupons %s (%s) before the error\n", archived, seen,
+                       dry ? "would be archived" : "archived", state);
+                rd_rsc_free(rc);
+                return 1;
+            }
+        } while (strcmp(cursor, "0") != 0);
+    }
+    rd_rsc_free(rc);
     printf("%lld of %lld coupons %s (%s)\n", archived, seen, dry ? "would be archived" : "archived",
            state);
     return 0;
@@ -547,15 +553,15 @@ static int keys_create(const struct rd_config *cfg, int argc, char **argv)
     snprintf(rec.name, sizeof(rec.name), "%s", name ? name : "");
     rec.created_ms = (long long)time(NULL) * 1000;
     rd_apikey_record_format(&rec, value, sizeof(value));
-    redisContext *c = redis_open(cfg);
-    redisReply *r = redisCommand(c, "HSETNX %s %s %s", RD_KEY_APIKEYS, hash, value);
+    struct rd_rsc *c = redis_open(cfg);
+    redisReply *r = rd_rsc_command(c, "HSETNX %s %s %s", RD_KEY_APIKEYS, hash, value);
     if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         fprintf(stderr, "redeemctl: storing the key failed: %s\n",
-                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+                r && r->type == REDIS_REPLY_ERROR ? r->str : rd_rsc_errstr(c));
         return 1;
     }
     freeReplyObject(r);
-    redisFree(c);
+    rd_rsc_free(c);
     char scopes[32];
     rd_scopes_format(rec.scopes, scopes, sizeof(scopes));
     fprintf(stderr, "created key id=%s scopes=%s (shown once; only its hash is stored)\n", rec.id,
@@ -566,8 +572,8 @@ static int keys_create(const struct rd_config *cfg, int argc, char **argv)
 
 static int keys_list(const struct rd_config *cfg)
 {
-    redisContext *c = redis_open(cfg);
-    redisReply *r = redisCommand(c, "HVALS %s", RD_KEY_APIKEYS);
+    struct rd_rsc *c = redis_open(cfg);
+    redisReply *r = rd_rsc_command(c, "HVALS %s", RD_KEY_APIKEYS);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         fprintf(stderr, "redeemctl: listing keys failed\n");
         return 1;
@@ -587,14 +593,14 @@ static int keys_list(const struct rd_config *cfg)
                when, rec.name);
     }
     freeReplyObject(r);
-    redisFree(c);
+    rd_rsc_free(c);
     return 0;
 }
 
 static int keys_revoke(const struct rd_config *cfg, const char *id)
 {
-    redisContext *c = redis_open(cfg);
-    redisReply *r = redisCommand(c, "HGETALL %s", RD_KEY_APIKEYS);
+    struct rd_rsc *c = redis_open(cfg);
+    redisReply *r = rd_rsc_command(c, "HGETALL %s", RD_KEY_APIKEYS);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         fprintf(stderr, "redeemctl: reading keys failed\n");
         return 1;
@@ -608,7 +614,8 @@ static int keys_revoke(const struct rd_config *cfg, const char *id)
         rec.revoked = 1;
         char value[256];
         rd_apikey_record_format(&rec, value, sizeof(value));
-        redisReply *w = redisCommand(c, "HSET %s %s %s", RD_KEY_APIKEYS, r->element[i]->str, value);
+        redisReply *w =
+            rd_rsc_command(c, "HSET %s %s %s", RD_KEY_APIKEYS, r->element[i]->str, value);
         if (!w || w->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "redeemctl: revoking failed\n");
             return 1;
@@ -617,7 +624,7 @@ static int keys_revoke(const struct rd_config *cfg, const char *id)
         found = 1;
     }
     freeReplyObject(r);
-    redisFree(c);
+    rd_rsc_free(c);
     if (!found) {
         fprintf(stderr, "redeemctl: no key with id %s\n", id);
         return 1;
@@ -845,13 +852,13 @@ int main(int argc, char **argv)
         PGconn *pg = pg_open(&cfg);
         if (!pg)
             return 2;
-        redisContext *rc = redis_open(&cfg);
-        redisReply *b = redisCommand(rc, "HGET %s buckets", RD_KEY_META);
+        struct rd_rsc *rc = redis_open(&cfg);
+        redisReply *b = rd_rsc_command(rc, "HGET %s buckets", RD_KEY_META);
         uint32_t buckets =
             b && b->type == REDIS_REPLY_STRING ? (uint32_t)atoi(b->str) : (uint32_t)cfg.buckets;
         freeReplyObject(b);
         int rc_ = rd_reconcile(rc, pg, buckets, now, repair);
-        redisFree(rc);
+        rd_rsc_free(rc);
         PQfinish(pg);
         return rc_;
     }

@@ -57,7 +57,7 @@ static struct {
     const struct rd_config *cfg;
     pthread_t thread;
     int started, stop, kick; /* stop and kick under mu */
-    redisContext *rc;
+    struct rd_rsc *rc;       /* one Redis, or each primary of a cluster */
     PGconn *pg;
     char owner[200];
     struct rd_pgparams pgparams;
@@ -152,7 +152,7 @@ static void redis_drop(const char *why)
 {
     if (B.rc) {
         rd_warn("event=batch_redis_lost err=\"%s\"", why);
-        redisFree(B.rc);
+        rd_rsc_free(B.rc);
         B.rc = NULL;
     }
 }
@@ -191,17 +191,14 @@ static int connect_all(void)
         PQclear(res);
     }
     if (!B.rc) {
-        struct timeval ctv = {2, 0}, tv = {10, 0};
-        B.rc = redisConnectWithTimeout(B.cfg->redis_host, B.cfg->redis_port, ctv);
-        if (!B.rc || B.rc->err) {
-            if (B.rc)
-                redisFree(B.rc);
-            B.rc = NULL;
+        char err[200];
+        B.rc = rd_rsc_connect(B.cfg, 2000, 10000, err, sizeof(err));
+        if (!B.rc) {
+            rd_debug("event=batch_redis_connect_failed err=\"%s\"", err);
             return -1;
         }
-        redisSetTimeout(B.rc, tv);
         const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_BATCH_ADD];
-        redisReply *r = redisCommand(B.rc, "SCRIPT LOAD %b", s->body, s->len);
+        redisReply *r = rd_rsc_command(B.rc, "SCRIPT LOAD %b", s->body, s->len);
         int ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, s->sha1) == 0;
         freeReplyObject(r);
         if (!ok) {
@@ -218,20 +215,23 @@ static long pipeline(int n, int (*check)(redisReply *r, int i, void *arg), void 
 {
     long good = 0;
     int failed = 0;
-    for (int i = 0; i < n; i++) {
-        void *rep = NULL;
-        if (redisGetReply(B.rc, &rep) != REDIS_OK) {
-            redis_drop(B.rc->errstr);
+    redisReply *rs[64];
+    for (int at = 0; at < n; at += 64) {
+        int k = n - at < 64 ? n - at : 64;
+        if (rd_rsync_read(B.rc, k, rs) < 0) {
+            redis_drop(rd_rsc_errstr(B.rc));
             return -1;
         }
-        redisReply *r = rep;
-        if (r->type == REDIS_REPLY_ERROR) {
-            rd_warn("event=batch_redis_error err=\"%s\"", r->str);
-            failed = 1;
-        } else if (!check || check(r, i, arg)) {
-            good++;
+        for (int i = 0; i < k; i++) {
+            redisReply *r = rs[i];
+            if (r->type == REDIS_REPLY_ERROR) {
+                rd_warn("event=batch_redis_error err=\"%s\"", r->str);
+                failed = 1;
+            } else if (!check || check(r, at + i, arg)) {
+                good++;
+            }
         }
-        freeReplyObject(r);
+        rd_rsync_free(rs, k);
     }
     return failed ? -1 : good;
 }
@@ -296,7 +296,7 @@ static long issue(struct job *j, int n, double *redis_s)
         uint32_t b = rd_bucket_of(j->codes[i], strlen(j->codes[i]), (uint32_t)B.cfg->buckets);
         if (!j->tmpl_done[b]) {
             snprintf(j->tmpl_key, sizeof(j->tmpl_key), "{%04u}:t:%s", b, j->id);
-            redisAppendCommandArgv(B.rc, (int)j->tmpl_argc, j->tmpl_argv, NULL);
+            rd_rsc_append_argv(B.rc, (int)j->tmpl_argc, j->tmpl_argv, NULL);
             j->tmpl_done[b] = 1;
             ntmpl++;
         }
@@ -468,21 +468,19 @@ static void measure(struct job *j)
     for (int i = 0; i < n; i++) {
         uint32_t b = rd_bucket_of(j->codes[i], strlen(j->codes[i]), (uint32_t)B.cfg->buckets);
         rd_key_coupon(key, sizeof(key), b, j->codes[i]);
-        redisAppendCommand(B.rc, "MEMORY USAGE %s SAMPLES 0", key);
+        rd_rsc_append(B.rc, "MEMORY USAGE %s SAMPLES 0", key);
     }
-    redisAppendCommand(B.rc, "MEMORY USAGE %s SAMPLES 0", j->tmpl_key); /* the last written */
+    rd_rsc_append(B.rc, "MEMORY USAGE %s SAMPLES 0", j->tmpl_key); /* the last written */
     long long sum = 0, tmpl = 0;
-    for (int i = 0; i <= n; i++) {
-        void *rep = NULL;
-        if (redisGetReply(B.rc, &rep) != REDIS_OK) {
-            redis_drop(B.rc->errstr);
-            return;
-        }
-        redisReply *r = rep;
-        if (r->type == REDIS_REPLY_INTEGER)
-            *(i < n ? &sum : &tmpl) += r->integer;
-        freeReplyObject(r);
+    redisReply *rs[SAMPLE_CODES + 1];
+    if (rd_rsync_read(B.rc, n + 1, rs) < 0) {
+        redis_drop(rd_rsc_errstr(B.rc));
+        return;
     }
+    for (int i = 0; i <= n; i++)
+        if (rs[i]->type == REDIS_REPLY_INTEGER)
+            *(i < n ? &sum : &tmpl) += rs[i]->integer;
+    rd_rsync_free(rs, n + 1);
     if (n > 0 && j->created > 0)
         j->bytes_per_code = sum / n + tmpl * j->ntemplates / j->created;
 }
@@ -699,7 +697,7 @@ static void *batcher_main(void *arg)
     if (B.pg)
         PQfinish(B.pg);
     if (B.rc)
-        redisFree(B.rc);
+        rd_rsc_free(B.rc);
     return NULL;
 }
 

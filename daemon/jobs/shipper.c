@@ -64,7 +64,7 @@ static struct {
     char consumer[160];
     struct rd_pgparams pgparams;
 
-    redisContext *rc;
+    struct rd_rsc *rc; /* one Redis, or each primary of a cluster */
     int64_t redis_retry_ms;
     int groups_ready;
     int reading_pel; /* after a start: re-read this consumer's pending entries first */
@@ -180,7 +180,7 @@ static void redis_drop(const char *why)
         return;
     rd_warn("event=shipper_redis_down err=\"%s\"", why);
     rd_counter_inc(&S.redis_failures, 1);
-    redisFree(S.rc);
+    rd_rsc_free(S.rc);
     S.rc = NULL;
     S.redis_retry_ms = rd_mono_ms() + 500;
 }
@@ -191,15 +191,13 @@ static int redis_ensure(void)
         return 0;
     if (rd_mono_ms() < S.redis_retry_ms)
         return -1;
-    struct timeval ctv = {1, 0}, tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(S.cfg->redis_host, S.cfg->redis_port, ctv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
+    char err[200];
+    struct rd_rsc *c = rd_rsc_connect(S.cfg, 1000, 2000, err, sizeof(err));
+    if (!c) {
+        rd_debug("event=shipper_redis_connect_failed err=\"%s\"", err);
         S.redis_retry_ms = rd_mono_ms() + 500;
         return -1;
     }
-    redisSetTimeout(c, tv);
     S.rc = c;
     S.groups_ready = 0;
     return 0;
@@ -210,9 +208,9 @@ static redisReply *cmd(int argc, const char **argv, const size_t *lens)
 {
     if (redis_ensure() < 0)
         return NULL;
-    redisReply *r = redisCommandArgv(S.rc, argc, argv, lens);
+    redisReply *r = rd_rsc_command_argv(S.rc, argc, argv, lens);
     if (!r)
-        redis_drop(S.rc->errstr);
+        redis_drop(rd_rsc_errstr(S.rc));
     return r;
 }
 
@@ -233,10 +231,10 @@ static int create_groups(void)
         int n = S.cfg->buckets - first < SLICE ? S.cfg->buckets - first : SLICE;
         for (int b = first; b < first + n; b++) {
             log_key(key, (uint32_t)b);
-            redisAppendCommand(S.rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", key);
+            rd_rsc_append(S.rc, "XGROUP CREATE %s " GROUP " 0 MKSTREAM", key);
         }
         if (rd_rsync_read(S.rc, n, rs) < 0) {
-            redis_drop(S.rc->errstr);
+            redis_drop(rd_rsc_errstr(S.rc));
             return -1;
         }
         for (int i = 0; i < n; i++) {
@@ -378,14 +376,14 @@ static int read_buckets(const uint32_t *list, int n, int *got_any)
         snprintf(count, sizeof(count), "%ld", want);
         for (int i = 0; i < chunk; i++) {
             log_key(key, list[done + i]);
-            redisAppendCommand(S.rc, "XREADGROUP GROUP " GROUP " %s COUNT %s STREAMS %s %s",
-                               S.consumer, count, key, S.reading_pel ? "0" : ">");
+            rd_rsc_append(S.rc, "XREADGROUP GROUP " GROUP " %s COUNT %s STREAMS %s %s", S.consumer,
+                          count, key, S.reading_pel ? "0" : ">");
         }
         /* All replies of the chunk are read before any entry is handled: handling may send
          * commands of its own (dead letters), which must not interleave with the pipeline. */
         redisReply *rs[READ_CHUNK];
         if (rd_rsync_read(S.rc, chunk, rs) < 0) {
-            redis_drop(S.rc->errstr);
+            redis_drop(rd_rsc_errstr(S.rc));
             return -1;
         }
         for (int i = 0; i < chunk; i++) {
@@ -479,9 +477,9 @@ static void claim_stale(void)
     snprintf(idle, sizeof(idle), "%d", S.cfg->ship_claim_idle_ms);
     for (int b = 0; b < S.cfg->buckets && S.rc && S.rows < S.cfg->ship_batch; b++) {
         log_key(key, (uint32_t)b);
-        redisReply *p = redisCommand(S.rc, "XPENDING %s " GROUP " IDLE %s - + 100", key, idle);
+        redisReply *p = rd_rsc_command(S.rc, "XPENDING %s " GROUP " IDLE %s - + 100", key, idle);
         if (!p) {
-            redis_drop(S.rc->errstr);
+            redis_drop(rd_rsc_errstr(S.rc));
             return;
         }
         for (size_t i = 0; p->type == REDIS_REPLY_ARRAY && i < p->elements && S.rc; i++) {
@@ -491,9 +489,9 @@ static void claim_stale(void)
             const char *id = row->element[0]->str;
             long long deliveries = row->element[3]->integer;
             redisReply *c =
-                redisCommand(S.rc, "XCLAIM %s " GROUP " %s %s %s", key, S.consumer, idle, id);
+                rd_rsc_command(S.rc, "XCLAIM %s " GROUP " %s %s %s", key, S.consumer, idle, id);
             if (!c) {
-                redis_drop(S.rc->errstr);
+                redis_drop(rd_rsc_errstr(S.rc));
                 break;
             }
             if (c->type == REDIS_REPLY_ARRAY && c->elements == 1) {
@@ -526,10 +524,10 @@ static void count_backlog(void)
         int n = S.cfg->buckets - first < SLICE ? S.cfg->buckets - first : SLICE;
         for (int b = first; b < first + n; b++) {
             log_key(key, (uint32_t)b);
-            redisAppendCommand(S.rc, "XLEN %s", key);
+            rd_rsc_append(S.rc, "XLEN %s", key);
         }
         if (rd_rsync_read(S.rc, n, rs) < 0) {
-            redis_drop(S.rc->errstr);
+            redis_drop(rd_rsc_errstr(S.rc));
             atomic_store(&S.backlog, -1);
             return;
         }
@@ -1072,7 +1070,7 @@ static void *shipper_main(void *arg)
     if (S.pg)
         PQfinish(S.pg);
     if (S.rc)
-        redisFree(S.rc);
+        rd_rsc_free(S.rc);
     event_free(S.tick_ev);
     event_free(S.stop_ev);
     event_free(S.pause_ev);

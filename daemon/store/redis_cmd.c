@@ -3,7 +3,6 @@
  * Commands built from the scripts' contracts (see redis_cmd.h).
  */
 #include <string.h>
-#include <strings.h>
 
 #include "rd/cluster.h"
 #include "rd/lua_scripts.h"
@@ -102,16 +101,5 @@ int rd_cmd_check(const struct rd_cmd *c, const char **why)
 
 int rd_cmd_slot(const struct rd_cmd *c)
 {
-    if (c->script >= 0)
-        return rd_lua_scripts[c->script].nkeys > 0 && c->argc > 3
-                   ? rd_cluster_keyslot(c->argv[3], c->lens[3])
-                   : -1;
-    static const char *const keyless[] = {"CLUSTER", "PING",   "SCRIPT",   "INFO",
-                                          "WAIT",    "ASKING", "READONLY", NULL};
-    if (c->argc < 2)
-        return -1;
-    for (const char *const *k = keyless; *k; k++)
-        if (strcasecmp(c->argv[0], *k) == 0)
-            return -1;
-    return rd_cluster_keyslot(c->argv[1], c->lens[1]);
+    return rd_cluster_command_slot(c->argc, c->argv, c->lens);
 }

@@ -50,11 +50,7 @@ void rd_cmd_push(struct rd_cmd *c, const char *s, size_t n);
  */
 int rd_cmd_check(const struct rd_cmd *c, const char **why);
 
-/**
- * The Redis Cluster slot of c's first key (a script's first key, a plain command's first
- * word after the command name), or -1 for a command without keys (CLUSTER, PING, SCRIPT,
- * INFO, WAIT...): such a command may go to any node.
- */
+/** The Redis Cluster slot of c's first key, or -1: rd_cluster_command_slot(). */
 int rd_cmd_slot(const struct rd_cmd *c);
 
 #endif

@@ -59,6 +59,15 @@ struct rd_redirection {
 /** Parses err[0..len) into r: its kind, or RD_REDIRECT_NONE when it is no (valid) redirection. */
 enum rd_redirect rd_cluster_redirect_parse(const char *err, size_t len, struct rd_redirection *r);
 
+/**
+ * The slot of a command's first key, from its words (argv[i] of lens[i] bytes): a script's
+ * first key (EVALSHA sha numkeys key...), the stream after STREAMS (XREADGROUP, XREAD), the
+ * key after the subcommand (XGROUP CREATE key, MEMORY USAGE key), else the word after the
+ * command. -1 for a command without keys (SCAN, SCRIPT, CLUSTER, PING, INFO, WAIT...), which
+ * any node may take, and for a command too short to name its key.
+ */
+int rd_cluster_command_slot(int argc, const char *const *argv, const size_t *lens);
+
 /** Parses "host:port[,host:port...]" (the redis_cluster setting) into at most max nodes;
  * the count, or -1 with *why. */
 int rd_cluster_seeds_parse(const char *s, struct rd_cluster_node *out, int max, const char **why);

@@ -141,6 +141,45 @@ static void seeds(void **state)
     assert_int_equal(rd_cluster_seeds_parse("a:0", n, 4, &why), -1);
 }
 
+static int slot_of(int argc, const char *const *argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return rd_cluster_command_slot(argc, argv, lens);
+}
+
+static void command_slots(void **state)
+{
+    (void)state;
+    const int log17 = rd_cluster_keyslot("{0017}:log", 10);
+    const char *evalsha[] = {"EVALSHA", "abc", "2", "{0017}:log", "{0017}:c:X", "arg"};
+    assert_int_equal(slot_of(6, evalsha), log17);
+    const char *nokeys[] = {"EVALSHA", "abc", "0", "arg"};
+    assert_int_equal(slot_of(4, nokeys), -1);
+    const char *xread[] = {"XREADGROUP", "GROUP",   "g",          "c", "COUNT",
+                           "10",         "STREAMS", "{0017}:log", ">"};
+    assert_int_equal(slot_of(9, xread), log17);
+    const char *xread_short[] = {"XREADGROUP", "GROUP", "g", "c", "STREAMS"};
+    assert_int_equal(slot_of(5, xread_short), -1);
+    const char *xgroup[] = {"XGROUP", "CREATE", "{0017}:log", "g", "0", "MKSTREAM"};
+    assert_int_equal(slot_of(6, xgroup), log17);
+    const char *mem[] = {"memory", "usage", "{0017}:log"};
+    assert_int_equal(slot_of(3, mem), log17);
+    const char *hget[] = {"HGET", "rd:meta", "buckets"};
+    assert_int_equal(slot_of(3, hget), 8110);
+    const char *scan[] = {"SCAN", "0", "MATCH", "x"};
+    assert_int_equal(slot_of(4, scan), -1);
+    const char *load[] = {"SCRIPT", "LOAD", "return 1"};
+    assert_int_equal(slot_of(3, load), -1);
+    const char *slots[] = {"CLUSTER", "SLOTS"};
+    assert_int_equal(slot_of(2, slots), -1);
+    const char *alone[] = {"XLEN"};
+    assert_int_equal(slot_of(1, alone), -1);
+    const char *xgroup_short[] = {"XGROUP", "HELP"};
+    assert_int_equal(slot_of(2, xgroup_short), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +187,7 @@ int main(void)
         cmocka_unit_test(slot_maps),
         cmocka_unit_test(redirections),
         cmocka_unit_test(seeds),
+        cmocka_unit_test(command_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
