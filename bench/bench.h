@@ -44,8 +44,9 @@ struct opts {
     long long amount;   /* voucher-pay: each payment */
     int json;
     int quiet;
-    char pg[512];    /* conninfo for the ledger check; "" skips it */
-    char redis[128]; /* host:port for the per-user counter check; "" skips it */
+    char pg[512];     /* conninfo for the ledger check; "" skips it */
+    char redis[1024]; /* host:port, or a cluster's nodes host:port,host:port,...: the
+                         per-user counter check; "" skips it */
     double drain_timeout_s;
     int check; /* run the invariant checks (default on) */
     int max_retries;

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "rd/config.h"
 #include "rd/keys.h"
+#include "store/redis_sync.h"
 #include "rd/rdtime.h"
 
 /* ---- (coupon, user) -> net uses: open addressing, grows at 50 % ------------------------ */
@@ -242,31 +244,38 @@ static void check_coupons(struct bench *b)
 
 static void check_redis_users(struct bench *b)
 {
-    char host[128];
-    snprintf(host, sizeof(host), "%s", b->o.redis);
-    char *colon = strrchr(host, ':');
-    int port = colon ? atoi(colon + 1) : 6379;
-    if (colon)
-        *colon = '\0';
-    redisContext *rc = redisConnect(host, port);
-    if (!rc || rc->err) {
-        violation("cannot connect to Redis at %s", b->o.redis);
-        if (rc)
-            redisFree(rc);
+    /* "host:port", or a cluster's nodes "host:port,host:port,..." */
+    struct rd_config cfg;
+    rd_config_defaults(&cfg);
+    if (strchr(b->o.redis, ',')) {
+        snprintf(cfg.redis_cluster, sizeof(cfg.redis_cluster), "%s", b->o.redis);
+    } else {
+        snprintf(cfg.redis_host, sizeof(cfg.redis_host), "%.*s", (int)sizeof(cfg.redis_host) - 1,
+                 b->o.redis);
+        char *colon = strrchr(cfg.redis_host, ':');
+        cfg.redis_port = colon ? atoi(colon + 1) : 6379;
+        if (colon)
+            *colon = '\0';
+    }
+    char err[200];
+    struct rd_rsc *rc = rd_rsc_connect(&cfg, 2000, 10000, err, sizeof(err));
+    if (!rc) {
+        violation("cannot connect to Redis at %s: %s", b->o.redis, err);
         return;
     }
-    redisReply *r = redisCommand(rc, "HGET rd:meta buckets");
+    redisReply *r = rd_rsc_command(rc, "HGET rd:meta buckets");
     uint32_t nb = r && r->type == REDIS_REPLY_STRING ? (uint32_t)atoi(r->str) : 0;
     if (r)
         freeReplyObject(r);
     if (nb == 0) {
         violation("Redis at %s holds no redeemd install", b->o.redis);
-        redisFree(rc);
+        rd_rsc_free(rc);
         return;
     }
     /* pipelined in chunks: one HGET per (coupon, user) this run touched */
     enum { CHUNK = 1000 };
     size_t idx[CHUNK], n = 0;
+    static redisReply *rs[CHUNK];
     char key[RD_KEY_MAX], field[96];
     for (size_t i = 0; i <= b->users->cap; i++) {
         if (i < b->users->cap && b->users->t[i].key) {
@@ -277,31 +286,32 @@ static void check_redis_users(struct bench *b)
             char uid[64];
             user_id(b, (e->key - 1) & ((1ULL << 40) - 1), uid, sizeof(uid));
             snprintf(field, sizeof(field), "u:%s", uid);
-            redisAppendCommand(rc, "HGET %s %s", key, field);
+            rd_rsc_append(rc, "HGET %s %s", key, field);
             idx[n++] = i;
         }
         if (n == CHUNK || (i == b->users->cap && n > 0)) {
+            if (rd_rsync_read(rc, (int)n, rs) < 0) {
+                violation("Redis connection lost during the check");
+                rd_rsc_free(rc);
+                return;
+            }
             for (size_t k = 0; k < n; k++) {
-                if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-                    violation("Redis connection lost during the check");
-                    redisFree(rc);
-                    return;
-                }
                 const struct uentry *e = &b->users->t[idx[k]];
                 const struct coupon_track *ct = &b->coupons[(e->key - 1) >> 40];
                 struct rd_user_counts uc = {0, 0, 0, 0, 0};
+                r = rs[k];
                 if (r->type == REDIS_REPLY_STRING && rd_user_counts_parse(r->str, &uc) < 0)
                     uc.total = -1; /* not a count: reported below */
                 long long got = uc.total;
-                freeReplyObject(r);
                 if (got < e->net || got > e->net + (long long)ct->unknown)
                     violation("coupon %s: a user's Redis count is %lld, the answers say %lld",
                               ct->code, got, (long long)e->net);
             }
+            rd_rsync_free(rs, (int)n);
             n = 0;
         }
     }
-    redisFree(rc);
+    rd_rsc_free(rc);
 }
 
 static long long backlog_now(const struct bench *b)

@@ -43,6 +43,11 @@ static const struct setting settings[] = {
      "redis_host:redis_port"},
     {"redis_cluster_refresh_ms", C_INT, OFF(redis_cluster_refresh_ms), 0, 100, 600000, "2000",
      "how often the cluster's slot map is read again (also at once on a redirection)"},
+    {"min_replica_acks", C_INT, OFF(min_replica_acks), 0, 0, 16, "0",
+     "a use, payment, reversal, refund, recharge or coupon write answers success only once "
+     "this many replicas have it (WAIT, grouped per connection); 0: once its primary has it"},
+    {"replica_ack_timeout_ms", C_INT, OFF(replica_ack_timeout_ms), 0, 1, 60000, "500",
+     "how long a write waits for min_replica_acks before it answers 503 (outcome unknown)"},
     {"redis_timeout_ms", C_INT, OFF(redis_timeout_ms), 0, 10, 60000, "2000",
      "a Redis call slower than this drops the connection and answers 503"},
     {"pg_conninfo", C_STR, OFF(pg_conninfo), SZ(pg_conninfo), 0, 0,
@@ -390,6 +395,13 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
     }
     if (cfg->redis_host[0] == '\0') {
         snprintf(err, errlen, "redis_host must not be empty");
+        return -1;
+    }
+    if (cfg->min_replica_acks > 0 && cfg->replica_ack_timeout_ms >= cfg->redis_timeout_ms) {
+        snprintf(err, errlen,
+                 "replica_ack_timeout_ms (%d) must be below redis_timeout_ms (%d): a connection "
+                 "whose reply is overdue is dropped",
+                 cfg->replica_ack_timeout_ms, cfg->redis_timeout_ms);
         return -1;
     }
     if (cfg->redis_cluster[0]) {

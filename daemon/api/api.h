@@ -70,6 +70,9 @@ struct rd_api *rd_api(struct rd_req *r);
  * that breaks its script's contract 500; cb does not run then.
  */
 void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb);
+/* The same for a use or a money movement: with min_replica_acks set, its reply waits for
+ * that many replicas to confirm it (redis_client.h: WAIT, grouped per connection). */
+void rd_req_send_durable(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb);
 
 /* Elements of a script's flat string array reply: "" (or -1) when absent. */
 const char *rd_el(const redisReply *reply, size_t i);

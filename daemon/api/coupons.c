@@ -107,7 +107,7 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
         rd_cmd_push(&cmd, "updated_at", 10);
         rd_cmd_push(&cmd, now, strlen(now));
     }
-    rd_req_send(r, &cmd, cb);
+    rd_req_send_durable(r, &cmd, cb);
 }
 
 void rd_h_coupon_create(struct rd_req *r)
@@ -292,5 +292,5 @@ void rd_h_coupon_share(struct rd_req *r)
     rd_cmd_arg(&cmd, RD_SHARE_A_KEY_ID, r->key_id);
     rd_cmd_arg(&cmd, RD_SHARE_A_REQUEST_ID, r->request_id);
     rd_cmd_arg(&cmd, RD_SHARE_A_CODE, a->code);
-    rd_req_send(r, &cmd, on_shared);
+    rd_req_send_durable(r, &cmd, on_shared);
 }

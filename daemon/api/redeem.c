@@ -107,7 +107,10 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
     struct rd_use_call u;
     rd_use_prepare(r, &u, RD_LUA_REDEEM, redeem ? a->idem : "");
     rd_cmd_arg(&u.cmd, RD_REDEEM_A_MODE, redeem ? "redeem" : "validate");
-    rd_req_send(r, &u.cmd, on_redeem);
+    if (redeem)
+        rd_req_send_durable(r, &u.cmd, on_redeem);
+    else
+        rd_req_send(r, &u.cmd, on_redeem);
 }
 
 void rd_h_validate(struct rd_req *r)

@@ -60,7 +60,7 @@ static void undo(struct rd_req *r)
     }
     struct rd_use_call u;
     rd_undo_prepare(r, &u, RD_LUA_REVERSE); /* sent before the reply goes */
-    rd_req_send(r, &u.cmd, on_reversed);
+    rd_req_send_durable(r, &u.cmd, on_reversed);
 }
 
 void rd_h_reverse(struct rd_req *r)

@@ -45,10 +45,11 @@ struct rd_api *rd_api(struct rd_req *r)
 
 /* ---- calls ------------------------------------------------------------------------------ */
 
-void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb)
+static void send_call(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb, int durable)
 {
     r->call.cb = cb;
     r->call.arg = r;
+    r->call.durable = durable;
     switch (rd_redis_call(&r->w->redis, cmd, &r->call)) {
     case 0:
         return;
@@ -59,6 +60,16 @@ void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb)
         rd_reply_error(r, RD_E_UNAVAILABLE, "Redis is not reachable; retry shortly", NULL);
         return;
     }
+}
+
+void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb)
+{
+    send_call(r, cmd, cb, 0);
+}
+
+void rd_req_send_durable(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb)
+{
+    send_call(r, cmd, cb, 1);
 }
 
 int rd_path_txn(struct rd_req *r)
@@ -110,8 +121,11 @@ void rd_reply_redis_failure(struct rd_req *r, const redisReply *reply, const cha
 {
     if (!reply) {
         rd_reply_error(r, RD_E_UNAVAILABLE,
-                       "the outcome is unknown (Redis connection lost); retry with the same "
-                       "Idempotency-Key",
+                       r->call.unconfirmed
+                           ? "the outcome is unknown (fewer replicas than min_replica_acks "
+                             "confirmed it in time); retry with the same Idempotency-Key"
+                           : "the outcome is unknown (Redis connection lost); retry with the "
+                             "same Idempotency-Key",
                        NULL);
         return;
     }

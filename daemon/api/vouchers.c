@@ -123,7 +123,7 @@ void rd_h_voucher_pay(struct rd_req *r)
     }
     struct rd_use_call u;
     rd_use_prepare(r, &u, RD_LUA_PAY, a->idem);
-    rd_req_send(r, &u.cmd, on_paid);
+    rd_req_send_durable(r, &u.cmd, on_paid);
 }
 
 /* ---- POST /v1/vouchers/{code}/recharge (admin) --------------------------------------------- */
@@ -194,7 +194,7 @@ void rd_h_voucher_recharge(struct rd_req *r)
     rd_cmd_arg(cmd, RD_RECHARGE_A_REQUEST_ID, r->request_id);
     rd_cmd_arg(cmd, RD_RECHARGE_A_IDEM_KEY, a->idem);
     rd_cmd_arg(cmd, RD_RECHARGE_A_CODE, a->code);
-    rd_req_send(r, cmd, on_recharged);
+    rd_req_send_durable(r, cmd, on_recharged);
 }
 
 /* ---- refund: POST /v1/redemptions/{id}/reverse of a voucher payment ------------------------ */
@@ -247,5 +247,5 @@ void rd_voucher_refund(struct rd_req *r, int64_t amount)
     else
         u.amount[0] = '\0'; /* all that is left */
     rd_cmd_arg(&u.cmd, RD_REFUND_A_AMOUNT, u.amount);
-    rd_req_send(r, &u.cmd, on_refunded);
+    rd_req_send_durable(r, &u.cmd, on_refunded);
 }

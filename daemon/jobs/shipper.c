@@ -988,6 +988,30 @@ static void pg_io(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
+/* With min_replica_acks, a batch ships only once its entries are on that many replicas:
+ * an entry shipped from a primary that dies before replicating it would be a ledger row for
+ * a write the new primary never had (its client got 503 and retries: a second row). WAIT on
+ * the connections that read the batch covers them, since reading (XREADGROUP, XCLAIM) is a
+ * write of this connection made after the entries were added. Short: the batch is dropped
+ * and read again from this consumer's pending entries. */
+static void ensure_replicated(void)
+{
+    int got = rd_rsc_wait(S.rc, S.cfg->min_replica_acks, S.cfg->replica_ack_timeout_ms);
+    if (got < 0) {
+        redis_drop(rd_rsc_errstr(S.rc));
+    } else if (got >= S.cfg->min_replica_acks) {
+        return;
+    } else {
+        rd_warn("event=shipper_batch_unreplicated rows=%ld replicas=%d wanted=%d", S.rows, got,
+                S.cfg->min_replica_acks);
+    }
+    S.copy.len = 0;
+    S.rows = 0;
+    S.nacks = 0;
+    S.batch_admin = 0;
+    S.reading_pel = 1;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1010,6 +1034,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             }
             if (S.rc)
                 collect();
+            if (S.rc && S.rows > 0 && S.cfg->min_replica_acks > 0)
+                ensure_replicated();
         }
     }
     if (S.step == ST_IDLE && S.rows > 0) {

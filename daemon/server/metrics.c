@@ -139,10 +139,15 @@ void rd_metrics_redis_rtt(struct rd_mhist_snap *s)
 static void backend_metrics(FILE *f)
 {
     struct rd_mhist_snap rtt = {0};
-    unsigned long long connects = 0, pg_connects = 0, pg_failures = 0;
+    unsigned long long connects = 0, pg_connects = 0, pg_failures = 0, redirects = 0, waits = 0,
+                       waited = 0, short_acks = 0;
     for (int i = 0; i < reg_n; i++) {
         rd_mhist_add(&rtt, &reg_workers[i].redis.rtt);
         connects += rd_counter_get(&reg_workers[i].redis.reconnects);
+        redirects += rd_counter_get(&reg_workers[i].redis.redirects);
+        waits += rd_counter_get(&reg_workers[i].redis.waits);
+        waited += rd_counter_get(&reg_workers[i].redis.waited_calls);
+        short_acks += rd_counter_get(&reg_workers[i].redis.wait_short);
         pg_connects += rd_counter_get(&reg_workers[i].pgpool.connects);
         pg_failures += rd_counter_get(&reg_workers[i].pgpool.failures);
     }
@@ -152,6 +157,19 @@ static void backend_metrics(FILE *f)
     rd_prom_header(f, "redeemd_redis_connects_total", "counter",
                    "Workers' Redis connection attempts (the first one included).");
     fprintf(f, "redeemd_redis_connects_total %llu\n", connects);
+    rd_prom_header(f, "redeemd_redis_redirects_total", "counter",
+                   "Calls sent again to another cluster node after MOVED or ASK.");
+    fprintf(f, "redeemd_redis_redirects_total %llu\n", redirects);
+    rd_prom_header(f, "redeemd_redis_waits_total", "counter",
+                   "WAITs sent for min_replica_acks (one per group of writes on a connection).");
+    fprintf(f, "redeemd_redis_waits_total %llu\n", waits);
+    rd_prom_header(f, "redeemd_redis_replicated_writes_total", "counter",
+                   "Writes answered after min_replica_acks replicas confirmed them.");
+    fprintf(f, "redeemd_redis_replicated_writes_total %llu\n", waited);
+    rd_prom_header(f, "redeemd_redis_unreplicated_writes_total", "counter",
+                   "Writes answered 503 (outcome unknown): too few replicas confirmed them in "
+                   "replica_ack_timeout_ms, or the connection was lost first.");
+    fprintf(f, "redeemd_redis_unreplicated_writes_total %llu\n", short_acks);
     rd_prom_header(f, "redeemd_pg_read_connects_total", "counter",
                    "Ledger-read PostgreSQL connection attempts.");
     fprintf(f, "redeemd_pg_read_connects_total %llu\n", pg_connects);

@@ -18,7 +18,8 @@
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define WATCHDOG_MS    10 /* also the pace of resends after a redirection */
+#define WATCHDOG_MS    50
+#define RESEND_MS      10 /* a redirected call whose node is not ready yet tries again */
 #define RETRY_MS       50 /* after TRYAGAIN or CLUSTERDOWN */
 #define REFRESH_GAP_MS 100
 
@@ -29,9 +30,12 @@ static void conn_lost(struct rd_rconn *k);
 
 /* ---- connections ------------------------------------------------------------------------ */
 
+static void fail_unwaited(struct rd_rconn *k);
+
 static void schedule_reconnect(struct rd_rconn *k)
 {
     struct rd_redis *r = k->owner;
+    fail_unwaited(k);
     k->state = RD_REDIS_CLOSED;
     k->ac = NULL;
     int ms = k->backoff_ms;
@@ -198,6 +202,7 @@ static struct rd_rconn *conn_at(struct rd_redis *r, int idx, const char *host, i
     snprintf(k->host, sizeof(k->host), "%s", host);
     k->port = port;
     k->backoff_ms = BACKOFF_MIN_MS;
+    k->unwaited_tail = &k->unwaited;
     k->reconnect_ev = evtimer_new(r->base, on_reconnect_timer, k);
     if (!k->reconnect_ev)
         abort();
@@ -282,12 +287,150 @@ static void finish(struct rd_redis *r, struct rd_rcall *c, redisReply *reply)
     c->cb(r, reply, c->arg);
 }
 
-/* The call goes out again from the watchdog tick at due_ms (or at once if 0). */
+/* ---- acknowledged means replicated: WAIT, one per group of replies ---------------------- */
+
+static redisReply *dup_reply(const redisReply *x)
+{
+    redisReply *y = calloc(1, sizeof(*y));
+    if (!y)
+        abort(); /* only out of memory */
+    y->type = x->type;
+    y->integer = x->integer;
+    if (x->str) {
+        y->str = malloc(x->len + 1);
+        if (!y->str)
+            abort();
+        memcpy(y->str, x->str, x->len + 1);
+        y->len = x->len;
+    }
+    if (x->element) {
+        y->element = calloc(x->elements ? x->elements : 1, sizeof(*y->element));
+        if (!y->element)
+            abort();
+        y->elements = x->elements;
+        for (size_t i = 0; i < x->elements; i++)
+            y->element[i] = dup_reply(x->element[i]);
+    }
+    return y;
+}
+
+/* Delivers a group: its held replies if ok, else NULL (outcome unknown). */
+static void deliver_group(struct rd_redis *r, struct rd_rcall *head, int ok, int short_acks)
+{
+    while (head) {
+        struct rd_rcall *c = head;
+        head = c->next_wait;
+        c->next_wait = NULL;
+        redisReply *held = c->held;
+        c->held = NULL;
+        c->unconfirmed = 0;
+        if (ok)
+            rd_counter_inc(&r->waited_calls, 1);
+        else
+            rd_counter_inc(&r->wait_short, 1);
+        c->unconfirmed = !ok && short_acks;
+        finish(r, c, ok ? held : NULL);
+        freeReplyObject(held);
+    }
+}
+
+static void fail_unwaited(struct rd_rconn *k)
+{
+    struct rd_rcall *head = k->unwaited;
+    k->unwaited = NULL;
+    k->unwaited_tail = &k->unwaited;
+    k->wait_out = 0;
+    deliver_group(k->owner, head, 0, 0);
+}
+
+struct wait_group {
+    struct rd_rconn *k;
+    struct rd_rcall *head;
+};
+
+static void send_wait(struct rd_rconn *k);
+
+static void on_wait(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    redisReply *reply = reply_;
+    struct wait_group *g = priv;
+    struct rd_rconn *k = g->k;
+    struct rd_redis *r = k->owner;
+    int live = ac->data != NULL;
+    if (live) {
+        progress(k);
+        k->wait_out = 0;
+    }
+    int ok =
+        reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= r->cfg->min_replica_acks;
+    if (reply && !ok)
+        rd_warn("event=replica_acks_short node=%s:%d wanted=%d got=%lld calls_failed=1", k->host,
+                k->port, r->cfg->min_replica_acks,
+                reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL);
+    deliver_group(r, g->head, ok, reply != NULL);
+    free(g);
+    if (live && k->unwaited)
+        send_wait(k);
+}
+
+static void send_wait(struct rd_rconn *k)
+{
+    struct rd_redis *r = k->owner;
+    if (k->wait_out || !k->unwaited || !k->ac)
+        return;
+    struct wait_group *g = malloc(sizeof(*g));
+    if (!g)
+        abort();
+    g->k = k;
+    g->head = k->unwaited;
+    k->unwaited = NULL;
+    k->unwaited_tail = &k->unwaited;
+    char n[16], ms[16];
+    snprintf(n, sizeof(n), "%d", r->cfg->min_replica_acks);
+    snprintf(ms, sizeof(ms), "%d", r->cfg->replica_ack_timeout_ms);
+    const char *argv[] = {"WAIT", n, ms};
+    if (redisAsyncCommandArgv(k->ac, on_wait, g, 3, argv, NULL) != REDIS_OK) {
+        deliver_group(r, g->head, 0, 0);
+        free(g);
+        return;
+    }
+    k->wait_out = 1;
+    if (k->inflight++ == 0)
+        k->last_progress_ms = rd_mono_ms();
+    rd_counter_inc(&r->waits, 1);
+}
+
+/* A durable call's reply: held until a WAIT on its connection confirms it. */
+static void hold(struct rd_rconn *k, struct rd_rcall *c, const redisReply *reply)
+{
+    c->held = dup_reply(reply);
+    c->next_wait = NULL;
+    if (!k->unwaited_tail)
+        k->unwaited_tail = &k->unwaited;
+    *k->unwaited_tail = c;
+    k->unwaited_tail = &c->next_wait;
+    send_wait(k);
+}
+
+static void arm_resend(struct rd_redis *r, int64_t due_ms)
+{
+    if (evtimer_pending(r->resend_ev, NULL) && r->resend_due_ms <= due_ms)
+        return;
+    int64_t ms = due_ms - rd_mono_ms();
+    if (ms < 1)
+        ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    r->resend_due_ms = due_ms;
+    evtimer_add(r->resend_ev, &tv);
+}
+
+/* The call goes out again from the resend timer at due_ms (at once if delay_ms is 0). */
 static void wait_and_resend(struct rd_redis *r, struct rd_rcall *c, int delay_ms)
 {
     c->due_ms = rd_mono_ms() + delay_ms;
     c->next_wait = r->waiting;
     r->waiting = c;
+    arm_resend(r, c->due_ms);
 }
 
 static void resend_waiting(struct rd_redis *r)
@@ -312,7 +455,7 @@ static void resend_waiting(struct rd_redis *r)
             finish(r, c, NULL); /* never ran, but the caller answers the same 503 */
             continue;
         }
-        c->due_ms = now + WATCHDOG_MS;
+        c->due_ms = now + RESEND_MS;
         c->next_wait = keep;
         keep = c;
     }
@@ -322,7 +465,15 @@ static void resend_waiting(struct rd_redis *r)
         keep = c->next_wait;
         c->next_wait = r->waiting;
         r->waiting = c;
+        arm_resend(r, c->due_ms);
     }
+}
+
+static void on_resend(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    resend_waiting(arg);
 }
 
 /* A redirection or a cluster state error: 1 if the call will go out again. */
@@ -393,6 +544,11 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
         return;
     if (!reply && r->cluster)
         r->refresh_soon = 1; /* the node may be gone: a failover moves its slots */
+    if (reply && c->durable && r->cfg->min_replica_acks > 0 && ac->data &&
+        reply->type != REDIS_REPLY_ERROR) {
+        hold(k, c, reply);
+        return;
+    }
     finish(r, c, reply);
 }
 
@@ -402,6 +558,7 @@ static int route(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *
     c->redis = r;
     c->script = cmd->script;
     c->retried = c->redirects = c->asking = 0;
+    c->held = NULL;
     c->target = -1;
     c->next_wait = NULL;
     c->slot = r->cluster ? rd_cmd_slot(cmd) : -1;
@@ -536,6 +693,14 @@ static void on_slots(struct rd_redis *r, redisReply *reply, void *arg)
             continue;
         rd_slotmap_assign(r->map, (int)e->element[0]->integer, (int)e->element[1]->integer, idx);
     }
+    /* a slot's node that is down: its replica may be taking over, look again soon */
+    unsigned char serves[RD_CLUSTER_NODES_MAX] = {0};
+    for (int sl = 0; sl < RD_CLUSTER_SLOTS; sl++)
+        if (r->map->slot_node[sl] != RD_SLOT_NONE)
+            serves[r->map->slot_node[sl]] = 1;
+    for (int i = 0; i < r->nconns; i++)
+        if (serves[i] && (!r->conns[i] || r->conns[i]->state != RD_REDIS_READY))
+            r->refresh_soon = 1;
     if (memcmp(before, r->map->slot_node, sizeof(before)) != 0)
         rd_info("event=cluster_map nodes=%d uncovered=%d", r->nconns, rd_slotmap_uncovered(r->map));
     update_state(r);
@@ -606,8 +771,6 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         refresh_map(r);
     if (!r->meta_ok && !r->meta_pending)
         check_meta(r);
-    if (r->waiting)
-        resend_waiting(r);
 }
 
 int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_config *cfg,
@@ -622,7 +785,8 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
     if (getrandom(&r->jitter, sizeof(r->jitter), 0) != sizeof(r->jitter) || r->jitter == 0)
         r->jitter = (uint64_t)rd_mono_us() | 1; /* only jitter depends on it */
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
-    if (!r->watchdog_ev)
+    r->resend_ev = evtimer_new(base, on_resend, r);
+    if (!r->watchdog_ev || !r->resend_ev)
         return -1;
     struct timeval tv = {0, WATCHDOG_MS * 1000};
     event_add(r->watchdog_ev, &tv);
@@ -660,6 +824,7 @@ void rd_redis_stop(struct rd_redis *r)
         struct rd_rconn *k = r->conns[i];
         if (!k)
             continue;
+        fail_unwaited(k);
         redisAsyncContext *ac = k->ac;
         k->ac = NULL;
         k->state = RD_REDIS_CLOSED;
@@ -674,7 +839,9 @@ void rd_redis_stop(struct rd_redis *r)
     }
     if (r->watchdog_ev)
         event_free(r->watchdog_ev);
-    r->watchdog_ev = NULL;
+    if (r->resend_ev)
+        event_free(r->resend_ev);
+    r->watchdog_ev = r->resend_ev = NULL;
     free(r->map);
     r->map = NULL;
 }

@@ -19,6 +19,14 @@
  * RD_REDIS_REDIRECTS_MAX tries, or redis_timeout_ms, the caller gets NULL (503). NOSCRIPT
  * loads the script on that node and sends the call again, once.
  *
+ * Acknowledged means replicated (min_replica_acks = N): a durable call's reply is held (a
+ * copy) until a WAIT N replica_ack_timeout_ms on its connection confirms it; a WAIT covers
+ * every write its connection sent before it, so the replies that arrive while one WAIT is
+ * out wait for the next, one WAIT per group (group commit). Fewer than N replicas, or a lost
+ * connection: the caller gets NULL (503, outcome unknown; the client retries with its
+ * Idempotency-Key and gets the one true outcome). An error reply is not held: no script
+ * writes before it fails.
+ *
  * hiredis 0.14 has no timeouts: a watchdog drops a connection whose reply is overdue (RESP
  * cannot cancel one command). Dropping completes every pending call with a NULL reply, which
  * callers must treat as "outcome unknown". Reconnects use exponential backoff with jitter,
@@ -68,7 +76,10 @@ struct rd_rcall {
     int redirects; /* MOVED, ASK, TRYAGAIN, CLUSTERDOWN so far */
     int target;    /* the node a redirection named (ASK), or -1: the slot's */
     int asking;
-    int slot; /* of its first key; -1: none (any node) */
+    int durable;      /* set by the caller: wait for min_replica_acks replicas */
+    redisReply *held; /* durable: the reply (a copy, owned) until its WAIT answers */
+    int unconfirmed;  /* NULL because too few replicas confirmed it, not a lost connection */
+    int slot;         /* of its first key; -1: none (any node) */
     int64_t sent_us;
     int64_t due_ms;   /* waiting: when to send again */
     int64_t first_ms; /* when the caller sent it */
@@ -92,6 +103,8 @@ struct rd_rconn {
     int inflight;
     int64_t last_progress_ms;
     int64_t connect_started_ms;
+    struct rd_rcall *unwaited, **unwaited_tail; /* replies held, no WAIT sent for them yet */
+    int wait_out;                               /* a WAIT is in flight */
 };
 
 struct rd_redis {
@@ -105,6 +118,8 @@ struct rd_redis {
     int meta_ok, meta_pending;
     struct rd_rcall meta_calls[2];
     struct event *watchdog_ev;
+    struct event *resend_ev; /* the next redirected call due */
+    int64_t resend_due_ms;
     int64_t next_refresh_ms;
     int refresh_pending; /* a CLUSTER SLOTS in flight */
     int refresh_soon;    /* asked for by a redirection or a dropped connection */
@@ -114,7 +129,9 @@ struct rd_redis {
                                  by every thread) */
     atomic_ullong reconnects; /* read by /metrics on any worker */
     atomic_ullong redirects;  /* MOVED and ASK followed */
-    struct rd_mhist rtt;      /* send to reply, per call */
+    atomic_ullong waits, waited_calls, wait_short; /* WAITs sent, replies they confirmed,
+                                                      and replies failed for too few replicas */
+    struct rd_mhist rtt;                           /* send to reply, per call */
     void (*on_ready)(struct rd_redis *r, void *arg);
     void *on_ready_arg;
 };

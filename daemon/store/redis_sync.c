@@ -27,7 +27,8 @@ struct rd_rsc {
     int cluster;
     struct rd_slotmap *map; /* cluster only */
     redisContext *ctx[RD_CLUSTER_NODES_MAX];
-    int primaries[RD_CLUSTER_NODES_MAX]; /* map nodes that serve slots */
+    int primaries[RD_CLUSTER_NODES_MAX];      /* map nodes that serve slots */
+    unsigned char used[RD_CLUSTER_NODES_MAX]; /* sent a command since the last rd_rsc_wait */
     int nprimaries;
     struct pend *pend;
     int npend, cap;
@@ -255,6 +256,7 @@ static int push(struct rd_rsc *c, char *cmd, int len, int node)
             abort();
     }
     c->pend[c->npend++] = (struct pend){node, cmd, (size_t)len};
+    c->used[node] = 1;
     return 0;
 }
 
@@ -458,6 +460,32 @@ redisReply *rd_rsc_command_node(struct rd_rsc *c, int node, const char *fmt, ...
         return NULL;
     }
     return one(c, cmd, len, c->cluster ? c->primaries[node] : 0);
+}
+
+int rd_rsc_wait(struct rd_rsc *c, int replicas, int timeout_ms)
+{
+    int nodes[RD_CLUSTER_NODES_MAX], n = 0;
+    for (int i = 0; i < RD_CLUSTER_NODES_MAX; i++)
+        if (c->used[i])
+            nodes[n++] = i;
+    int fewest = replicas;
+    for (int i = 0; i < n; i++) {
+        char *cmd = NULL;
+        int len = redisFormatCommand(&cmd, "WAIT %d %d", replicas, timeout_ms);
+        if (push(c, cmd, len, nodes[i]) < 0)
+            return -1;
+    }
+    redisReply *rs[RD_CLUSTER_NODES_MAX];
+    if (n > 0 && rd_rsync_read(c, n, rs) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        long long got = rs[i]->type == REDIS_REPLY_INTEGER ? rs[i]->integer : -1;
+        if (got < fewest)
+            fewest = got < 0 ? 0 : (int)got;
+        c->used[nodes[i]] = 0;
+    }
+    rd_rsync_free(rs, n);
+    return fewest;
 }
 
 void rd_rsync_free(redisReply **out, int n)

@@ -68,6 +68,14 @@ redisReply *rd_rsc_command(struct rd_rsc *c, const char *fmt, ...);
 redisReply *rd_rsc_command_argv(struct rd_rsc *c, int argc, const char **argv, const size_t *lens);
 redisReply *rd_rsc_command_node(struct rd_rsc *c, int node, const char *fmt, ...);
 
+/**
+ * WAIT replicas timeout_ms on every primary this rd_rsc sent a command to since the last
+ * rd_rsc_wait, all at once: the fewest replicas any of them confirmed (WAIT covers every
+ * write of the whole primary up to this connection's last write), replicas when there was
+ * nothing to wait for, or -1 on a transport error (drop c).
+ */
+int rd_rsc_wait(struct rd_rsc *c, int replicas, int timeout_ms);
+
 /** Frees out[0..n) (NULLs are skipped) and sets them to NULL. */
 void rd_rsync_free(redisReply **out, int n);
 

@@ -20,6 +20,8 @@ struct rd_config {
     int redis_port;
     char redis_cluster[1024]; /* seed nodes; "" = one Redis (redis_host:redis_port) */
     int redis_cluster_refresh_ms;
+    int min_replica_acks; /* 0: a write is acknowledged once its primary has it */
+    int replica_ack_timeout_ms;
     int redis_timeout_ms;
     int pg_probe_interval_ms;
     char pg_conninfo[1024];

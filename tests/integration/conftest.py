@@ -3,7 +3,10 @@
 Everything runs black box: tests talk HTTP to the daemon and read Redis only to check
 invariants. Servers live in a temporary directory removed at the end; their logs are
 printed when a test fails. With RD_SANITIZED=1 (the ASan+UBSan pass of scripts/test) every
-daemon's stderr is checked for sanitizer reports when it stops.
+daemon's stderr is checked for sanitizer reports when it stops. With RD_TEST_REDIS_CLUSTER=N
+every Redis is a Redis Cluster of N primaries and N replicas instead (redeemd and redeemctl
+get its nodes as redis_cluster; tests marked single_redis, which stop, restart or reconfigure
+"the" Redis, are skipped).
 """
 import os
 import pwd
@@ -33,12 +36,38 @@ SANITIZED = os.environ.get("RD_SANITIZED") == "1"
 CLOCK = os.environ.get("RD_TEST_CLOCK", "")
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian's libfaketime
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
+CLUSTER = int(os.environ.get("RD_TEST_REDIS_CLUSTER", "0") or 0)
+SEEDS = {}  # a cluster's first port -> "127.0.0.1:p,127.0.0.1:q,..." (redis_cluster)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _bindable(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def cluster_port():
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    import random
+    while True:
+        p = random.randrange(20000, 30000)
+        if _bindable(p) and _bindable(p + 10000):
+            return p
+
+
+def redis_flags(port):
+    """redeemd's and redeemctl's flags for the Redis (or cluster) whose first port is port."""
+    return [f"--redis_port={port}"] + ([f"--redis_cluster={SEEDS[port]}"] if port in SEEDS
+                                       else [])
 
 
 # What a predicate may raise while the thing it waits for is still coming up (a server not
@@ -62,38 +91,106 @@ def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
 
 
 class RedisServer:
-    """A redis-server with the production durability settings (AOF always, noeviction)."""
+    """A redis-server with the production durability settings (AOF always, noeviction); with
+    cluster=N (default: RD_TEST_REDIS_CLUSTER), a Redis Cluster of N primaries and N replicas,
+    port being its first node's."""
 
-    def __init__(self, base):
+    def __init__(self, base, cluster=None):
         self.dir = tempfile.mkdtemp(prefix="redis-", dir=base)
-        self.port = free_port()
-        self.proc = None
+        self.cluster = CLUSTER if cluster is None else cluster  # primaries; 0: one Redis
+        self.ports = ([cluster_port() for _ in range(2 * self.cluster)] if self.cluster
+                      else [free_port()])
+        self.port = self.ports[0]
+        self.procs = {}  # port -> Popen
+
+    @property
+    def proc(self):
+        return self.procs.get(self.port)
+
+    def node_dir(self, port):
+        return os.path.join(self.dir, str(port)) if self.cluster else self.dir
+
+    def start_node(self, port, *extra):
+        d = self.node_dir(port)
+        os.makedirs(d, exist_ok=True)
+        # shutdown-timeout 0: a primary stopping with its replica does not wait 10 s for it
+        cluster = (["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                    "--cluster-config-file", "nodes.conf", "--shutdown-timeout", "0"]
+                   if self.cluster else [])
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--dir", d, "--appendonly", "yes", "--appendfsync", "always",
+             "--maxmemory-policy", "noeviction", "--save", "",
+             "--logfile", os.path.join(d, "redis.log")] + cluster + list(extra))
 
     def start(self, *extra, wait=True):
         """Starts the server (extra: further redis-server flags); with wait, until it answers
-        PING (after loading its AOF)."""
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
-             "--maxmemory-policy", "noeviction", "--save", "",
-             "--logfile", os.path.join(self.dir, "redis.log")] + list(extra))
-        if wait:
+        PING (after loading its AOF). A cluster is formed on first start and waited for."""
+        for port in self.ports:
+            self.start_node(port, *extra)
+        if self.cluster:
+            for port in self.ports:
+                wait_for(lambda: self.node(port).ping(), timeout=30, what=f"redis on {port}")
+            if int(self.node(self.port).cluster("info")["cluster_known_nodes"]) == 1:
+                subprocess.run(["redis-cli", "--cluster", "create"] +
+                               [f"127.0.0.1:{p}" for p in self.ports] +
+                               ["--cluster-replicas", "1", "--cluster-yes"], check=True,
+                               capture_output=True, timeout=60)
+            self.wait_cluster_ok()
+            self.wait_replicas()
+            SEEDS[self.port] = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        elif wait:
             wait_for(lambda: self.client().ping(), timeout=30, what=f"redis on {self.port}")
         return self
 
-    def client(self):
-        return redis_lib.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+    def wait_cluster_ok(self, ports=None, timeout=30):
+        for port in ports or self.ports:
+            wait_for(lambda: self.node(port).cluster("info")["cluster_state"] == "ok",
+                     timeout=timeout, what=f"cluster state ok on {port}")
+
+    def wait_replicas(self, timeout=30):
+        """Until every primary has an online replica (a replica still syncing cannot
+        confirm a WAIT)."""
+        def synced(port):
+            info = self.node(port).info("replication")
+            if info.get("role") != "master":
+                return True
+            return any(isinstance(v, dict) and v.get("state") == "online"
+                       for k, v in info.items() if k.startswith("slave"))
+        for port in self.ports:
+            wait_for(lambda: synced(port), timeout=timeout, what=f"a replica of {port} online")
+
+    def node(self, port):
+        return redis_lib.Redis(host="127.0.0.1", port=port, decode_responses=True,
                                socket_timeout=5)
 
+    def client(self):
+        if self.cluster:
+            return redis_lib.RedisCluster(host="127.0.0.1", port=self.port,
+                                          decode_responses=True, socket_timeout=5)
+        return self.node(self.port)
+
+    def key_count(self):
+        """Keys in Redis: DBSIZE, summed over the primaries of a cluster."""
+        return sum(self.node(p).dbsize() for p in self.ports
+                   if self.node(p).info("replication")["role"] == "master")
+
+    def kill_node(self, port):
+        p = self.procs.pop(port)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=20)
+
     def stop(self, kill=False):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        self.proc = None
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        for p in self.procs.values():
+            p.wait(timeout=20)
+        self.procs = {}
 
     def log(self):
         try:
-            with open(os.path.join(self.dir, "redis.log")) as f:
+            with open(os.path.join(self.node_dir(self.port), "redis.log")) as f:
                 return f.read()[-4000:]
         except OSError:
             return ""
@@ -268,7 +365,7 @@ class Daemon:
         self.logs = []
 
     def args(self):
-        return [f"--redis_port={self.redis_port}", f"--pg_conninfo={self.pg_conninfo}",
+        return redis_flags(self.redis_port) + [f"--pg_conninfo={self.pg_conninfo}",
                 "--listen_addr=127.0.0.1", f"--port={self.port or 0}", "--workers=2",
                 "--test_clock", "--key_refresh_ms=200", "--pg_probe_interval_ms=200",
                 "--redis_timeout_ms=1000",
@@ -324,7 +421,7 @@ class Daemon:
 
 
 def ctl(redis_port, *args, check=True):
-    p = subprocess.run([REDEEMCTL, f"--redis_port={redis_port}"] + list(args),
+    p = subprocess.run([REDEEMCTL] + redis_flags(redis_port) + list(args),
                        capture_output=True, text=True, timeout=30)
     if check:
         assert p.returncode == 0, p.stderr
@@ -443,7 +540,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
         d = item.funcargs.get("daemon")
-        stack = item.funcargs.get("stack")
+        stack = item.funcargs.get("stack") or item.funcargs.get("cluster")
         if stack is not None:
             d = stack[1]
         if d is not None:
@@ -452,3 +549,13 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "daemon_args(*flags, no_wait=False): extra redeemd flags")
+    config.addinivalue_line("markers", "single_redis: stops, restarts or reconfigures the one "
+                                       "Redis; skipped on a cluster")
+
+
+def pytest_collection_modifyitems(config, items):
+    if CLUSTER:
+        skip = pytest.mark.skip(reason="needs the one Redis (RD_TEST_REDIS_CLUSTER is set)")
+        for item in items:
+            if "single_redis" in item.keywords:
+                item.add_marker(skip)

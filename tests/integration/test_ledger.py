@@ -306,6 +306,7 @@ def test_partitions_for_any_month(daemon, api, pg):
     assert got[0][0] == "transactions_203107"
 
 
+@pytest.mark.single_redis  # appends to a stream through a plain client on one port
 def test_bad_entries_are_dead_lettered_and_the_rest_ships(stack):
     """Entries that PostgreSQL refuses for their data (here invalid UTF-8 in a text column,
     and an audit entry whose 'before' is not JSON) go to the dead-letter stream with the

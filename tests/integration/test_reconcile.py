@@ -4,14 +4,14 @@ import subprocess
 
 import pytest
 
-from conftest import REDEEMCTL, key_loaded, make_key, wait_for
+from conftest import REDEEMCTL, key_loaded, make_key, redis_flags, wait_for
 from test_ledger import drained
 
 NOW = "2030-05-15T12:00:00Z"  # a Wednesday
 
 
 def reconcile(redis, db, *args):
-    p = subprocess.run([REDEEMCTL, f"--redis_port={redis.port}", f"--pg_conninfo={db}",
+    p = subprocess.run([REDEEMCTL] + redis_flags(redis.port) + [f"--pg_conninfo={db}",
                         "reconcile", "--now", NOW] + list(args),
                        capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout

@@ -104,6 +104,7 @@ def test_sigterm_finishes_and_exits_zero(stack):
     assert "event=stopped" in d.log()
 
 
+@pytest.mark.single_redis  # restarts the one Redis with a slow load
 def test_ledger_catches_up_after_redis_restart_while_loading(stack):
     """Redis killed under load and restarted with an AOF that takes seconds to load (it
     answers LOADING meanwhile): the shipper recovers by itself, the ledger ends with exactly
@@ -159,6 +160,7 @@ def test_ledger_catches_up_after_redis_restart_while_loading(stack):
     assert all(k == 1 for _, k in got)
 
 
+@pytest.mark.single_redis  # stalls the one Redis (DEBUG SLEEP)
 @pytest.mark.daemon_args("--redis_timeout_ms=20000", "--shutdown_timeout_s=1")
 def test_sigterm_with_requests_stuck_in_redis(stack):
     """SIGTERM while Redis is paused (CLIENT PAUSE) and redemptions wait on it: the drain

@@ -8,7 +8,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from conftest import REDEEMCTL
+from conftest import REDEEMCTL, redis_flags
 from test_ledger import drained, rows
 
 OLD = "2030-01-15T10:00:00Z"  # in a month the window leaves behind
@@ -21,7 +21,7 @@ IN_2030_BEFORE_EDGE = "SELECT count(*) FROM transactions WHERE ts >= '2030-01-01
 
 
 def retention(redis, db, *args):
-    p = subprocess.run([REDEEMCTL, f"--redis_port={redis.port}", f"--pg_conninfo={db}",
+    p = subprocess.run([REDEEMCTL] + redis_flags(redis.port) + [f"--pg_conninfo={db}",
                         "retention", "--now", NOW] + list(args),
                        capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
