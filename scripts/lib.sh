@@ -91,7 +91,7 @@ rd_redis_cluster_start() {
         redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --daemonize yes \
             --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" \
             --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout "${RD_CLUSTER_NODE_TIMEOUT:-2000}" \
+            --cluster-node-timeout "${RD_CLUSTER_NODE_TIMEOUT:-2000}" --repl-diskless-sync-delay 0 \
             --appendonly yes --appendfsync "${RD_REDIS_APPENDFSYNC:-always}" \
             --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
             --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/$port/redis.log)"

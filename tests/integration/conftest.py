@@ -114,8 +114,11 @@ class RedisServer:
         d = self.node_dir(port)
         os.makedirs(d, exist_ok=True)
         # shutdown-timeout 0: a primary stopping with its replica does not wait 10 s for it
+        # repl-diskless-sync-delay 0: a replica's first sync starts at once, not after the
+        # 5 s Redis waits for more replicas to share it
         cluster = (["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                    "--cluster-config-file", "nodes.conf", "--shutdown-timeout", "0"]
+                    "--cluster-config-file", "nodes.conf", "--shutdown-timeout", "0",
+                    "--repl-diskless-sync-delay", "0"]
                    if self.cluster else [])
         self.procs[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
@@ -164,11 +167,12 @@ class RedisServer:
         return redis_lib.Redis(host="127.0.0.1", port=port, decode_responses=True,
                                socket_timeout=5)
 
-    def client(self):
+    def client(self, decode=True):
         if self.cluster:
             return redis_lib.RedisCluster(host="127.0.0.1", port=self.port,
-                                          decode_responses=True, socket_timeout=5)
-        return self.node(self.port)
+                                          decode_responses=decode, socket_timeout=5)
+        return redis_lib.Redis(host="127.0.0.1", port=self.port, decode_responses=decode,
+                               socket_timeout=5)
 
     def key_count(self):
         """Keys in Redis: DBSIZE, summed over the primaries of a cluster."""

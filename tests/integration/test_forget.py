@@ -11,7 +11,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis as redis_lib
 
 from conftest import Api, wait_for
 from test_ledger import drained, rows
@@ -311,7 +310,7 @@ def test_records_of_redeemd_0_1_are_still_honoured(stack):
     assert first.status_code == 201
     keyid = api.key.split("_")[1]
     field = hashlib.sha256(f"{c['code']}\0{keyid}\0{key}".encode()).digest()[:12]
-    raw = redis_lib.Redis(host="127.0.0.1", port=redis.port)
+    raw = redis.client(decode=False)
     held = [k for k in raw.scan_iter(match=f"{b}:i:*".encode()) if raw.hexists(k, field)]
     assert len(held) == 1
     fp = fingerprint(c["code"], "fp", 10000, "EUR", "o-fp")
