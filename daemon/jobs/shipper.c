@@ -990,10 +990,9 @@ static void pg_io(evutil_socket_t fd, short what, void *arg)
 
 /* With min_replica_acks, a batch ships only once its entries are on that many replicas:
  * an entry shipped from a primary that dies before replicating it would be a ledger row for
- * a write the new primary never had (its client got 503 and retries: a second row). WAIT on
- * the connections that read the batch covers them, since reading (XREADGROUP, XCLAIM) is a
- * write of this connection made after the entries were added. Short: the batch is dropped
- * and read again from this consumer's pending entries. */
+ * a write the new primary never had (its client got 503 and retries: a second row).
+ * rd_rsc_wait covers every entry the primaries that were read had. Short: the batch is
+ * dropped and read again from this consumer's pending entries. */
 static void ensure_replicated(void)
 {
     int got = rd_rsc_wait(S.rc, S.cfg->min_replica_acks, S.cfg->replica_ack_timeout_ms);

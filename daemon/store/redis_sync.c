@@ -183,17 +183,6 @@ int rd_rsc_nodes(const struct rd_rsc *c)
     return c->nprimaries;
 }
 
-const char *rd_rsc_node_name(const struct rd_rsc *c, int i)
-{
-    static _Thread_local char name[300];
-    if (!c->cluster)
-        snprintf(name, sizeof(name), "%s:%d", c->cfg->redis_host, c->cfg->redis_port);
-    else
-        snprintf(name, sizeof(name), "%s:%d", c->map->nodes[c->primaries[i]].host,
-                 c->map->nodes[c->primaries[i]].port);
-    return name;
-}
-
 /* ---- the pipeline ------------------------------------------------------------------------ */
 
 /* The words of a formatted command ("*N\r\n$len\r\nword\r\n..."), at most max. */
@@ -268,20 +257,6 @@ int rd_rsc_append(struct rd_rsc *c, const char *fmt, ...)
     int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
     return push(c, cmd, len, -1);
-}
-
-int rd_rsc_append_node(struct rd_rsc *c, int node, const char *fmt, ...)
-{
-    char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
-    if (node < 0 || node >= c->nprimaries) {
-        free(cmd);
-        return -1;
-    }
-    return push(c, cmd, len, c->cluster ? c->primaries[node] : 0);
 }
 
 int rd_rsc_append_argv(struct rd_rsc *c, int argc, const char **argv, const size_t *lens)
@@ -450,16 +425,25 @@ redisReply *rd_rsc_command_argv(struct rd_rsc *c, int argc, const char **argv, c
 
 redisReply *rd_rsc_command_node(struct rd_rsc *c, int node, const char *fmt, ...)
 {
+    if (node < 0 || node >= c->nprimaries)
+        return NULL;
     char *cmd = NULL;
     va_list ap;
     va_start(ap, fmt);
     int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    if (node < 0 || node >= c->nprimaries) {
-        free(cmd);
-        return NULL;
-    }
     return one(c, cmd, len, c->cluster ? c->primaries[node] : 0);
+}
+
+/* A key node serves ("rd:ack:{<n>}", the first n whose slot is there): a write of this
+ * connection's own before its WAIT. */
+static void ack_key(const struct rd_rsc *c, int node, char *out, size_t sz)
+{
+    for (int n = 0; n < 1000000; n++) {
+        int len = snprintf(out, sz, "rd:ack:{%d}", n);
+        if (!c->cluster || c->map->slot_node[rd_cluster_keyslot(out, (size_t)len)] == node)
+            return;
+    }
 }
 
 int rd_rsc_wait(struct rd_rsc *c, int replicas, int timeout_ms)
@@ -468,23 +452,36 @@ int rd_rsc_wait(struct rd_rsc *c, int replicas, int timeout_ms)
     for (int i = 0; i < RD_CLUSTER_NODES_MAX; i++)
         if (c->used[i])
             nodes[n++] = i;
-    int fewest = replicas;
+    /* WAIT counts replicas that have this connection's last write. Reading an outbox is
+     * such a write (Redis propagates XREADGROUP's delivery as XCLAIM, a re-read of the
+     * pending list too), but which commands propagate is Redis' detail: a marker write of our
+     * own covers every entry the node had when it ran, whatever this connection did before
+     * (one SET per primary per batch, only with min_replica_acks). */
     for (int i = 0; i < n; i++) {
-        char *cmd = NULL;
-        int len = redisFormatCommand(&cmd, "WAIT %d %d", replicas, timeout_ms);
+        char key[32], *cmd = NULL;
+        ack_key(c, nodes[i], key, sizeof(key));
+        int len = redisFormatCommand(&cmd, "SET %s 1 PX 60000", key);
+        if (push(c, cmd, len, nodes[i]) < 0)
+            return -1;
+        cmd = NULL;
+        len = redisFormatCommand(&cmd, "WAIT %d %d", replicas, timeout_ms);
         if (push(c, cmd, len, nodes[i]) < 0)
             return -1;
     }
-    redisReply *rs[RD_CLUSTER_NODES_MAX];
-    if (n > 0 && rd_rsync_read(c, n, rs) < 0)
+    redisReply *rs[2 * RD_CLUSTER_NODES_MAX];
+    if (n > 0 && rd_rsync_read(c, 2 * n, rs) < 0)
         return -1;
+    int fewest = replicas;
     for (int i = 0; i < n; i++) {
-        long long got = rs[i]->type == REDIS_REPLY_INTEGER ? rs[i]->integer : -1;
+        long long got =
+            rs[2 * i]->type != REDIS_REPLY_ERROR && rs[2 * i + 1]->type == REDIS_REPLY_INTEGER
+                ? rs[2 * i + 1]->integer
+                : 0;
         if (got < fewest)
-            fewest = got < 0 ? 0 : (int)got;
+            fewest = (int)got;
         c->used[nodes[i]] = 0;
     }
-    rd_rsync_free(rs, n);
+    rd_rsync_free(rs, 2 * n);
     return fewest;
 }
 

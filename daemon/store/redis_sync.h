@@ -42,8 +42,6 @@ void rd_rsc_free(struct rd_rsc *c);
 const char *rd_rsc_errstr(const struct rd_rsc *c);
 /** The primaries (1 for one Redis): SCAN and other per-node walks go to each in turn. */
 int rd_rsc_nodes(const struct rd_rsc *c);
-/** "host:port" of primary i. */
-const char *rd_rsc_node_name(const struct rd_rsc *c, int i);
 
 /**
  * Appends a command (printf-like, as redisAppendCommand, or as words) to the pipeline,
@@ -51,8 +49,6 @@ const char *rd_rsc_node_name(const struct rd_rsc *c, int i);
  */
 int rd_rsc_append(struct rd_rsc *c, const char *fmt, ...);
 int rd_rsc_append_argv(struct rd_rsc *c, int argc, const char **argv, const size_t *lens);
-/** Appends a command for primary i, whatever its key (SCAN, DBSIZE). */
-int rd_rsc_append_node(struct rd_rsc *c, int node, const char *fmt, ...);
 
 /**
  * Reads the replies of the n commands appended so far into out[0..n). Returns 0 when all n
@@ -66,12 +62,13 @@ int rd_rsync_read(struct rd_rsc *c, int n, redisReply **out) __attribute__((warn
  * goes to every primary: the first error reply, or the last reply. */
 redisReply *rd_rsc_command(struct rd_rsc *c, const char *fmt, ...);
 redisReply *rd_rsc_command_argv(struct rd_rsc *c, int argc, const char **argv, const size_t *lens);
+/** One command for primary node (0 .. rd_rsc_nodes - 1), whatever its key: SCAN. */
 redisReply *rd_rsc_command_node(struct rd_rsc *c, int node, const char *fmt, ...);
 
 /**
- * WAIT replicas timeout_ms on every primary this rd_rsc sent a command to since the last
- * rd_rsc_wait, all at once: the fewest replicas any of them confirmed (WAIT covers every
- * write of the whole primary up to this connection's last write), replicas when there was
+ * On every primary this rd_rsc sent a command to since the last rd_rsc_wait, all at once: a
+ * marker write (rd:ack:{n}, expiring) and WAIT replicas timeout_ms, which then covers every
+ * write that primary had. The fewest replicas any of them confirmed, replicas when there was
  * nothing to wait for, or -1 on a transport error (drop c).
  */
 int rd_rsc_wait(struct rd_rsc *c, int replicas, int timeout_ms);

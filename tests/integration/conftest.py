@@ -118,7 +118,7 @@ class RedisServer:
         # 5 s Redis waits for more replicas to share it
         cluster = (["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
                     "--cluster-config-file", "nodes.conf", "--shutdown-timeout", "0",
-                    "--repl-diskless-sync-delay", "0"]
+                    "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
                    if self.cluster else [])
         self.procs[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1",

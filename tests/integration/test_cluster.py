@@ -12,6 +12,7 @@ import time
 
 import psycopg2
 import pytest
+import redis as redis_lib
 import requests
 
 from conftest import (REDEEMCTL, Api, Daemon, RedisServer, key_loaded, make_key, redis_flags,
@@ -261,3 +262,48 @@ def test_too_few_replicas_is_unknown_outcome(cluster):
     assert "shipper_batch_unreplicated" in d.log() or wait_for(
         lambda: "shipper_batch_unreplicated" in d.log(), what="the shipper holding back")
     assert sql(db, "SELECT count(*) FROM transactions WHERE code = %s", code)[0][0] == 0
+
+
+@pytest.mark.daemon_args("--min_replica_acks=1", "--replica_ack_timeout_ms=300")
+def test_nothing_ships_before_a_replica_has_it_also_after_a_restart(cluster):
+    """A replica that stops acknowledging (DEBUG SLEEP): uses answer 503, outcome unknown,
+    and the ledger takes none of their outbox entries, also from a restarted shipper that
+    reads them again from its pending list. Once the replica is back the entries ship, once,
+    and a retry with the same key gets the one true answer: the use made before."""
+    redis, d, api, db = cluster
+    code = make_coupons(api, "LAG")[0]
+    owner = next(p for p in primaries(redis) if list(redis.node(p).scan_iter(
+        match=f"*:c:{code}")))
+    replica = int(redis.node(owner).info("replication")["slave0"]["port"])
+    wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["ledger"]["backlog"]
+             == 0, timeout=30, what="the coupons shipped")
+    slow = redis_lib.Redis(host="127.0.0.1", port=replica, socket_timeout=30)
+    sleeper = threading.Thread(target=lambda: slow.execute_command("DEBUG", "SLEEP", "6"),
+                               daemon=True)
+    sleeper.start()
+    time.sleep(0.2)  # the DEBUG SLEEP has to start first (it blocks the replica's loop)
+    r = api.redeem(code, user="lag", key="lag-1", now=NOW)
+    assert r.status_code == 503 and "replicas" in r.json()["error"]["message"], r.text
+    d.stop()
+    d.start()
+
+    def restarted_log():
+        with open(d.logs[-1], errors="replace") as f:
+            return f.read()
+    # the restarted shipper reads its pending list again: the entry must be held back there
+    wait_for(lambda: "shipper_pending_drained" in restarted_log() or
+             "shipper_batch_unreplicated" in restarted_log(), timeout=10,
+             what="the restarted shipper's first reads")
+    wait_for(lambda: "shipper_batch_unreplicated" in restarted_log(), timeout=10,
+             what="the restarted shipper holding the entry back")
+    assert sql(db, "SELECT count(*) FROM transactions WHERE code = %s AND kind = 'redeem'",
+               code)[0][0] == 0
+    sleeper.join(timeout=20)
+    wait_for(lambda: sql(db, "SELECT count(*) FROM transactions WHERE code = %s AND "
+                             "kind = 'redeem'", code)[0][0] == 1, timeout=30,
+             what="the entry shipped once the replica has it")
+    again = api.redeem(code, user="lag", key="lag-1", now=NOW)
+    assert again.status_code == 201, again.text
+    rid = sql(db, "SELECT txn_id FROM transactions WHERE code = %s AND kind = 'redeem'",
+              code)[0][0]
+    assert again.json()["id"] == rid
