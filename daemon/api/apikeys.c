@@ -50,7 +50,7 @@ static void on_loaded(struct rd_redis *r, redisReply *reply, void *arg)
     k->n = m;
     if (!k->loaded)
         rd_info("event=apikeys_loaded count=%zu", m);
-    k->loaded = 1;
+    __atomic_store_n(&k->loaded, 1, __ATOMIC_RELAXED); /* read by other workers' /readyz */
 }
 
 void rd_apikeys_reload(struct rd_apikeys *k)

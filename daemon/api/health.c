@@ -8,12 +8,15 @@
  * took every instance out for a PostgreSQL outage would cause the outage the outbox exists
  * to avoid. Only a backlog over max_backlog, where redemptions answer 503, does.
  *
- * Readiness is this worker's view; every worker holds its own Redis connection, so a load
- * balancer probing repeatedly sees each of them in turn.
+ * Readiness covers every worker: each holds its own Redis connections and API keys, and a
+ * client's connection may land on any of them, so the instance is ready only when all are
+ * (a cluster's six connections per worker made "this worker is ready" answer 200 while
+ * the next request, on a worker still connecting, got 503).
  */
 #include "api/api.h"
 #include "jobs/pgprobe.h"
 #include "jobs/shipper.h"
+#include "server/metrics.h"
 
 /* A backlog with no commit for this long is reported as stalled. */
 #define STALL_MS 30000
@@ -31,8 +34,8 @@ static json_t *time_or_null(long long ms)
 void rd_h_readyz(struct rd_req *r)
 {
     const struct rd_config *cfg = r->w->cfg;
-    int redis = r->w->redis.state == RD_REDIS_READY;
-    int keys = r->w->keys.loaded;
+    int redis, keys;
+    rd_workers_ready(&redis, &keys);
     int pg = rd_pgprobe_ok();
     struct rd_shipper_stats st;
     rd_shipper_stats(&st);

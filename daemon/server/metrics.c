@@ -130,6 +130,15 @@ static void http_metrics(FILE *f)
     fprintf(f, "redeemd_http_clients_gone_total %llu\n", gone);
 }
 
+void rd_workers_ready(int *redis, int *keys)
+{
+    *redis = *keys = reg_n > 0;
+    for (int i = 0; i < reg_n; i++) {
+        *redis &= __atomic_load_n(&reg_workers[i].redis.state, __ATOMIC_RELAXED) == RD_REDIS_READY;
+        *keys &= __atomic_load_n(&reg_workers[i].keys.loaded, __ATOMIC_RELAXED) != 0;
+    }
+}
+
 void rd_metrics_redis_rtt(struct rd_mhist_snap *s)
 {
     for (int i = 0; i < reg_n; i++)

@@ -28,6 +28,8 @@ struct rd_worker;
 void rd_metrics_register(struct rd_worker *workers, int n);
 /** Adds every worker's Redis round-trip histogram to s. Any thread. */
 void rd_metrics_redis_rtt(struct rd_mhist_snap *s);
+/** Whether every worker has its Redis ready, and its API keys loaded (any thread). */
+void rd_workers_ready(int *redis, int *keys);
 /** Writes the whole exposition to f. Any worker thread. */
 void rd_metrics_render(FILE *f);
 

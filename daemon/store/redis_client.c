@@ -250,7 +250,8 @@ static void update_state(struct rd_redis *r)
             ok = idx != RD_SLOT_NONE && idx < r->nconns && up[idx];
         }
     }
-    r->state = ok ? RD_REDIS_READY : RD_REDIS_CONNECTING;
+    /* read by /readyz on other workers (rd_workers_ready) */
+    __atomic_store_n(&r->state, ok ? RD_REDIS_READY : RD_REDIS_CONNECTING, __ATOMIC_RELAXED);
     if (r->state == RD_REDIS_READY && was != RD_REDIS_READY) {
         rd_info("event=redis_routes_ready nodes=%d cluster=%d", r->nconns, r->cluster);
         if (r->on_ready)
@@ -781,7 +782,7 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
     r->cfg = cfg;
     r->on_ready = on_ready;
     r->on_ready_arg = arg;
-    r->state = RD_REDIS_CONNECTING;
+    __atomic_store_n(&r->state, RD_REDIS_CONNECTING, __ATOMIC_RELAXED);
     if (getrandom(&r->jitter, sizeof(r->jitter), 0) != sizeof(r->jitter) || r->jitter == 0)
         r->jitter = (uint64_t)rd_mono_us() | 1; /* only jitter depends on it */
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
@@ -812,7 +813,7 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
 
 void rd_redis_stop(struct rd_redis *r)
 {
-    r->state = RD_REDIS_CLOSED;
+    __atomic_store_n(&r->state, RD_REDIS_CLOSED, __ATOMIC_RELAXED);
     r->meta_ok = 0;
     /* calls waiting for a resend never ran: they end as every pending call does */
     while (r->waiting) {
