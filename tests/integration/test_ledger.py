@@ -219,6 +219,10 @@ def test_backlog_limit(stack):
     redis, d, api, db = stack
     wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["checks"]["redis"] == "ok",
              what="redis ready")
+    # the limit applies to a counted backlog (while it is unknown, uses go on): the shipper's
+    # first count takes longer on a cluster (a connection per primary, the groups created)
+    wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["ledger"]["backlog"]
+             is not None, what="the backlog counted")
     c = api.create()
     statuses, accepted = [], set()
     for i in range(40):
