@@ -19,6 +19,7 @@ struct pend {
     int node;
     char *cmd; /* owned: RESP bytes, kept until read in case it must go out again */
     size_t len;
+    redisReply *reply; /* owned: read ahead of the caller's read (rd_rsync_read) */
 };
 
 struct rd_rsc {
@@ -166,8 +167,11 @@ void rd_rsc_free(struct rd_rsc *c)
     for (int i = 0; i < RD_CLUSTER_NODES_MAX; i++)
         if (c->ctx[i])
             redisFree(c->ctx[i]);
-    for (int i = 0; i < c->npend; i++)
+    for (int i = 0; i < c->npend; i++) {
         free(c->pend[i].cmd);
+        if (c->pend[i].reply)
+            freeReplyObject(c->pend[i].reply);
+    }
     free(c->pend);
     free(c->map);
     free(c);
@@ -244,7 +248,7 @@ static int push(struct rd_rsc *c, char *cmd, int len, int node)
         if (!c->pend)
             abort();
     }
-    c->pend[c->npend++] = (struct pend){node, cmd, (size_t)len};
+    c->pend[c->npend++] = (struct pend){node, cmd, (size_t)len, NULL};
     c->used[node] = 1;
     return 0;
 }
@@ -273,8 +277,11 @@ static int broken(struct rd_rsc *c, redisContext *x, redisReply **out, int got, 
     rd_rsync_free(out, got);
     for (int k = got; k < n; k++)
         out[k] = NULL;
-    for (int i = 0; i < c->npend; i++)
+    for (int i = 0; i < c->npend; i++) {
         free(c->pend[i].cmd);
+        if (c->pend[i].reply)
+            freeReplyObject(c->pend[i].reply);
+    }
     c->npend = 0;
     return -1;
 }
@@ -348,23 +355,26 @@ int rd_rsync_read(struct rd_rsc *c, int n, redisReply **out)
 {
     if (n > c->npend) /* an append failed: the caller's count is not the pipeline's */
         return broken(c, NULL, out, 0, n);
-    for (int i = 0; i < n; i++) {
+    /* The whole pipeline is read, not only the first n (the batch thread reads its template
+     * writes before the codes appended with them): a command sent again after a redirection
+     * must find no reply still unread ahead of its own on its connection. */
+    for (int i = 0; i < c->npend; i++) {
+        if (c->pend[i].reply)
+            continue;
         redisContext *x = node_ctx(c, c->pend[i].node);
         void *rep = NULL;
         if (!x || redisGetReply(x, &rep) != REDIS_OK || !rep)
-            return broken(c, x, out, i, n);
-        out[i] = rep;
+            return broken(c, x, out, 0, n);
+        c->pend[i].reply = rep;
     }
-    /* every reply is in: a command sent again now does not cut into a pipeline */
-    for (int i = 0; c->cluster && i < n; i++)
-        if (out[i]->type == REDIS_REPLY_ERROR && follow(c, &c->pend[i], &out[i]) < 0) {
-            for (int k = 0; k < n; k++)
-                if (out[k])
-                    freeReplyObject(out[k]);
+    for (int i = 0; c->cluster && i < c->npend; i++)
+        if (c->pend[i].reply->type == REDIS_REPLY_ERROR &&
+            follow(c, &c->pend[i], &c->pend[i].reply) < 0)
             return broken(c, NULL, out, 0, n);
-        }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        out[i] = c->pend[i].reply;
         free(c->pend[i].cmd);
+    }
     memmove(c->pend, c->pend + n, (size_t)(c->npend - n) * sizeof(*c->pend));
     c->npend -= n;
     return 0;
