@@ -40,6 +40,7 @@ struct opts {
     long long users;    /* 0 = a new user for every request */
     long long total;    /* coupon limit; 0 = none */
     long long per_user; /* 0 = none */
+    int shards;         /* the coupons' "shards" (0 = none) */
     long long balance;  /* voucher-pay: each voucher's initial balance */
     long long amount;   /* voucher-pay: each payment */
     int json;
@@ -97,6 +98,7 @@ struct counts {
 struct coupon_track {
     char code[48];
     uint64_t accepted, reversed, rejected, unknown;
+    uint64_t exhausted; /* refusals that said limit_total_reached */
 };
 
 struct redemption {

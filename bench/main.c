@@ -387,10 +387,13 @@ static int create_coupons(struct bench *b)
             snprintf(what, sizeof(what), "\"kind\":\"voucher\",\"balance\":%lld", b->o.balance);
         else
             snprintf(what, sizeof(what), "\"discount\":{\"type\":\"percent\",\"value\":1000}");
+        char shards[32] = "";
+        if (b->o.shards > 1)
+            snprintf(shards, sizeof(shards), ",\"shards\":%d", b->o.shards);
         snprintf(body, sizeof(body),
                  "{\"code\":\"%s\",%s,\"currency\":\"EUR\",\"campaign\":\"bench-%s\","
-                 "\"limits\":{\"total\":%s,\"per_user\":%s}}",
-                 b->coupons[i].code, what, b->run, total, per_user);
+                 "\"limits\":{\"total\":%s,\"per_user\":%s}%s}",
+                 b->coupons[i].code, what, b->run, total, per_user, shards);
         char *resp;
         int st = sync_http(b, "POST", "/v1/coupons", b->o.admin_key, body, &resp);
         if (st != 201) {
@@ -540,6 +543,7 @@ static void usage(FILE *f)
             "(1000)\n"
             "  --users N                  users drawn from N (default: a new user per request)\n"
             "  --total N, --per-user N    limits of the created coupons (default none)\n"
+            "  --shards K                 create them as hot coupons split K ways (needs --total)\n"
             "  --balance N, --amount N    voucher-pay: initial balance (100000000), payment (1)\n"
             "  --pg CONNINFO              check ledger rows against the answers\n"
             "  --redis HOST:PORT          check per-user Redis counts against the answers\n"
@@ -566,29 +570,15 @@ static int parse_url(struct opts *o, const char *url)
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {{"url", 1, 0, 'u'},
-                                       {"key", 1, 0, 'k'},
-                                       {"admin-key", 1, 0, 'A'},
-                                       {"workload", 1, 0, 'w'},
-                                       {"connections", 1, 0, 'c'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"requests", 1, 0, 'n'},
-                                       {"warmup", 1, 0, 'W'},
-                                       {"coupons", 1, 0, 'C'},
-                                       {"users", 1, 0, 'U'},
-                                       {"total", 1, 0, 'T'},
-                                       {"per-user", 1, 0, 'P'},
-                                       {"pg", 1, 0, 'g'},
-                                       {"redis", 1, 0, 'R'},
-                                       {"drain-timeout", 1, 0, 'D'},
-                                       {"no-check", 0, 0, 'N'},
-                                       {"json", 0, 0, 'j'},
-                                       {"quiet", 0, 0, 'q'},
-                                       {"help", 0, 0, 'h'},
-                                       {"balance", 1, 0, 'B'},
-                                       {"amount", 1, 0, 'M'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'},      {"key", 1, 0, 'k'},           {"admin-key", 1, 0, 'A'},
+        {"workload", 1, 0, 'w'}, {"connections", 1, 0, 'c'},   {"rate", 1, 0, 'r'},
+        {"duration", 1, 0, 'd'}, {"requests", 1, 0, 'n'},      {"warmup", 1, 0, 'W'},
+        {"coupons", 1, 0, 'C'},  {"users", 1, 0, 'U'},         {"total", 1, 0, 'T'},
+        {"per-user", 1, 0, 'P'}, {"shards", 1, 0, 'S'},        {"pg", 1, 0, 'g'},
+        {"redis", 1, 0, 'R'},    {"drain-timeout", 1, 0, 'D'}, {"no-check", 0, 0, 'N'},
+        {"json", 0, 0, 'j'},     {"quiet", 0, 0, 'q'},         {"help", 0, 0, 'h'},
+        {"balance", 1, 0, 'B'},  {"amount", 1, 0, 'M'},        {0, 0, 0, 0}};
     snprintf(o->host, sizeof(o->host), "127.0.0.1");
     o->port = 8080;
     o->conns = 32;
@@ -654,6 +644,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
             break;
         case 'P':
             o->per_user = atoll(optarg);
+            break;
+        case 'S':
+            o->shards = atoi(optarg);
             break;
         case 'B':
             o->balance = atoll(optarg);

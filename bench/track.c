@@ -16,6 +16,7 @@
 #include "bench.h"
 #include "rd/config.h"
 #include "rd/keys.h"
+#include "rd/shards.h"
 #include "store/redis_sync.h"
 #include "rd/rdtime.h"
 
@@ -133,6 +134,7 @@ void track_answer(struct bench *b, const struct job *j, int status, const char *
                 push_redemption(b, j, body, len);
         } else if (status == 422) {
             ct->rejected++;
+            ct->exhausted += memmem(body, len, "\"limit_total_reached\"", 21) != NULL;
             b->ledger_expect[OP_REDEEM][0]++;
         } else {
             b->unexpected++;
@@ -231,6 +233,11 @@ static void check_coupons(struct bench *b)
         if (b->o.total && net > b->o.total)
             violation("coupon %s: %lld uses accepted over a total limit of %lld", ct->code, net,
                       b->o.total);
+        /* refused as used up while uses are never given back: the whole total was used
+         * (a hot coupon's shards must have lent each other every last unit) */
+        if (b->o.total && ct->exhausted && !ct->reversed && !ct->unknown && net != b->o.total)
+            violation("coupon %s: refused as used up, but %lld of a total of %lld were used",
+                      ct->code, net, b->o.total);
     }
     if (b->o.per_user) {
         for (size_t i = 0; i < b->users->cap; i++) {
@@ -272,6 +279,22 @@ static void check_redis_users(struct bench *b)
         rd_rsc_free(rc);
         return;
     }
+    /* hot coupons: where each one's shards are */
+    struct rd_shard_layout *layouts = NULL;
+    if (b->o.shards > 1) {
+        layouts = calloc((size_t)b->ncoupons, sizeof(*layouts));
+        char hk[RD_KEY_MAX];
+        for (int i = 0; layouts && i < b->ncoupons; i++) {
+            const char *code = b->coupons[i].code;
+            rd_key_coupon(hk, sizeof(hk), rd_bucket_of(code, strlen(code), nb), code);
+            r = rd_rsc_command(rc, "HGET %s shards", hk);
+            if (!r || r->type != REDIS_REPLY_STRING ||
+                rd_shard_layout_parse(r->str, r->len, nb, &layouts[i]) < 0)
+                violation("coupon %s: created with shards, but Redis names none", code);
+            if (r)
+                freeReplyObject(r);
+        }
+    }
     /* pipelined in chunks: one HGET per (coupon, user) this run touched */
     enum { CHUNK = 1000 };
     size_t idx[CHUNK], n = 0;
@@ -282,9 +305,12 @@ static void check_redis_users(struct bench *b)
             const struct uentry *e = &b->users->t[i];
             const struct coupon_track *ct = &b->coupons[(e->key - 1) >> 40];
             uint32_t bucket = rd_bucket_of(ct->code, strlen(ct->code), nb);
-            rd_key_users(key, sizeof(key), bucket, ct->code);
             char uid[64];
             user_id(b, (e->key - 1) & ((1ULL << 40) - 1), uid, sizeof(uid));
+            struct rd_shard_layout *l = layouts ? &layouts[(e->key - 1) >> 40] : NULL;
+            if (l && l->n) /* a hot coupon: the user's counts are on the user's shard */
+                bucket = l->bucket[rd_shard_of_user(uid, strlen(uid), l->n)];
+            rd_key_users(key, sizeof(key), bucket, ct->code);
             snprintf(field, sizeof(field), "u:%s", uid);
             rd_rsc_append(rc, "HGET %s %s", key, field);
             idx[n++] = i;
@@ -311,6 +337,7 @@ static void check_redis_users(struct bench *b)
             n = 0;
         }
     }
+    free(layouts);
     rd_rsc_free(rc);
 }
 

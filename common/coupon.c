@@ -265,22 +265,12 @@ static int apply_common(struct rd_coupon *c, const json_t *body, int64_t now_ms,
     return rd_coupon_check(c, e);
 }
 
-/* The fields of a coupon body. A PATCH may change all but the first two. */
-static const char *const coupon_keys[] = {"code",
-                                          "kind",
-                                          "balance",
-                                          "discount",
-                                          "currency",
-                                          "starts_at",
-                                          "expires_at",
-                                          "expires_in_days",
-                                          "utc_offset_minutes",
-                                          "limits",
-                                          "campaign",
-                                          "tags",
-                                          "metadata",
-                                          NULL};
-static const char *const *const patchable_keys = coupon_keys + 3;
+/* The fields of a coupon body. A PATCH may change all but the first four. */
+static const char *const coupon_keys[] = {
+    "code",     "kind",      "balance",    "shards",          "discount",
+    "currency", "starts_at", "expires_at", "expires_in_days", "utc_offset_minutes",
+    "limits",   "campaign",  "tags",       "metadata",        NULL};
+static const char *const *const patchable_keys = coupon_keys + 4;
 
 int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_ms,
                           int64_t max_balance, struct rd_verr *e)
@@ -323,6 +313,14 @@ int rd_coupon_from_create(struct rd_coupon *c, const json_t *body, int64_t now_m
                     RD_CODE_MIN, RD_CODE_MAX);
         return -1;
     }
+    int64_t shards = 0;
+    if (rd_json_int(body, "shards", RD_J_OPTIONAL, 1, RD_SHARDS_MAX, &shards, NULL, e) < 0)
+        return -1;
+    if (shards > 1 && c->kind == RD_KIND_VOUCHER) {
+        rd_verr_set(e, "shards", "a voucher cannot be sharded (its balance is one number)");
+        return -1;
+    }
+    c->nshards = shards > 1 ? (int)shards : 0; /* one shard is no sharding */
     if (apply_common(c, body, now_ms, 1, e) < 0)
         return -1;
     if (c->expires_at >= 0 && c->expires_at <= now_ms) {
@@ -343,6 +341,10 @@ int rd_coupon_apply_patch(struct rd_coupon *c, const json_t *body, int64_t now_m
     }
     if (c->kind == RD_KIND_VOUCHER && json_object_get(body, "currency")) {
         rd_verr_set(e, "currency", "cannot be changed on a voucher (its balance is in it)");
+        return -1;
+    }
+    if (json_object_get(body, "shards")) {
+        rd_verr_set(e, "shards", "cannot be changed (a coupon's shards are fixed at creation)");
         return -1;
     }
     if (json_object_get(body, "balance")) {
@@ -372,6 +374,11 @@ int rd_coupon_check(const struct rd_coupon *c, struct rd_verr *e)
             rd_verr_set(e, "currency", "is required for a voucher");
             return -1;
         }
+        if ((c->nshards || c->shards[0]) && c->limit_total < 0) {
+            rd_verr_set(e, "limits.total",
+                        "is required for a sharded coupon (its shards split the total)");
+            return -1;
+        }
         if (c->starts_at >= 0 && c->expires_at >= 0 && c->starts_at >= c->expires_at) {
             rd_verr_set(e, "expires_at", "must be after starts_at");
             return -1;
@@ -391,6 +398,11 @@ int rd_coupon_check(const struct rd_coupon *c, struct rd_verr *e)
         rd_verr_set(e, "currency",
                     "is required when the coupon has amounts (fixed value, max_amount or "
                     "min_order)");
+        return -1;
+    }
+    if ((c->nshards || c->shards[0]) && c->limit_total < 0) {
+        rd_verr_set(e, "limits.total",
+                    "is required for a sharded coupon (its shards split the total)");
         return -1;
     }
     if (c->starts_at >= 0 && c->expires_at >= 0 && c->starts_at >= c->expires_at) {
@@ -499,6 +511,16 @@ int rd_coupon_from_hash(struct rd_coupon *c, const char *const *names, const siz
             set_owned(&c->tags_json, strndup(v, vl));
         } else if (IS("meta")) {
             set_owned(&c->meta_json, strndup(v, vl));
+        } else if (IS("shards")) {
+            if (vl >= sizeof(c->shards))
+                return -1;
+            memcpy(c->shards, v, vl);
+            c->shards[vl] = '\0';
+        } else if (IS("gen")) {
+            if (vl >= sizeof(c->gen))
+                return -1;
+            memcpy(c->gen, v, vl);
+            c->gen[vl] = '\0';
         } else if (IS("t")) {
             if (vl > RD_BATCH_ID_MAX)
                 return -1;
@@ -605,6 +627,12 @@ json_t *rd_coupon_to_json(const struct rd_coupon *c, int64_t now_ms)
     json_object_set_new(o, "shares", json_integer(c->shares > 0 ? c->shares : 0));
     json_object_set_new(o, "shared_at", opt_time(c->shared_at));
     json_object_set_new(o, "batch", c->batch[0] ? json_string(c->batch) : json_null());
+    if (c->shards[0]) {
+        int n = 1;
+        for (const char *p = c->shards; *p; p++)
+            n += *p == ',';
+        json_object_set_new(o, "shards", json_pack("{s:i}", "count", n));
+    }
     if (c->kind == RD_KIND_VOUCHER) {
         json_object_set_new(o, "discount", json_null());
         json_object_set_new(o, "balance", json_integer(c->balance));

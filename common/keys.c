@@ -35,6 +35,11 @@ int rd_key_users(char *buf, size_t sz, uint32_t bucket, const char *code)
     return fit(snprintf(buf, sz, "{%04u}:u:%s", bucket, code), sz);
 }
 
+int rd_key_shard(char *buf, size_t sz, uint32_t bucket, const char *code)
+{
+    return fit(snprintf(buf, sz, "{%04u}:s:%s", bucket, code), sz);
+}
+
 int rd_key_idem(char *buf, size_t sz, uint32_t bucket, int64_t slice_ms, int64_t now_ms)
 {
     return fit(snprintf(buf, sz, "{%04u}:i:%lld:%lld", bucket, (long long)slice_ms,

@@ -21,6 +21,7 @@
 #include "rd/listing.h"
 #include "rd/lua_script_ids.h"
 #include "rd/request.h"
+#include "rd/shards.h"
 #include "store/redis_client.h"
 
 /*
@@ -45,6 +46,28 @@ struct rd_use {
     int64_t refunded; /* a payment's refunded total */
 };
 
+/* A request's work on a hot coupon's shards (shards.c): where it goes and the steps of a
+ * move, a sync or a read of every shard, one Redis call at a time. */
+struct rd_hot {
+    struct rd_shard_layout layout; /* known once the home hash or the cache named it */
+    int on;                        /* the use goes to shard `shard`, not the home hash */
+    int shard;
+    int final;     /* borrowing found nothing: the shard rejects at zero */
+    int hops;      /* "noshard" answers so far */
+    int phase;     /* of a sync: definitions, then budgets */
+    int step;      /* the shard a sync or read is at */
+    int tries;     /* sources asked in this borrow */
+    int start;     /* the first source asked */
+    int src, dst;  /* the move under way */
+    int64_t want;  /* what it may take, -1: half the source's budget */
+    int64_t moved; /* what it took */
+    char move_id[RD_MOVE_ID_LEN + 1];
+    int64_t budget[RD_SHARDS_MAX], used[RD_SHARDS_MAX];
+    void (*moved_cb)(struct rd_req *r, int64_t n);
+    void (*then)(struct rd_req *r);
+    void (*failed)(struct rd_req *r, const redisReply *reply);
+};
+
 /* The state of an API handler, in r->state: set up by the first rd_api(r). */
 struct rd_api {
     uint32_t bucket;                /* the hash-tag bucket of the code or id worked on */
@@ -59,6 +82,7 @@ struct rd_api {
     const char *action;             /* coupon writes: the ledger kind (coupon_create, ...) */
     struct rd_redeem_req rq;        /* validate, redeem, pay, recharge: the parsed body */
     struct rd_coupon coupon;        /* coupon and voucher reads and writes */
+    struct rd_hot hot;              /* a hot coupon's shards (shards.c) */
 };
 
 struct rd_api *rd_api(struct rd_req *r);
@@ -123,7 +147,7 @@ int rd_req_idem(struct rd_req *r, int required);
  */
 struct rd_use_call {
     struct rd_cmd cmd;
-    char keys[5][RD_KEY_MAX];
+    char keys[6][RD_KEY_MAX];
     char now[24], amount[24], slice[24], created[24], window[24], used[24];
     char txn[RD_TXN_ID_LEN + 1];
     uint8_t fp[8], digest[RD_IDEM_DIGEST_LEN];
@@ -141,7 +165,7 @@ void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_
  * Starts u as a call of redeem.lua or pay.lua (the same keys, and these arguments: now,
  * user, amount, currency, fingerprint, transaction, idempotency record, order, client, key,
  * request, Idempotency-Key, code) for rd_api(r)->rq on its code; the caller adds the
- * script's own.
+ * script's own. With rd_api(r)->hot.on the keys are those of the user's shard.
  */
 void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id script,
                     const char *idem);
@@ -156,6 +180,34 @@ void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scr
  * such use (404) or it cannot be read (503).
  */
 void rd_use_read(struct rd_req *r, void (*then)(struct rd_req *r));
+
+/* ---- hot coupons: a use on the user's shard, moves, syncs (shards.c) -------------------- */
+
+/* Routes a use of code through this worker's cache of layouts: a code known to be sharded
+ * goes to the shard of rd_api(r)->rq.user_id (hot.on), anything else to its home hash. */
+void rd_hot_route(struct rd_req *r, const char *code);
+/* The home hash answered "sharded" with layout: remembers it and routes to the user's
+ * shard. -1 if layout is not one for code (the caller answers 500). */
+int rd_hot_learn(struct rd_req *r, const char *code, const char *layout);
+/* The user's shard answered "noshard": forgets the layout once (the coupon may be gone, or
+ * recreated), then repairs the shard from the home hash. then(r) sends the use again;
+ * failures answer r. */
+void rd_hot_noshard(struct rd_req *r, const char *code, void (*then)(struct rd_req *r));
+/* The user's shard has no budget left: moves budget there from the others, one after
+ * another, until one gives some. then(r) sends the use again, with hot.final set when none
+ * had any; failures answer r. */
+void rd_hot_borrow(struct rd_req *r, void (*then)(struct rd_req *r));
+/* After a write of a sharded coupon (rd_api(r)->coupon as written): brings every shard to
+ * its definition, moves a new coupon's budget out to its shards, pays back a budget below
+ * zero from the others; then(r) answers. A new coupon that could not be spread still works
+ * (shards are repaired and borrow on demand); any other write answers 503 (retry it). */
+void rd_hot_sync(struct rd_req *r, void (*then)(struct rd_req *r));
+/* Reads every shard's budget and used count (hot.budget, hot.used); then(r). */
+void rd_hot_read(struct rd_req *r, void (*then)(struct rd_req *r));
+/* The shards' part of a coupon's JSON (count, budgets, used) from hot.budget and hot.used. */
+void rd_hot_json(struct rd_req *r, json_t *coupon);
+/* The uses of every shard, summed (after rd_hot_read or rd_hot_sync). */
+int64_t rd_hot_used(struct rd_req *r);
 
 /*
  * The answer to an accepted redemption or payment. Built from the script's answer, or from

@@ -114,6 +114,12 @@ void rd_h_batch_create(struct rd_req *r)
         rd_reply_verr(r, &e);
         return;
     }
+    if (json_object_get(tpl, "shards")) {
+        rd_verr_set(&e, "template.shards",
+                    "a batch's codes cannot be sharded (shard one hot code instead)");
+        rd_reply_verr(r, &e);
+        return;
+    }
     if (json_object_get(tpl, "code")) {
         rd_verr_set(&e, "template.code", "codes come from format, not the template");
         rd_reply_verr(r, &e);

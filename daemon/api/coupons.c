@@ -24,6 +24,21 @@ _Static_assert(3 + RD_COUPON_WRITE_NKEYS + RD_COUPON_WRITE_NARGS + 2 * (RD_COUPO
 
 static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd_redis_cb *cb);
 
+static void answer_written(struct rd_req *r)
+{
+    struct rd_api *a = rd_api(r);
+    int created = strcmp(a->action, "coupon_create") == 0;
+    json_t *o;
+    if (a->coupon.shards[0]) {
+        a->coupon.used = rd_hot_used(r);
+        o = rd_coupon_to_json(&a->coupon, r->now_ms);
+        rd_hot_json(r, o);
+    } else {
+        o = rd_coupon_to_json(&a->coupon, r->now_ms);
+    }
+    rd_reply_json(r, created ? 201 : 200, o);
+}
+
 static void on_written(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
@@ -53,8 +68,34 @@ static void on_written(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
-    int created = strcmp(a->action, "coupon_create") == 0;
-    rd_reply_json(r, created ? 201 : 200, rd_coupon_to_json(&a->coupon, r->now_ms));
+    if (a->coupon.shards[0]) {
+        rd_hot_sync(r, answer_written);
+        return;
+    }
+    answer_written(r);
+}
+
+/* Which primary serves bucket b (cluster), so that shards land on different ones. */
+static int node_of_bucket(uint32_t b, void *arg)
+{
+    const struct rd_redis *redis = arg;
+    if (!redis->cluster || !redis->map)
+        return 0;
+    char tag[16];
+    int n = snprintf(tag, sizeof(tag), "{%04u}", b);
+    uint16_t node = redis->map->slot_node[rd_cluster_keyslot(tag, (size_t)n)];
+    return node == RD_SLOT_NONE ? -1 : node;
+}
+
+static int place_shards(struct rd_req *r, int n, char layout[RD_SHARD_LAYOUT_SZ])
+{
+    struct rd_api *a = rd_api(r);
+    struct rd_shard_layout l;
+    if (rd_shard_place(a->code, a->bucket, (uint32_t)r->w->cfg->buckets, n, node_of_bucket,
+                       &r->w->redis, &l) < 0 ||
+        rd_shard_layout_format(&l, layout, RD_SHARD_LAYOUT_SZ) < 0)
+        return -1;
+    return 0;
 }
 
 static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd_redis_cb *cb)
@@ -66,10 +107,20 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
         snprintf(a->code, sizeof(a->code), "%s", a->coupon.code);
         a->bucket = rd_bucket_of(a->code, strlen(a->code), (uint32_t)r->w->cfg->buckets);
     }
-    char coupon[RD_KEY_MAX], log[RD_KEY_MAX], txn[RD_TXN_ID_LEN + 1], now[24], bal[24];
+    char coupon[RD_KEY_MAX], log[RD_KEY_MAX], shard[RD_KEY_MAX], users[RD_KEY_MAX];
+    char txn[RD_TXN_ID_LEN + 1];
+    char now[24], bal[24], layout[RD_SHARD_LAYOUT_SZ] = "";
     char scratch[RD_COUPON_SCRATCH];
     const char *names[RD_COUPON_NFIELDS], *values[RD_COUPON_NFIELDS];
+    if (strcmp(mode, "create") == 0 && a->coupon.nshards > 1 &&
+        place_shards(r, a->coupon.nshards, layout) < 0) {
+        rd_reply_error(r, RD_E_UNAVAILABLE, "no place for the coupon's shards; retry shortly",
+                       NULL);
+        return;
+    }
     rd_key_coupon(coupon, sizeof(coupon), a->bucket, a->code);
+    rd_key_shard(shard, sizeof(shard), a->bucket, a->code);
+    rd_key_users(users, sizeof(users), a->bucket, a->code);
     rd_key_log(log, sizeof(log), a->bucket);
     rd_req_new_txn(r, a->bucket, txn);
     snprintf(now, sizeof(now), "%lld", (long long)r->now_ms);
@@ -77,6 +128,8 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
     rd_cmd_script(&cmd, RD_LUA_COUPON_WRITE);
     rd_cmd_key(&cmd, RD_COUPON_WRITE_K_COUPON, coupon);
     rd_cmd_key(&cmd, RD_COUPON_WRITE_K_LOG, log);
+    rd_cmd_key(&cmd, RD_COUPON_WRITE_K_SHARD, shard);
+    rd_cmd_key(&cmd, RD_COUPON_WRITE_K_USERS, users);
     rd_cmd_arg(&cmd, RD_COUPON_WRITE_A_MODE, mode);
     rd_cmd_arg(&cmd, RD_COUPON_WRITE_A_VER, ver);
     rd_cmd_arg(&cmd, RD_COUPON_WRITE_A_NOW_MS, now);
@@ -90,6 +143,10 @@ static void write_coupon(struct rd_req *r, const char *mode, const char *ver, rd
         for (int f = 0; f < RD_COUPON_NFIELDS; f++) {
             rd_cmd_push(&cmd, names[f], strlen(names[f]));
             rd_cmd_push(&cmd, values[f], strlen(values[f]));
+        }
+        if (layout[0]) { /* fixed from here on: no write sends it again */
+            rd_cmd_push(&cmd, "shards", 6);
+            rd_cmd_push(&cmd, layout, strlen(layout));
         }
         if (a->coupon.kind == RD_KIND_VOUCHER && strcmp(mode, "create") == 0) {
             /* the money fields are the scripts' from here on: set once, at creation */
@@ -127,6 +184,19 @@ void rd_h_coupon_create(struct rd_req *r)
     write_coupon(r, "create", "", on_written);
 }
 
+static void answer_fetched(struct rd_req *r)
+{
+    struct rd_api *a = rd_api(r);
+    if (!a->coupon.shards[0]) {
+        rd_reply_json(r, 200, rd_coupon_to_json(&a->coupon, r->now_ms));
+        return;
+    }
+    a->coupon.used = rd_hot_used(r);
+    json_t *o = rd_coupon_to_json(&a->coupon, r->now_ms);
+    rd_hot_json(r, o);
+    rd_reply_json(r, 200, o);
+}
+
 static void on_fetched(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
@@ -160,7 +230,11 @@ static void on_fetched(struct rd_redis *redis, redisReply *reply, void *arg)
         write_coupon(r, "update", ver, on_written);
         return;
     }
-    rd_reply_json(r, 200, rd_coupon_to_json(&a->coupon, r->now_ms));
+    if (a->coupon.shards[0]) {
+        rd_hot_read(r, answer_fetched);
+        return;
+    }
+    answer_fetched(r);
 }
 
 static void fetch(struct rd_req *r)

@@ -22,6 +22,8 @@ static enum rd_status discount_of(const char *dtype, int64_t dvalue, int64_t dma
     return rd_discount_compute(&d, amount, out);
 }
 
+static void send_use(struct rd_req *r);
+
 static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
 {
     struct rd_req *r = arg;
@@ -31,6 +33,22 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_script_status(r, reply, a->redeem ? 1 : -1, a->redeem ? "redeem" : "validate");
     if (!status)
         return;
+    if (strcmp(status, "sharded") == 0) { /* a hot coupon: the user's shard decides */
+        if (a->hot.on || rd_hot_learn(r, a->rq.code, rd_el(reply, RD_REDEEM_SHARDED_LAYOUT)) < 0) {
+            rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
+            return;
+        }
+        send_use(r);
+        return;
+    }
+    if (strcmp(status, "noshard") == 0) {
+        rd_hot_noshard(r, a->rq.code, send_use);
+        return;
+    }
+    if (strcmp(status, "borrow") == 0) {
+        rd_hot_borrow(r, send_use);
+        return;
+    }
     r->replayed = strcmp(rd_el(reply, RD_REDEEM_OK_REPLAYED), "1") == 0;
     if (strcmp(status, "shipped") == 0) {
         rd_use_replay_from_ledger(r, rd_el(reply, RD_REDEEM_SHIPPED_ID), 0);
@@ -92,6 +110,21 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 201, rd_redeem_answer_json(&x));
 }
 
+/* The call of redeem.lua: to the home hash, or to the user's shard of a hot coupon ("1",
+ * or "2" once borrowing found nothing). Sent again after each step of the shards' work. */
+static void send_use(struct rd_req *r)
+{
+    struct rd_api *a = rd_api(r);
+    struct rd_use_call u;
+    rd_use_prepare(r, &u, RD_LUA_REDEEM, a->redeem ? a->idem : "");
+    rd_cmd_arg(&u.cmd, RD_REDEEM_A_MODE, a->redeem ? "redeem" : "validate");
+    rd_cmd_arg(&u.cmd, RD_REDEEM_A_ROUTE, !a->hot.on ? "" : a->hot.final ? "2" : "1");
+    if (a->redeem)
+        rd_req_send_durable(r, &u.cmd, on_redeem);
+    else
+        rd_req_send(r, &u.cmd, on_redeem);
+}
+
 static void redeem_or_validate(struct rd_req *r, int redeem)
 {
     struct rd_api *a = rd_api(r);
@@ -104,13 +137,8 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
         rd_reply_verr(r, &e);
         return;
     }
-    struct rd_use_call u;
-    rd_use_prepare(r, &u, RD_LUA_REDEEM, redeem ? a->idem : "");
-    rd_cmd_arg(&u.cmd, RD_REDEEM_A_MODE, redeem ? "redeem" : "validate");
-    if (redeem)
-        rd_req_send_durable(r, &u.cmd, on_redeem);
-    else
-        rd_req_send(r, &u.cmd, on_redeem);
+    rd_hot_route(r, a->rq.code);
+    send_use(r);
 }
 
 void rd_h_validate(struct rd_req *r)

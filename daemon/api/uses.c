@@ -27,8 +27,9 @@ _Static_assert(SAME(RD_REVERSE_K_MARK, RD_REFUND_K_MARK) &&
                    SAME(RD_REVERSE_K_COUPON, RD_REFUND_K_COUPON) &&
                    SAME(RD_REVERSE_K_USERS, RD_REFUND_K_USERS) &&
                    SAME(RD_REVERSE_K_LOG, RD_REFUND_K_LOG) &&
-                   SAME(RD_REVERSE_K_RECORD_V1, RD_REFUND_K_RECORD_V1) && RD_REVERSE_NKEYS == 5 &&
-                   RD_REFUND_NKEYS == 5,
+                   SAME(RD_REVERSE_K_RECORD_V1, RD_REFUND_K_RECORD_V1) &&
+                   SAME(RD_REVERSE_K_SHARD, RD_REFUND_K_SHARD) && RD_REVERSE_NKEYS == 6 &&
+                   RD_REFUND_NKEYS == 6,
                "reverse.lua and refund.lua take the same keys");
 /* use_read.lua's two answers with what was given back start alike */
 _Static_assert(SAME(RD_USE_READ_FOUND_GIVEN, RD_USE_READ_LEDGER_GIVEN) &&
@@ -81,8 +82,13 @@ void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scri
 {
     struct rd_api *a = rd_api(r);
     const char *code = a->rq.code;
-    a->bucket = rd_bucket_of(code, strlen(code), (uint32_t)r->w->cfg->buckets);
-    rd_key_coupon(u->keys[RD_REDEEM_K_COUPON], RD_KEY_MAX, a->bucket, code);
+    if (a->hot.on) {
+        a->bucket = a->hot.layout.bucket[a->hot.shard];
+        rd_key_shard(u->keys[RD_REDEEM_K_COUPON], RD_KEY_MAX, a->bucket, code);
+    } else {
+        a->bucket = rd_bucket_of(code, strlen(code), (uint32_t)r->w->cfg->buckets);
+        rd_key_coupon(u->keys[RD_REDEEM_K_COUPON], RD_KEY_MAX, a->bucket, code);
+    }
     rd_key_users(u->keys[RD_REDEEM_K_USERS], RD_KEY_MAX, a->bucket, code);
     rd_key_log(u->keys[RD_REDEEM_K_LOG], RD_KEY_MAX, a->bucket);
     rd_idem_prepare(r, u, RD_REDEEM_K_IDEM, RD_REDEEM_K_IDEM_V1, idem);
@@ -165,6 +171,7 @@ void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scr
     rd_key_users(u->keys[RD_REVERSE_K_USERS], RD_KEY_MAX, a->bucket, a->code);
     rd_key_log(u->keys[RD_REVERSE_K_LOG], RD_KEY_MAX, a->bucket);
     rd_key_redemption_v1(u->keys[RD_REVERSE_K_RECORD_V1], RD_KEY_MAX, a->bucket, r->param);
+    rd_key_shard(u->keys[RD_REVERSE_K_SHARD], RD_KEY_MAX, a->bucket, a->code);
     rd_req_new_txn(r, a->bucket, u->txn);
     snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
     snprintf(u->created, sizeof(u->created), "%lld", (long long)x->created_ms);

@@ -11,6 +11,12 @@
  * acknowledged is counted once). Redis is read with SCAN/HGETALL, so run it while traffic is quiet:
  * a redemption landing between the two reads shows up as a difference (run again to confirm), and
  * --repair should run with redemptions paused.
+ *
+ * Hot coupons (rd/shards.h): the uses and per-user counts are the sums over the shards. A move
+ * taken from one shard and not received by another for SETTLE_MS is reported; --repair
+ * voids it at its destination and returns it to its source. A shard behind the home hash's
+ * version is brought up to it, and a sum of budgets that differs from what the total leaves
+ * (total - uses) is corrected on the first shard, once no move is under way.
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -21,6 +27,7 @@
 
 #include "rd/keys.h"
 #include "rd/lua_scripts.h"
+#include "rd/shards.h"
 #include "store/redis_sync.h"
 #include "rd/rdtime.h"
 #include "ctl/reconcile.h"
@@ -41,6 +48,9 @@ struct rec {
     int voucher;          /* a voucher in the ledger (creation row) or in Redis */
     long long money[4];   /* from the ledger */
     long long r_money[4]; /* from Redis */
+    /* a hot coupon (rd/shards.h): its layout, total and version from the home hash */
+    char *shards;
+    long long l_total, ver;
 };
 
 enum { M_BAL, M_LOADED, M_SPENT, M_REFUNDED };
@@ -99,6 +109,7 @@ static void table_free(struct table *t)
         if (t->slot[i]) {
             free(t->slot[i]->key);
             free(t->slot[i]->definition);
+            free(t->slot[i]->shards);
             free(t->slot[i]);
         }
     free(t->slot);
@@ -145,16 +156,23 @@ static long long period_count(const char *v, int64_t want_idx)
     return n;
 }
 
+static int read_users(struct ctx *c, struct rec *cp, uint32_t b);
+
 static int read_redis(struct ctx *c)
 {
     char cursor[32] = "0";
     /* batch codes keep their definition in a template: read through it, as the scripts do */
     const struct rd_lua_script *s = &rd_lua_scripts[RD_LUA_COUPON_READ];
-    redisReply *ld = rd_rsc_command(c->rc, "SCRIPT LOAD %b", s->body, s->len);
-    int loaded = ld && ld->type == REDIS_REPLY_STRING;
-    freeReplyObject(ld);
+    int loaded = 1;
+    const struct rd_lua_script *each[] = {s, &rd_lua_scripts[RD_LUA_SHARD_MOVE],
+                                          &rd_lua_scripts[RD_LUA_SHARD_SYNC]};
+    for (int k = 0; k < 3; k++) {
+        redisReply *ld = rd_rsc_command(c->rc, "SCRIPT LOAD %b", each[k]->body, each[k]->len);
+        loaded &= ld && ld->type == REDIS_REPLY_STRING;
+        freeReplyObject(ld);
+    }
     if (!loaded) {
-        fprintf(stderr, "redeemctl: cannot load coupon_read.lua\n");
+        fprintf(stderr, "redeemctl: cannot load its scripts\n");
         return -1;
     }
     /* SCAN walks one node: each primary of a cluster in turn */
@@ -169,8 +187,9 @@ static int read_redis(struct ctx *c)
             snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
             for (size_t i = 0; i < r->element[1]->elements; i++) {
                 const char *key = r->element[1]->element[i]->str;
-                static const char *const fields[] = {"code", "used",   "utc_off", "kind",
-                                                     "bal",  "loaded", "spent",   "refunded"};
+                static const char *const fields[] = {"code",   "used",    "utc_off", "kind",
+                                                     "bal",    "loaded",  "spent",   "refunded",
+                                                     "shards", "l_total", "ver"};
                 struct rd_cmd cmd;
                 const char *why;
                 rd_cmd_script(&cmd, RD_LUA_COUPON_READ);
@@ -190,6 +209,11 @@ static int read_redis(struct ctx *c)
                             cp->r_money[m] =
                                 h->element[4 + m]->str ? atoll(h->element[4 + m]->str) : 0;
                     }
+                    if (h->element[8]->str && !cp->shards) {
+                        cp->shards = strdup(h->element[8]->str);
+                        cp->l_total = h->element[9]->str ? atoll(h->element[9]->str) : 0;
+                        cp->ver = h->element[10]->str ? atoll(h->element[10]->str) : 0;
+                    }
                 }
                 freeReplyObject(h);
             }
@@ -201,8 +225,27 @@ static int read_redis(struct ctx *c)
         struct rec *cp = c->coupons.slot[i];
         if (!cp || !cp->in_redis)
             continue;
+        struct rd_shard_layout l = {1, {rd_bucket_of(cp->key, strlen(cp->key), c->buckets)}};
+        if (cp->shards &&
+            rd_shard_layout_parse(cp->shards, strlen(cp->shards), c->buckets, &l) < 0) {
+            fprintf(stderr, "redeemctl: coupon %s: bad shards \"%s\"\n", cp->key, cp->shards);
+            return -1;
+        }
+        if (cp->shards)
+            cp->r_live = 0; /* the sum of its shards' (read_shards) */
+        for (int k = 0; k < l.n; k++)
+            if (read_users(c, cp, l.bucket[k]) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* A coupon's per-user counts in bucket b (a hot coupon's: of one shard). */
+static int read_users(struct ctx *c, struct rec *cp, uint32_t b)
+{
+    {
         char key[RD_KEY_MAX];
-        rd_key_users(key, sizeof(key), rd_bucket_of(cp->key, strlen(cp->key), c->buckets), cp->key);
+        rd_key_users(key, sizeof(key), b, cp->key);
         redisReply *h = rd_rsc_command(c->rc, "HGETALL %s", key);
         int64_t day = rd_time_day_index(c->now, cp->off),
                 week = rd_time_week_index(c->now, cp->off);
@@ -236,6 +279,170 @@ static int read_redis(struct ctx *c)
         freeReplyObject(h);
     }
     return 0;
+}
+
+/* ---- hot coupons' shards ------------------------------------------------------------------ */
+
+#define SETTLE_MS 60000 /* a move older than this is no longer under way */
+
+static redisReply *move_op(struct ctx *c, uint32_t at, const char *code, const char *op,
+                           const char *id, const char *amount, uint32_t peer)
+{
+    char key[RD_KEY_MAX], peer_s[16], now[24];
+    rd_key_shard(key, sizeof(key), at, code);
+    snprintf(peer_s, sizeof(peer_s), "%u", peer);
+    snprintf(now, sizeof(now), "%lld", (long long)c->now);
+    struct rd_cmd cmd;
+    const char *why;
+    rd_cmd_script(&cmd, RD_LUA_SHARD_MOVE);
+    rd_cmd_key(&cmd, RD_SHARD_MOVE_K_SHARD, key);
+    rd_cmd_arg(&cmd, RD_SHARD_MOVE_A_OP, op);
+    rd_cmd_arg(&cmd, RD_SHARD_MOVE_A_ID, id);
+    rd_cmd_arg(&cmd, RD_SHARD_MOVE_A_AMOUNT, amount);
+    rd_cmd_arg(&cmd, RD_SHARD_MOVE_A_PEER, peer_s);
+    rd_cmd_arg(&cmd, RD_SHARD_MOVE_A_NOW_MS, now);
+    return rd_rsync_call(c->rc, &cmd, &why);
+}
+
+/* Settles one move taken at shard bucket src: void it at its destination, then give it
+ * back to src (or, if it was received, clear src's record). Returns what was returned. */
+static long long settle(struct ctx *c, const char *code, uint32_t src, const char *id, uint32_t dst)
+{
+    long long back = 0;
+    redisReply *v = move_op(c, dst, code, "void", id, "", src);
+    if (v && v->type == REDIS_REPLY_STRING) {
+        int voided = strcmp(v->str, "voided") == 0;
+        redisReply *x = move_op(c, src, code, voided ? "return" : "done", id, "", dst);
+        back = voided && x && x->type == REDIS_REPLY_STRING && !strcmp(x->str, "returned");
+        freeReplyObject(x);
+    }
+    freeReplyObject(v);
+    return back;
+}
+
+/* Brings shard bucket b of coupon code up to the home hash (home bucket h). */
+static int sync_shard(struct ctx *c, const char *code, uint32_t home, uint32_t b)
+{
+    static const char *const f[] = {
+        "code",      "kind",       "dtype",      "dvalue", "dmax",    "min_order", "currency",
+        "starts_at", "expires_at", "utc_off",    "l_user", "l_daily", "l_weekly",  "status",
+        "campaign",  "created_at", "updated_at", "gen",    "ver"};
+    const size_t nf = sizeof(f) / sizeof(f[0]);
+    char key[RD_KEY_MAX];
+    rd_key_coupon(key, sizeof(key), home, code);
+    struct rd_cmd cmd;
+    const char *why;
+    rd_cmd_script(&cmd, RD_LUA_COUPON_READ);
+    rd_cmd_key(&cmd, RD_COUPON_READ_K_COUPON, key);
+    for (size_t i = 0; i < nf; i++)
+        rd_cmd_push(&cmd, f[i], strlen(f[i]));
+    redisReply *h = rd_rsync_call(c->rc, &cmd, &why);
+    int rc = -1;
+    if (h && h->type == REDIS_REPLY_ARRAY && h->elements == nf && h->element[nf - 1]->str &&
+        h->element[nf - 2]->str) {
+        char users[RD_KEY_MAX];
+        rd_key_shard(key, sizeof(key), b, code);
+        rd_key_users(users, sizeof(users), b, code);
+        rd_cmd_script(&cmd, RD_LUA_SHARD_SYNC);
+        rd_cmd_key(&cmd, RD_SHARD_SYNC_K_SHARD, key);
+        rd_cmd_key(&cmd, RD_SHARD_SYNC_K_USERS, users);
+        rd_cmd_arg(&cmd, RD_SHARD_SYNC_A_GEN, h->element[nf - 2]->str);
+        rd_cmd_arg(&cmd, RD_SHARD_SYNC_A_VER, h->element[nf - 1]->str);
+        for (size_t i = 0; i + 2 < nf; i++) {
+            const char *v = h->element[i]->str ? h->element[i]->str : "";
+            rd_cmd_push(&cmd, f[i], strlen(f[i]));
+            rd_cmd_push(&cmd, v, strlen(v));
+        }
+        redisReply *r = rd_rsync_call(c->rc, &cmd, &why);
+        rc = r && r->type == REDIS_REPLY_ARRAY ? 0 : -1;
+        freeReplyObject(r);
+    }
+    freeReplyObject(h);
+    return rc;
+}
+
+/*
+ * Every sharded coupon: outstanding moves (settled with repair), shards behind the home
+ * hash (synced with repair), the sum of the budgets against what the total leaves, and the
+ * uses summed into r_live. Returns the differences found, or -1 if Redis could not be read.
+ */
+static long long hot_coupons(struct ctx *c, int repair)
+{
+    long long diffs = 0;
+    for (size_t i = 0; i < c->coupons.cap; i++) {
+        struct rec *cp = c->coupons.slot[i];
+        struct rd_shard_layout l;
+        if (!cp || !cp->shards ||
+            rd_shard_layout_parse(cp->shards, strlen(cp->shards), c->buckets, &l) < 0)
+            continue;
+        long long budget = 0, used = 0, young = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            budget = used = young = 0;
+            int changed = 0;
+            for (int s = 0; s < l.n; s++) {
+                redisReply *ls = move_op(c, l.bucket[s], cp->key, "list", "0", "", 0);
+                if (!ls || ls->type != REDIS_REPLY_ARRAY || ls->elements < 4) {
+                    freeReplyObject(ls);
+                    return -1;
+                }
+                const char *ver = ls->element[RD_SHARD_MOVE_LIST_VER]->str;
+                if (pass == 0 && (!ver || !*ver || atoll(ver) < cp->ver)) {
+                    diffs++;
+                    printf("coupon %s: shard %u %s (version %s, home %lld)%s\n", cp->key,
+                           l.bucket[s], ver && *ver ? "behind" : "missing",
+                           ver && *ver ? ver : "none", cp->ver, repair ? ": synced" : "");
+                    if (repair && sync_shard(c, cp->key, l.bucket[0], l.bucket[s]) < 0)
+                        fprintf(stderr, "redeemctl: syncing %s shard %u failed\n", cp->key,
+                                l.bucket[s]);
+                    changed = 1;
+                }
+                budget += atoll(ls->element[RD_SHARD_MOVE_LIST_BUDGET]->str);
+                used += atoll(ls->element[RD_SHARD_MOVE_LIST_USED]->str);
+                for (size_t j = 4; j + 1 < ls->elements; j += 2) {
+                    const char *id = ls->element[j]->str + 2; /* "o:<id>" */
+                    long long n = 0, ts = 0;
+                    unsigned dst = 0;
+                    if (sscanf(ls->element[j + 1]->str, "%lld:%u:%lld", &n, &dst, &ts) != 3)
+                        continue;
+                    if (c->now - ts < SETTLE_MS) {
+                        young += n;
+                        continue;
+                    }
+                    if (pass == 0) {
+                        /* received ones only lost their last step: not a difference */
+                        diffs++;
+                        printf("coupon %s: move %s of %lld from shard %u to %u unfinished%s\n",
+                               cp->key, id, n, l.bucket[s], dst, repair ? ": settled" : "");
+                    }
+                    if (repair) {
+                        settle(c, cp->key, l.bucket[s], id, dst);
+                        changed = 1;
+                    } else {
+                        young += n; /* counted as held, not lost */
+                    }
+                }
+                freeReplyObject(ls);
+            }
+            if (!changed)
+                break;
+        }
+        cp->r_live = used;
+        if (young == 0 && budget + used != cp->l_total) {
+            diffs++;
+            printf("coupon %s: shards' budgets hold %lld, the total leaves %lld (total %lld, "
+                   "used %lld)%s\n",
+                   cp->key, budget, cp->l_total - used, cp->l_total, used,
+                   repair ? ": first shard corrected" : "");
+            if (repair) {
+                char key[RD_KEY_MAX];
+                rd_key_shard(key, sizeof(key), l.bucket[0], cp->key);
+                redisReply *r = rd_rsc_command(c->rc, "HINCRBY %s budget %lld", key,
+                                               cp->l_total - used - budget);
+                freeReplyObject(r);
+            }
+        }
+    }
+    return diffs;
 }
 
 static PGresult *q(struct ctx *c, const char *sql, int n, const char *const *params)
@@ -505,8 +712,9 @@ static long long compare(struct ctx *c, int repair)
         }
         if (cp->r_live != cp->live) {
             diffs++;
-            printf("coupon %s: used redis=%lld ledger=%lld\n", cp->key, cp->r_live, cp->live);
-            if (repair) {
+            printf("coupon %s: used redis=%lld ledger=%lld%s\n", cp->key, cp->r_live, cp->live,
+                   cp->shards ? " (sharded: its shards' counts are not rewritten)" : "");
+            if (repair && !cp->shards) {
                 redisReply *r = rd_rsc_command(c->rc, "HSET %s used %lld", key, cp->live);
                 freeReplyObject(r);
             }
@@ -533,7 +741,12 @@ static long long compare(struct ctx *c, int repair)
                        have[k], want[k]);
             }
         if (changed && repair) {
-            rd_key_users(key, sizeof(key), rd_bucket_of(code, strlen(code), c->buckets), code);
+            uint32_t b = rd_bucket_of(code, strlen(code), c->buckets);
+            struct rd_shard_layout l;
+            if (cp && cp->shards &&
+                rd_shard_layout_parse(cp->shards, strlen(cp->shards), c->buckets, &l) == 0)
+                b = l.bucket[rd_shard_of_user(user, strlen(user), l.n)];
+            rd_key_users(key, sizeof(key), b, code);
             struct rd_user_counts uc = {u->live, rd_time_day_index(c->now, off), u->today,
                                         rd_time_week_index(c->now, off), u->week};
             char v[128];
@@ -560,8 +773,10 @@ int rd_reconcile(struct rd_rsc *rc, PGconn *pg, uint32_t buckets, int64_t now_ms
     c.now = now_ms;
     int rc_ = 2;
     /* Redis first: the ledger then contains at least everything Redis has counted */
-    if (read_redis(&c) == 0 && read_ledger(&c) == 0 && read_streams(&c) == 0) {
-        long long diffs = compare(&c, repair);
+    long long hot = -1;
+    if (read_redis(&c) == 0 && (hot = hot_coupons(&c, repair)) >= 0 && read_ledger(&c) == 0 &&
+        read_streams(&c) == 0) {
+        long long diffs = hot + compare(&c, repair);
         if (diffs == 0)
             printf("no differences: Redis counters match the ledger\n");
         else

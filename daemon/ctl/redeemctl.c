@@ -34,6 +34,7 @@
 #include "rd/code.h"
 #include "rd/share.h"
 #include "rd/keys.h"
+#include "rd/shards.h"
 #include "rd/lua_script_ids.h"
 #include "rd/lua_scripts.h"
 #include "rd/sha256.h"
@@ -384,6 +385,25 @@ static int now_opt(int argc, char **argv, int *i, int64_t *now)
     return 0;
 }
 
+/* Deletes the shards of an archived hot coupon (their hashes and per-user counts). */
+static int drop_shards(struct rd_rsc *rc, const char *code, const char *layout, uint32_t buckets)
+{
+    struct rd_shard_layout l;
+    if (rd_shard_layout_parse(layout, strlen(layout), buckets, &l) < 0)
+        return -1;
+    for (int i = 0; i < l.n; i++) {
+        char sk[RD_KEY_MAX], uk[RD_KEY_MAX];
+        rd_key_shard(sk, sizeof(sk), l.bucket[i], code);
+        rd_key_users(uk, sizeof(uk), l.bucket[i], code);
+        redisReply *r = rd_rsc_command(rc, "DEL %s %s", sk, uk);
+        int ok = r && r->type == REDIS_REPLY_INTEGER;
+        freeReplyObject(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
 /*
  * archive: SCAN the coupon hashes (MATCH on the prefix), and for each run archive.lua, which
  * checks the state and deletes atomically. Pipelined a SCAN page at a time; the script is
@@ -496,7 +516,15 @@ static int archive(const struct rd_config *cfg, int argc, char **argv)
                     continue;
                 }
                 seen++;
-                archived += as[i]->type == REDIS_REPLY_INTEGER && as[i]->integer == 1;
+                archived += (as[i]->type == REDIS_REPLY_INTEGER && as[i]->integer == 1) ||
+                            as[i]->type == REDIS_REPLY_STRING;
+                if (as[i]->type == REDIS_REPLY_STRING &&
+                    drop_shards(rc, strstr(keys->element[i]->str, ":c:") + 3, as[i]->str,
+                                RD_BUCKETS_MAX) < 0) {
+                    fprintf(stderr, "redeemctl: deleting the shards of %s failed\n",
+                            strstr(keys->element[i]->str, ":c:") + 3);
+                    failed = 1;
+                }
             }
             rd_rsync_free(as, n);
             free(as);

@@ -27,7 +27,7 @@
 
 /* Room for the state of the handler that serves a request (api.h's struct rd_api): kept in
  * the request, so that serving one allocates nothing; its size is checked where it is used. */
-#define RD_REQ_STATE_MAX 768
+#define RD_REQ_STATE_MAX 1408
 
 struct rd_lread;
 

@@ -15,6 +15,7 @@
 #include "rd/code.h"
 #include "rd/discount.h"
 #include "rd/json_util.h"
+#include "rd/shards.h"
 
 #define RD_CAMPAIGN_MAX 128
 #define RD_TAGS_MAX     32
@@ -46,6 +47,9 @@ struct rd_coupon {
     int64_t balance, loaded, spent, refunded;
     int64_t shares, shared_at;       /* POST .../share: how often, and when last (-1 never) */
     char batch[RD_BATCH_ID_MAX + 1]; /* the batch that issued it ("" for none): hash field t */
+    int nshards;                     /* create: "shards" asked for (0: none) */
+    char shards[RD_SHARD_LAYOUT_SZ]; /* a hot coupon's layout, hash field "shards" ("" none) */
+    char gen[RD_SHARD_GEN_MAX + 1];  /* and its generation, "gen": the id of its creation */
 };
 
 void rd_coupon_init(struct rd_coupon *c);

@@ -12,6 +12,8 @@
  *                                  mark, kept for the reversal window (hash, TTL)
  *   {NNNN}:log                     outbox stream of the bucket
  *   {NNNN}:t:<batch>               a batch's coupon template (hash)
+ *   {NNNN}:s:<CODE>                a hot coupon's shard: its copy of the definition, budget,
+ *                                  used and its moves (hash; rd/shards.h)
  * Written by redeemd 0.1 and still read until they expire: {NNNN}:i:<CODE>:<keyid>:<idem>
  * (an idempotency record, string) and {NNNN}:r:<id> (a record per use, hash).
  *   rd:meta                        install-wide settings (bucket count)
@@ -42,6 +44,7 @@ uint32_t rd_bucket_of(const char *code, size_t len, uint32_t nbuckets);
  * not fit (callers size buf with RD_KEY_MAX, which fits every valid input). */
 int rd_key_coupon(char *buf, size_t sz, uint32_t bucket, const char *code);
 int rd_key_users(char *buf, size_t sz, uint32_t bucket, const char *code);
+int rd_key_shard(char *buf, size_t sz, uint32_t bucket, const char *code);
 /** The idempotency records of the time slice now_ms falls in (slices of slice_ms). */
 int rd_key_idem(char *buf, size_t sz, uint32_t bucket, int64_t slice_ms, int64_t now_ms);
 int rd_key_idem_v1(char *buf, size_t sz, uint32_t bucket, const char *code, const char *keyid,

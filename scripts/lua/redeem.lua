@@ -6,11 +6,12 @@ after the check phase. Every check runs before the first write, because Redis ne
 a script back (and refuses a script up front, never halfway, when it is out of memory).
 
 @keys coupon users idem idem_v1 log
-@argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code
+@argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code route
 @reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code
 @reply rejected status replayed reason id resets_at now
 @reply reused status
 @reply shipped status replayed id
+@reply sharded status layout
 coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), idem {b}:i:<slice ms>:<slice>
 (this time slice's idempotency records, see the prelude), idem_v1 {b}:i:<CODE>:<key>:<idem>
 (a record of redeemd 0.1), log {b}:log (the outbox stream).
@@ -21,6 +22,12 @@ Answers are flat arrays of strings (hiredis 0.14 caps reply nesting); remaining 
 resets_at are "" where there is none; {"reused"}: the idempotency key was used with a
 different request; {"shipped", "1", id}: a replay of a redemption whose entry has been
 shipped: the daemon answers it from the ledger.
+Hot coupons (rd/shards.h): a home hash with "shards" answers {"sharded", layout} and the
+daemon calls again on the user's shard, with coupon {b}:s:<CODE> and route "1" ("" for a
+home call). A shard's total is its "budget": at zero it answers {"borrow"} (nothing
+written) for the daemon to move budget from another shard, and rejects for real only when
+called with route "2" (the daemon found none to borrow). {"noshard"}: the shard hash is
+missing or incomplete; the daemon repairs it from the home hash.
 Nothing is kept per redemption but its outbox entry (until shipped) and its idempotency
 record: the entry carries everything the answer holds, so a replay rebuilds it from there.
 Counters are *used* counts compared with the current limits, so a PATCHed limit never
@@ -70,7 +77,10 @@ end
 
 local c = rd_hmget(KEYS[1], 'dtype', 'dvalue', 'dmax', 'min_order', 'currency',
   'starts_at', 'expires_at', 'utc_off', 'l_total', 'l_user', 'l_daily', 'campaign',
-  'l_weekly', 'status', 'used', 'kind')
+  'l_weekly', 'status', 'used', 'kind', 'shards', 'budget')
+local route = ARGV[16]
+if route ~= '' and not c[1] then return {'noshard'} end
+if c[17] then return {'sharded', c[17]} end
 if not c[1] then
   local id = log('rejected', 'coupon_not_found', nil)
   return {'rejected', '0', 'coupon_not_found', id, '', ARGV[2]}
@@ -101,6 +111,11 @@ if min_order and tonumber(amount) < min_order then return reject('min_order_not_
 local used = num(c[15]) or 0
 local l_total, l_user, l_daily, l_weekly = num(c[9]), num(c[10]), num(c[11]), num(c[13])
 if l_total and used >= l_total then return reject('limit_total_reached') end
+local budget = num(c[18]) -- a shard's (its copy of the definition has no l_total)
+if route ~= '' and (budget or 0) <= 0 then
+  if route == '1' then return {'borrow'} end
+  return reject('limit_total_reached')
+end
 
 local why, resets, u
 why, resets, u, day, week =
@@ -118,5 +133,6 @@ if not redeem then return answer(e, txn, '0') end
 local id, sid = log('accepted', '', c, left)
 rd_remember_use(KEYS[3], field, fp, sid, slice_ms, now)
 redis.call('HINCRBY', KEYS[1], 'used', 1)
+if route ~= '' then redis.call('HINCRBY', KEYS[1], 'budget', -1) end
 rd_user_count(KEYS[2], user, u, day, week)
 return answer(e, id, '0')

@@ -7,13 +7,14 @@ its entry is shipped) and passes them; what was refunded so far lives in the pay
 (see the prelude). The use the payment took (per-user, daily, weekly, total counts) is
 given back once the payment is refunded in full.
 
-@keys mark coupon users log record_v1
+@keys mark coupon users log record_v1 shard
 @argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key amount created_ms day week window_ms campaign paid currency
 @reply ok status refunded_at refund_id replayed amount balance_after refundable_after
 @reply rejected status reason refundable
 @reply reused status
 mark {b}:x:<id>, coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE>, log {b}:log,
-record_v1 {b}:r:<id> (redeemd 0.1's record). txn: the refund's id; ref_id: the payment's;
+record_v1 {b}:r:<id> (redeemd 0.1's record), shard: as reverse.lua's (no voucher has one).
+txn: the refund's id; ref_id: the payment's;
 amount "" = all that is left; idem_key: required (a refund's answer is kept under it).
 created_ms, day, week, campaign, paid, currency: the payment's facts. window_ms: a payment
 older than this is not refunded (reversal_window_passed).

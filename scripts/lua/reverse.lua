@@ -7,12 +7,13 @@ prelude), so two reversals can never both give the use back, whichever source th
 came from. A period counter is only decremented while that period is still the current
 one: a use taken in a past day or week no longer counts against anything.
 
-@keys mark coupon users log record_v1
+@keys mark coupon users log record_v1 shard
 @argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key created_ms day week window_ms campaign amount currency
 @reply ok status reversed_at reversal_id replayed
 @reply rejected status reason reversed_at reversal_id
 mark {b}:x:<id>, coupon {b}:c:<CODE>, users {b}:u:<CODE>, log {b}:log, record_v1 {b}:r:<id>
-(redeemd 0.1's record, for what it says was given back). txn: the reversal's id; ref_id:
+(redeemd 0.1's record, for what it says was given back), shard {b}:s:<CODE> (a hot
+coupon's shard: when it exists, the use was counted there and goes back to its budget). txn: the reversal's id; ref_id:
 the redemption's; idem_key "" for none (a second reverse with the same key replays the
 first answer). created_ms, day, week, campaign, amount, currency: the redemption's facts.
 window_ms: a redemption older than this is not reversed (reversal_window_passed).
@@ -38,7 +39,9 @@ if now - created > window then
   return {'rejected', 'reversal_window_passed', '', ''}
 end
 
-rd_give_back(KEYS[2], KEYS[3], ARGV[4], ARGV[11], ARGV[12])
+local ckey = KEYS[2]
+if redis.call('EXISTS', KEYS[6]) == 1 then ckey = KEYS[6] end
+rd_give_back(ckey, KEYS[3], ARGV[4], ARGV[11], ARGV[12])
 rd_mark_put(KEYS[1], created, window, now, 'status', 'reversed', 'at', ARGV[1], 'by', ARGV[2],
   'idem', ARGV[9])
 log('accepted', '')

@@ -1,5 +1,6 @@
 """Redis Cluster: redeemd on 3 primaries with a replica each, min_replica_acks, a primary
-killed under load (its replica takes over), slots resharded under load.
+killed under load (its replica takes over), slots resharded under load; a quarter of the
+coupons are hot coupons split over the primaries ("shards": 3).
 
 Each test runs its own cluster (cluster-node-timeout 2 s) and its own database, whatever
 RD_TEST_REDIS_CLUSTER says. After each fault: every answer the clients saw accepted is one
@@ -133,6 +134,8 @@ def make_coupons(api, prefix):
     for i in range(COUPONS):
         body = dict(code=f"{prefix}-{i}", discount={"type": "percent", "value": 1000},
                     limits={"total": LIMIT, "per_user": 1})
+        if i % 4 == 1:  # a hot coupon, split over the primaries (test_hot.py)
+            body["shards"] = 3
         r = api.create_raw(**body)
         # min_replica_acks on a loaded machine: a replica slower than the timeout answers
         # 503 (outcome unknown); the coupon is there or not, as a retry tells

@@ -263,9 +263,13 @@ end
 -- Undoes one use (a reversal; a payment refunded in full): the coupon's count, the user's
 -- total, and the user's day and week counts if the use was counted in the period they still
 -- hold (day, week: the use's indexes, as strings); counts never go below zero.
+-- A hot coupon's shard gets the use back into its budget: budget + used stays constant.
 local function rd_give_back(ckey, ukey, user, day, week)
   if tonumber(redis.call('HGET', ckey, 'used') or '0') > 0 then
     redis.call('HINCRBY', ckey, 'used', -1)
+    if redis.call('HEXISTS', ckey, 'budget') == 1 then
+      redis.call('HINCRBY', ckey, 'budget', 1)
+    end
   end
   local ut, dv, wv, legacy = rd_user_get(ukey, user)
   if ut == 0 and not dv and not wv then return end
