@@ -85,9 +85,13 @@ def burst(d, key, n, call):
         return list(pool.map(run, range(n)))
 
 
-def shipped(d):
-    wait_for(lambda: requests.get(d.url + "/readyz", timeout=5).json()["ledger"]["backlog"]
-             == 0, timeout=60, what="outbox shipped")
+
+def in_ledger(db, code, n):
+    """Until the ledger holds n accepted uses of code (a backlog read just after the last
+    answer may not count that answer's entry yet)."""
+    wait_for(lambda: sql(db, "SELECT count(*) FROM transactions WHERE code = %s AND "
+                             "kind = 'redeem' AND outcome = 'accepted'", code)[0][0] == n,
+             timeout=60, what=f"{n} uses of {code} in the ledger")
 
 
 @pytest.fixture()
@@ -164,7 +168,7 @@ def test_limit_exact_under_over_demand(hot):
     assert g["status"] == "exhausted" and g["used"]["total"] == 90, g
     # users of every shard were served (borrowing moved budget where demand was)
     assert all(u > 0 for _, u in state), state
-    shipped(d)
+    in_ledger(db, "HOT-EXACT", 90)
     want = {r.json()["id"] for r in ok}
     rows = {r[0] for r in sql(db, "SELECT txn_id FROM transactions WHERE code = 'HOT-EXACT' "
                                   "AND kind = 'redeem' AND outcome = 'accepted'")}
@@ -225,7 +229,7 @@ def test_replay_reversal_and_validate_on_a_shard(hot):
     assert sum(b for b, _ in shards_state(rds, "HOT-REV")) == 1
     assert api.redeem("HOT-REV", user="late").status_code == 201
     assert api.redeem("HOT-REV", user="later").status_code == 422
-    shipped(d)
+    in_ledger(db, "HOT-REV", 4)
     rc, out = reconcile(redis, db)
     assert rc == 0, out
 
@@ -285,9 +289,8 @@ def test_a_lost_move_is_returned_by_reconcile(hot):
     rds.hset(src, "o:00000000000000aa", f"10:{dst}:1930132800000")  # taken at NOW
     codes = [api.redeem("HOT-LOST", user=f"l{i}").status_code for i in range(30)]
     assert codes.count(201) == 20, codes  # the 10 in flight cannot be used
-    rc, out = reconcile(redis, db, now=NOW)  # still young: held, not reported as lost
-    shipped(d)
-    rc, out = reconcile(redis, db, now=NOW)
+    in_ledger(db, "HOT-LOST", 20)
+    rc, out = reconcile(redis, db, now=NOW)  # still young: held, not lost
     assert rc == 0, out
     rc, out = reconcile(redis, db)  # an hour later: reported
     assert rc == 1 and "move 00000000000000aa of 10" in out, out
@@ -299,6 +302,7 @@ def test_a_lost_move_is_returned_by_reconcile(hot):
     assert codes.count(201) == 10, codes
     # a give arriving after the void changes nothing
     assert rds.hget(shard_key(dst, "HOT-LOST"), "budget") == "0"
+    in_ledger(db, "HOT-LOST", 30)
     rc, out = reconcile(redis, db)
     assert rc == 0, out
 
@@ -314,7 +318,7 @@ def test_a_missing_shard_is_repaired(hot):
     r = api.redeem("HOT-MISS", user=user)
     assert r.status_code == 201, r.text  # rebuilt, then borrowed
     assert rds.hget(shard_key(b[1], "HOT-MISS"), "dtype") == "percent"
-    shipped(d)
+    in_ledger(db, "HOT-MISS", 1)
     rc, out = reconcile(redis, db)
     assert rc == 1 and "budgets hold 19, the total leaves 29" in out, out
     rc, out = reconcile(redis, db, "--repair")
@@ -370,3 +374,59 @@ def test_a_shard_left_behind_is_not_inherited(hot):
     assert api.redeem("HOT-GEN", user=user).status_code == 201  # counts of the old one gone
     codes = [api.redeem("HOT-GEN", user=f"g{i}").status_code for i in range(10)]
     assert codes.count(201) == 5, codes
+
+
+def test_redeemd_killed_while_shards_borrow(hot):
+    """kill -9 of redeemd while every request borrows (all users on one shard, a total far
+    below the demand): nothing is over-redeemed, the ledger equals the answers, and once
+    reconcile has returned what a killed move held, the whole total gets used, exactly."""
+    redis, d, api, db, rds = hot
+    create(api, "HOT-KILL", 150)
+    users = iter(users_of(0, 3, 100000, prefix="k"))
+    lock, answers = threading.Lock(), []
+
+    def load(stop):
+        a = Api(d.url, api.key, now=NOW)
+        while not stop.is_set():
+            with lock:
+                u = next(users)
+            for _ in range(600):  # the same request until it has an answer
+                try:
+                    r = a.redeem("HOT-KILL", user=u, key=u)
+                    if r.status_code != 503:
+                        break
+                except requests.RequestException:
+                    a = Api(d.url, api.key, now=NOW)
+                stop.wait(0.05)  # a retry's pause
+            else:
+                raise AssertionError(f"{u}: no answer")
+            with lock:
+                answers.append((u, r.status_code, r.json().get("id")))
+
+    stop = threading.Event()
+    ts = [threading.Thread(target=load, args=(stop,), daemon=True) for _ in range(6)]
+    for t in ts:
+        t.start()
+    wait_for(lambda: len(answers) > 60, timeout=60, what="load running")
+    d.stop(sig=9, expect=None)
+    d.start()
+    wait_for(lambda: sum(1 for a in answers if a[1] == 422) > 30, timeout=60,
+             what="the total used up, as far as the shards can tell")
+    stop.set()
+    for t in ts:
+        t.join(timeout=60)
+    ok = {rid for _, st, rid in answers if st == 201}
+    assert len(ok) <= 150
+    in_ledger(db, "HOT-KILL", len(ok))
+    rows = {r[0] for r in sql(db, "SELECT txn_id FROM transactions WHERE code = 'HOT-KILL' "
+                                  "AND kind = 'redeem' AND outcome = 'accepted'")}
+    assert rows == ok
+    rc, out = reconcile(redis, db, "--repair")
+    assert rc == 0, out
+    a = Api(d.url, api.key, now=NOW)
+    more = [a.redeem("HOT-KILL", user=next(users)).status_code for _ in range(160 - len(ok))]
+    assert more.count(201) == 150 - len(ok), (len(ok), more)
+    assert api.get("/v1/coupons/HOT-KILL").json()["used"]["total"] == 150
+    in_ledger(db, "HOT-KILL", 150)
+    rc, out = reconcile(redis, db)
+    assert rc == 0, out
