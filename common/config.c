@@ -83,6 +83,9 @@ static const struct setting settings[] = {
     {"metrics", C_STR, OFF(metrics), SZ(metrics), 0, 0, "loopback",
      "who may read GET /metrics: loopback (127.0.0.0/8 and ::1), any, off, or a list of "
      "addresses and CIDR blocks (10.0.0.0/8,192.0.2.7)"},
+    {"trusted_proxies", C_STR, OFF(trusted_proxies), SZ(trusted_proxies), 0, 0, "",
+     "addresses and CIDR blocks of proxies in front of redeemd whose X-Forwarded-For names "
+     "the customer's address (empty: the header is ignored)"},
     {"access_log", C_BOOL, OFF(access_log), 0, 0, 1, "false", "log one line per request"},
     {"test_clock", C_BOOL, OFF(test_clock), 0, 0, 1, "false",
      "honour the X-Redeemd-Now and X-Redeemd-Test-* headers (tests only; never in production)"},
@@ -418,6 +421,12 @@ int rd_config_validate(const struct rd_config *cfg, char *err, size_t errlen)
                  "metrics must be loopback, any, off or a list of addresses and CIDR blocks "
                  "(got \"%s\")",
                  cfg->metrics);
+        return -1;
+    }
+    if (cfg->trusted_proxies[0] && rd_ip_in_list(cfg->trusted_proxies, "127.0.0.1") < 0) {
+        snprintf(err, errlen,
+                 "trusted_proxies must be a list of addresses and CIDR blocks (got \"%s\")",
+                 cfg->trusted_proxies);
         return -1;
     }
     if (cfg->pg_conninfo[0] == '\0') {

@@ -330,6 +330,14 @@ const char *rd_http_field(const struct rd_http_head *h, const char *name)
     return NULL;
 }
 
+const char *rd_http_field_last(const struct rd_http_head *h, const char *name)
+{
+    for (int i = h->nfields - 1; i >= 0; i--)
+        if (!strcasecmp(h->fields[i].name, name))
+            return h->fields[i].value;
+    return NULL;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')

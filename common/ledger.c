@@ -10,6 +10,7 @@
 #include "rd/discount.h"
 #include "rd/keys.h"
 #include "rd/ledger.h"
+#include "rd/request.h"
 #include "rd/rdtime.h"
 
 void rd_copy_field(struct rd_sbuf *out, const char *s, size_t len)
@@ -160,6 +161,21 @@ static void remaining_json(struct rd_sbuf *d, const char *left, size_t len)
     rd_sbuf_addstr(d, "}}");
 }
 
+/* An inet column and its tab: NULL unless s is an IPv4 or IPv6 address. */
+static void inet_col(struct rd_sbuf *out, const char *s, size_t len)
+{
+    char ip[64];
+    unsigned char addr[16];
+    int ok = s && len > 0 && len < sizeof(ip);
+    if (ok) {
+        memcpy(ip, s, len);
+        ip[len] = '\0';
+        ok = inet_pton(AF_INET, ip, addr) == 1 || inet_pton(AF_INET6, ip, addr) == 1;
+    }
+    rd_copy_field(out, ok ? ip : NULL, ok ? len : 0);
+    rd_sbuf_add(out, "\t", 1);
+}
+
 int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const *names,
                   const size_t *name_lens, const char *const *values, const size_t *value_lens,
                   size_t n)
@@ -226,18 +242,10 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     int_col(out, &e, "balance");
     text_col(out, &e, "currency");
 
-    /* client_ip is inet: anything that does not parse is stored as NULL */
+    /* client_ip (the customer's address, else the peer's) is inet: anything that does not
+     * parse is stored as NULL */
     s = get(&e, "ip", &len);
-    char ip[64];
-    unsigned char addr[16];
-    int ip_ok = s && len > 0 && len < sizeof(ip);
-    if (ip_ok) {
-        memcpy(ip, s, len);
-        ip[len] = '\0';
-        ip_ok = inet_pton(AF_INET, ip, addr) == 1 || inet_pton(AF_INET6, ip, addr) == 1;
-    }
-    rd_copy_field(out, ip_ok ? ip : NULL, ip_ok ? len : 0);
-    rd_sbuf_add(out, "\t", 1);
+    inet_col(out, s, len);
     text_col(out, &e, "key");
     text_col(out, &e, "req");
     text_col(out, &e, "idem");
@@ -264,6 +272,30 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
                      after && al ? after : "null");
     rd_copy_field(out, d.len ? d.buf : NULL, d.len);
     rd_sbuf_free(&d);
-    rd_sbuf_add(out, "\n", 1);
+    rd_sbuf_add(out, "\t", 1);
+
+    /* the customer context "cx" (rd_cx_format): peer, session, device, email hash; an entry
+     * without it was made with no customer details, so its address is the peer's */
+    size_t cl;
+    const char *cx = get(&e, "cx", &cl), *part[4] = {NULL, NULL, NULL, NULL};
+    size_t plen[4] = {0, 0, 0, 0};
+    for (int k = 0; cx && cl && k < 4; k++) {
+        const char *sep = memchr(cx, RD_CX_SEP, cl);
+        size_t pl = sep ? (size_t)(sep - cx) : cl;
+        part[k] = cx;
+        plen[k] = pl;
+        if (!sep)
+            break;
+        cl -= pl + 1;
+        cx = sep + 1;
+    }
+    if (part[0])
+        inet_col(out, part[0], plen[0]);
+    else
+        inet_col(out, s, len);
+    for (int k = 1; k < 4; k++) {
+        rd_copy_field(out, part[k] && plen[k] ? part[k] : NULL, plen[k]);
+        rd_sbuf_add(out, k < 3 ? "\t" : "\n", 1);
+    }
     return 0;
 }

@@ -250,7 +250,8 @@ static int time_param(struct build *b, const char *name, const struct qvals *qv,
 #define TX_COLUMNS                                                                                 \
     " AS page_key, txn_id, (extract(epoch FROM ts) * 1000)::bigint, kind, outcome, reason, code, " \
     "campaign, user_id, order_id, ref_id, order_amount, discount_amount, paid_amount, "            \
-    "balance_after, currency, host(client_ip), api_key_id, request_id FROM transactions "          \
+    "balance_after, currency, host(client_ip), api_key_id, request_id, host(peer_ip), "            \
+    "session_id, device_id, email_hash FROM transactions "                                         \
     "WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
 
 /* cursor "<txid>.<µs>.<txn_id>", or "<txid>.<txn_id>" when the listing walks (txid, txn_id) */

@@ -41,10 +41,62 @@ static int parse_metadata(struct rd_redeem_req *r, const json_t *body, struct rd
     return 0;
 }
 
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
+int rd_customer_parse(const json_t *body, struct rd_customer *c, struct rd_verr *e)
+{
+    static const char *const keys[] = {"ip", "session_id", "device_id", "email_hash", NULL};
+    memset(c, 0, sizeof(*c));
+    json_t *o = json_object_get(body, "customer");
+    if (!o || json_is_null(o))
+        return 0;
+    if (!json_is_object(o)) {
+        rd_verr_set(e, "customer", "must be an object (ip, session_id, device_id, email_hash)");
+        return -1;
+    }
+    if (rd_json_only_keys(o, keys, "customer.", e) < 0)
+        return -1;
+    const char **dst[] = {&c->ip, &c->session_id, &c->device_id, &c->email_hash};
+    for (int i = 0; keys[i]; i++) {
+        char field[32];
+        snprintf(field, sizeof(field), "customer.%s", keys[i]);
+        int max = i == 0 ? RD_CUSTOMER_IP_MAX : RD_CUSTOMER_FIELD_MAX;
+        int rc = rd_json_str(o, keys[i], RD_J_OPTIONAL, 1, max, dst[i], NULL, e);
+        if (rc < 0) {
+            snprintf(e->field, sizeof(e->field), "%s", field);
+            return -1;
+        }
+        if (rc == 1 && !printable(*dst[i])) {
+            rd_verr_set(e, field, "must be printable ASCII");
+            return -1;
+        }
+    }
+    unsigned char addr[16];
+    if (c->ip && inet_pton(AF_INET, c->ip, addr) != 1 && inet_pton(AF_INET6, c->ip, addr) != 1) {
+        rd_verr_set(e, "customer.ip", "must be an IPv4 or IPv6 address");
+        return -1;
+    }
+    return 0;
+}
+
+int rd_cx_format(const char *peer, const struct rd_customer *c, char *out, size_t sz)
+{
+    int n = snprintf(
+        out, sz, "%s%c%s%c%s%c%s", peer ? peer : "", RD_CX_SEP, c->session_id ? c->session_id : "",
+        RD_CX_SEP, c->device_id ? c->device_id : "", RD_CX_SEP, c->email_hash ? c->email_hash : "");
+    return n < 0 || (size_t)n >= sz ? -1 : n;
+}
+
 int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e)
 {
-    static const char *const keys[] = {
-        "code", "user_id", "order_amount", "currency", "order_id", "metadata", NULL};
+    static const char *const keys[] = {"code",     "user_id",  "order_amount", "currency",
+                                       "order_id", "metadata", "customer",     NULL};
     memset(r, 0, sizeof(*r));
     if (rd_json_only_keys(body, keys, "", e) < 0)
         return -1;
@@ -67,6 +119,8 @@ int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_v
         return -1;
     }
     if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
+        return -1;
+    if (rd_customer_parse(body, &r->customer, e) < 0)
         return -1;
     return parse_metadata(r, body, e);
 }
@@ -97,8 +151,8 @@ static int amount_and_currency(struct rd_redeem_req *r, const json_t *body, int 
 int rd_pay_req_parse(struct rd_redeem_req *r, const json_t *body, const char *code,
                      struct rd_verr *e)
 {
-    static const char *const keys[] = {"amount",   "currency", "user_id",
-                                       "order_id", "metadata", NULL};
+    static const char *const keys[] = {"amount",   "currency", "user_id", "order_id",
+                                       "metadata", "customer", NULL};
     memset(r, 0, sizeof(*r));
     snprintf(r->code, sizeof(r->code), "%s", code);
     if (rd_json_only_keys(body, keys, "", e) < 0 || amount_and_currency(r, body, 1, e) < 0)
@@ -106,6 +160,8 @@ int rd_pay_req_parse(struct rd_redeem_req *r, const json_t *body, const char *co
     if (rd_json_str(body, "user_id", RD_J_REQUIRED, 1, RD_USER_ID_MAX, &r->user_id, NULL, e) < 0)
         return -1;
     if (rd_json_str(body, "order_id", RD_J_OPTIONAL, 1, RD_ORDER_ID_MAX, &r->order_id, NULL, e) < 0)
+        return -1;
+    if (rd_customer_parse(body, &r->customer, e) < 0)
         return -1;
     return parse_metadata(r, body, e);
 }
@@ -249,4 +305,36 @@ int rd_ip_in_list(const char *list, const char *ip)
 int rd_request_id_check(const char *k)
 {
     return printable_token(k, 128);
+}
+
+int rd_xff_customer(const char *xff, const char *trusted, char *out, size_t sz)
+{
+    size_t end = strlen(xff);
+    char ip[RD_CUSTOMER_IP_MAX + 1];
+    int found = 0;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        size_t a = start, b = end;
+        while (a < b && (xff[a] == ' ' || xff[a] == '\t'))
+            a++;
+        while (b > a && (xff[b - 1] == ' ' || xff[b - 1] == '\t'))
+            b--;
+        unsigned char addr[16];
+        if (b - a == 0 || b - a >= sizeof(ip))
+            return -1;
+        memcpy(ip, xff + a, b - a);
+        ip[b - a] = '\0';
+        if (inet_pton(AF_INET, ip, addr) != 1 && inet_pton(AF_INET6, ip, addr) != 1)
+            return -1;
+        found = 1;
+        if (rd_ip_in_list(trusted, ip) != 1)
+            break; /* the first one no proxy of ours added: the customer */
+        end = start > 0 ? start - 1 : 0;
+    }
+    if (!found || strlen(ip) >= sz)
+        return -1;
+    memcpy(out, ip, strlen(ip) + 1);
+    return 0;
 }

@@ -138,6 +138,13 @@ void rd_req_new_txn(struct rd_req *r, uint32_t bucket, char out[RD_TXN_ID_LEN + 
 int rd_ledger_backlogged(struct rd_req *r);
 /** Checks the Idempotency-Key into rd_api(r)->idem; required: answers when it is missing. */
 int rd_req_idem(struct rd_req *r, int required);
+/**
+ * The customer behind r: their address into ip (customer.ip, else what X-Forwarded-For from
+ * a trusted proxy says, else the peer's) and the context an outbox entry keeps into cx ("" when
+ * the request says nothing about its customer). Returns 1 if the address is the customer's
+ * own (given or forwarded), 0 if it is only the peer's.
+ */
+int rd_req_customer(struct rd_req *r, const struct rd_customer *c, char ip[48], char cx[RD_CX_MAX]);
 
 /* ---- the use path: redeem.lua and pay.lua, reverse.lua and refund.lua (uses.c) --------- */
 
@@ -151,6 +158,7 @@ struct rd_use_call {
     char now[24], amount[24], slice[24], created[24], window[24], used[24];
     char txn[RD_TXN_ID_LEN + 1];
     uint8_t fp[8], digest[RD_IDEM_DIGEST_LEN];
+    char ip[48], cx[RD_CX_MAX]; /* the customer's address and context (rd_req_customer) */
 };
 
 /**

@@ -63,6 +63,10 @@ static const struct column tx_cols[] = {{"txn_id", 's'},
                                         {"client_ip", 's'},
                                         {"api_key_id", 's'},
                                         {"request_id", 's'},
+                                        {"peer_ip", 's'},
+                                        {"session_id", 's'},
+                                        {"device_id", 's'},
+                                        {"email_hash", 's'},
                                         {NULL, 0}};
 static const struct listing tx_listing = {tx_cols, 0};
 

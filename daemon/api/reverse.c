@@ -70,12 +70,13 @@ void rd_h_reverse(struct rd_req *r)
         return;
     if (rd_ledger_backlogged(r))
         return;
-    /* {"amount": n} refunds part of a voucher payment; nothing else may be in the body */
-    static const char *const keys[] = {"amount", NULL};
+    /* {"amount": n} refunds part of a voucher payment; "customer" says who asks */
+    static const char *const keys[] = {"amount", "customer", NULL};
     struct rd_verr e;
     int64_t amount = 0;
     if (rd_json_only_keys(r->body, keys, "", &e) < 0 ||
-        rd_json_int(r->body, "amount", RD_J_OPTIONAL, 1, RD_AMOUNT_MAX, &amount, NULL, &e) < 0) {
+        rd_json_int(r->body, "amount", RD_J_OPTIONAL, 1, RD_AMOUNT_MAX, &amount, NULL, &e) < 0 ||
+        rd_customer_parse(r->body, &a->rq.customer, &e) < 0) {
         rd_reply_verr(r, &e);
         return;
     }

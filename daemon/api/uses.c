@@ -51,7 +51,8 @@ _Static_assert(SAME(RD_USE_READ_FOUND_GIVEN, RD_USE_READ_LEDGER_GIVEN) &&
         rd_cmd_argn(&u->cmd, RD_##S##_A_IDEM_FIELD, (const char *)u->digest, RD_IDEM_FIELD_LEN);   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_IDEM_SLICE_MS, u->slice);                                   \
         rd_cmd_arg(&u->cmd, RD_##S##_A_ORDER_ID, a->rq.order_id ? a->rq.order_id : "");            \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, r->client_ip);                                   \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, u->ip);                                          \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CX, u->cx);                                                 \
         rd_cmd_arg(&u->cmd, RD_##S##_A_KEY_ID, r->key_id);                                         \
         rd_cmd_arg(&u->cmd, RD_##S##_A_REQUEST_ID, r->request_id);                                 \
         rd_cmd_arg(&u->cmd, RD_##S##_A_IDEM_KEY, idem);                                            \
@@ -92,6 +93,7 @@ void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scri
     rd_key_users(u->keys[RD_REDEEM_K_USERS], RD_KEY_MAX, a->bucket, code);
     rd_key_log(u->keys[RD_REDEEM_K_LOG], RD_KEY_MAX, a->bucket);
     rd_idem_prepare(r, u, RD_REDEEM_K_IDEM, RD_REDEEM_K_IDEM_V1, idem);
+    rd_req_customer(r, &a->rq.customer, u->ip, u->cx);
     rd_cmd_script(&u->cmd, script);
     for (int k = 0; k < RD_REDEEM_NKEYS; k++)
         rd_cmd_key(&u->cmd, k, u->keys[k]);
@@ -148,7 +150,8 @@ json_t *rd_pay_answer_json(const struct rd_use_answer *x)
         rd_cmd_arg(&u->cmd, RD_##S##_A_TXN, u->txn);                                               \
         rd_cmd_arg(&u->cmd, RD_##S##_A_CODE, x->code);                                             \
         rd_cmd_arg(&u->cmd, RD_##S##_A_USER_ID, x->user);                                          \
-        rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, r->client_ip);                                   \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CLIENT_IP, u->ip);                                          \
+        rd_cmd_arg(&u->cmd, RD_##S##_A_CX, u->cx);                                                 \
         rd_cmd_arg(&u->cmd, RD_##S##_A_KEY_ID, r->key_id);                                         \
         rd_cmd_arg(&u->cmd, RD_##S##_A_REQUEST_ID, r->request_id);                                 \
         rd_cmd_arg(&u->cmd, RD_##S##_A_REF_ID, r->param);                                          \
@@ -173,6 +176,7 @@ void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scr
     rd_key_redemption_v1(u->keys[RD_REVERSE_K_RECORD_V1], RD_KEY_MAX, a->bucket, r->param);
     rd_key_shard(u->keys[RD_REVERSE_K_SHARD], RD_KEY_MAX, a->bucket, a->code);
     rd_req_new_txn(r, a->bucket, u->txn);
+    rd_req_customer(r, &a->rq.customer, u->ip, u->cx);
     snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
     snprintf(u->created, sizeof(u->created), "%lld", (long long)x->created_ms);
     snprintf(u->window, sizeof(u->window), "%lld",

@@ -313,6 +313,12 @@ static struct rd_req *req_start(struct rd_worker *w, struct rd_hreq *h)
     else
         gen_request_id(r);
     snprintf(r->client_ip, sizeof(r->client_ip), "%s", rd_hreq_peer(h));
+    r->forwarded_ip[0] = '\0';
+    const char *xff =
+        w->cfg->trusted_proxies[0] ? rd_http_field_last(rd_hreq_head(h), "X-Forwarded-For") : NULL;
+    if (xff && rd_ip_in_list(w->cfg->trusted_proxies, r->client_ip) == 1 &&
+        rd_xff_customer(xff, w->cfg->trusted_proxies, r->forwarded_ip, sizeof(r->forwarded_ip)) < 0)
+        r->forwarded_ip[0] = '\0'; /* not addresses: a misconfigured proxy, not a customer */
     const char *path = rd_hreq_head(h)->path;
     if (strlen(path) < sizeof(r->path))
         snprintf(r->path, sizeof(r->path), "%s", path);

@@ -35,7 +35,8 @@ struct rd_req {
     struct rd_worker *w;
     struct rd_hreq *hr;
     char request_id[130];
-    char client_ip[48];
+    char client_ip[48];    /* the TCP peer */
+    char forwarded_ip[48]; /* the customer X-Forwarded-For names, from a trusted proxy ("") */
     char key_id[RD_APIKEY_ID_LEN + 1];
     unsigned scopes;
     int64_t now_ms;

@@ -38,7 +38,8 @@ struct rd_config {
     int shutdown_timeout_s;
     char log_level[16];
     bool access_log;
-    char metrics[256]; /* who may read /metrics: loopback, any, off, or addresses/CIDRs */
+    char metrics[256];         /* who may read /metrics: loopback, any, off, or addresses/CIDRs */
+    char trusted_proxies[256]; /* whose X-Forwarded-For names the customer ("" none) */
     bool test_clock;
     char port_file[1024];
     /* ledger shipper */

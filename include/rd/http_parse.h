@@ -78,6 +78,8 @@ enum rd_status rd_http_parse_head(char *buf, size_t len, struct rd_http_head *h,
 
 /** The value of the first field called name (case-insensitive), or NULL. */
 const char *rd_http_field(const struct rd_http_head *h, const char *name);
+/** The last field of that name (X-Forwarded-For: a proxy adds its line after the client's). */
+const char *rd_http_field_last(const struct rd_http_head *h, const char *name);
 
 /** The method token of m ("GET"), or NULL for RD_HM_UNKNOWN. */
 const char *rd_http_method_name(enum rd_hmethod m);

@@ -17,7 +17,8 @@
 #define RD_LEDGER_COLUMNS                                                                          \
     "txn_id, ts, kind, outcome, reason, code, campaign, user_id, order_id, ref_id, "               \
     "order_amount, discount_amount, paid_amount, balance_after, currency, client_ip, "             \
-    "api_key_id, request_id, idempotency_key, day_index, week_index, stream_id, details"
+    "api_key_id, request_id, idempotency_key, day_index, week_index, stream_id, details, "         \
+    "peer_ip, session_id, device_id, email_hash"
 
 /**
  * Appends one COPY text line (with trailing newline) for the entry to out: the columns of

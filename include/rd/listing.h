@@ -48,7 +48,8 @@ enum rd_listing { RD_LIST_TRANSACTIONS, RD_LIST_COUPONS };
  *
  * Columns: 0 is the row's cursor, then for transactions txn_id, ts (epoch ms), kind,
  * outcome, reason, code, campaign, user_id, order_id, ref_id, order_amount,
- * discount_amount, paid_amount, balance_after, currency, client_ip, api_key_id, request_id;
+ * discount_amount, paid_amount, balance_after, currency, client_ip, api_key_id, request_id,
+ * peer_ip, session_id, device_id, email_hash;
  * for coupons code, kind, status, campaign, tags (JSON), used, shares, created (ms),
  * expires (ms), balance, currency, batch.
  */

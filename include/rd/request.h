@@ -16,6 +16,18 @@
 #define RD_ORDER_ID_MAX 128
 #define RD_IDEM_KEY_MAX 255
 
+/*
+ * The customer behind a checkout, as the caller knows them ({"customer": {...}} of validate,
+ * redeem, pay and reverse): NULL where not given. Context, not substance: a retry with other
+ * customer details is the same request (not in the fingerprint).
+ */
+#define RD_CUSTOMER_FIELD_MAX 128
+#define RD_CUSTOMER_IP_MAX    45
+struct rd_customer {
+    const char *ip; /* a valid IPv4 or IPv6 address */
+    const char *session_id, *device_id, *email_hash;
+};
+
 struct rd_redeem_req {
     char code[RD_CODE_MAX + 1]; /* normalised */
     const char *user_id;
@@ -23,7 +35,25 @@ struct rd_redeem_req {
     char currency[4];
     const char *order_id; /* NULL when absent */
     char *meta_json;      /* owned compact JSON, or NULL when absent */
+    struct rd_customer customer;
 };
+
+/**
+ * Parses the optional "customer" object of body into c (zeroed first): only ip, session_id,
+ * device_id, email_hash, each a string of 1..RD_CUSTOMER_FIELD_MAX printable ASCII characters
+ * (ip: an IPv4 or IPv6 address). Returns 0, or -1 with e naming the field.
+ */
+int rd_customer_parse(const json_t *body, struct rd_customer *c, struct rd_verr *e);
+
+/*
+ * The customer context as the scripts write it into an outbox entry (field "cx"): peer
+ * address, session, device, email hash, separated by RD_CX_SEP ("" where none; the
+ * validation above keeps the separator out of every part). Returns the length written into
+ * out (RD_CX_MAX bytes), or -1 if it does not fit.
+ */
+#define RD_CX_SEP '\x1f'
+#define RD_CX_MAX (48 + 3 * (RD_CUSTOMER_FIELD_MAX + 1) + 1)
+int rd_cx_format(const char *peer, const struct rd_customer *c, char *out, size_t sz);
 
 /** Parses a validate or redeem body. Returns 0, or -1 with e naming the field. */
 int rd_redeem_req_parse(struct rd_redeem_req *r, const json_t *body, struct rd_verr *e);
@@ -73,5 +103,14 @@ int rd_request_id_check(const char *k);
  * malformed. Checked at start for the settings that hold such lists.
  */
 int rd_ip_in_list(const char *list, const char *ip);
+
+/**
+ * The customer's address an X-Forwarded-For header names, for a request whose peer is one
+ * of the trusted proxies: read from the right (each proxy appends the address it saw), the
+ * first address that is not itself a trusted proxy (or the leftmost, if all are). Returns 0
+ * with the address in out (RD_CUSTOMER_IP_MAX + 1 bytes), or -1 when the header holds
+ * anything but addresses (it is then not used: a proxy that sent it is misconfigured).
+ */
+int rd_xff_customer(const char *xff, const char *trusted, char *out, size_t sz);
 
 #endif

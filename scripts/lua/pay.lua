@@ -6,7 +6,7 @@ so a payment and its ledger row cannot part. A payment is also a use: per-user, 
 weekly and total counts apply as to coupons.
 
 @keys coupon users idem idem_v1 log
-@argv now_ms user_id amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code
+@argv now_ms user_id amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code cx
 @reply ok status replayed id created_at amount currency balance_after rem_total rem_user rem_daily rem_weekly user_id order_id code
 @reply rejected status replayed reason id resets_at balance
 @reply reused status
@@ -17,6 +17,8 @@ fp: the request's fingerprint; order_id "" for none. Remaining counts and resets
 where there is none; {"reused"}: the idempotency key was used with another request;
 {"shipped", "1", id}: a replay of a payment already shipped (the daemon answers from the
 ledger). Nothing is kept per payment but its outbox entry and its idempotency record.
+client_ip: the customer's address (or the peer's); cx: the customer context, written as
+the entry's "cx" (peer, session, device, email hash: rd/request.h), "" for none.
 ]]
 local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local fp, txn, field, slice_ms = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
@@ -49,7 +51,7 @@ local function log(outcome, reason, bal, left)
     'outcome', outcome, 'reason', reason, 'code', ARGV[14], 'campaign', c[13] or '',
     'user', user, 'order', ARGV[9], 'paid', outcome == 'accepted' and ARGV[3] or '',
     'amount', ARGV[3], 'balance', bal or '', 'currency', currency, 'left', left or '',
-    'ip', ARGV[10], 'key', ARGV[11], 'req', ARGV[12], 'idem', ARGV[13])
+    'ip', ARGV[10], 'key', ARGV[11], 'req', ARGV[12], 'idem', ARGV[13], 'cx', ARGV[15])
   return rd_use_id(txn, sid), sid
 end
 

@@ -6,7 +6,7 @@ after the check phase. Every check runs before the first write, because Redis ne
 a script back (and refuses a script up front, never halfway, when it is out of memory).
 
 @keys coupon users idem idem_v1 log
-@argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code route
+@argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code route cx
 @reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code
 @reply rejected status replayed reason id resets_at now
 @reply reused status
@@ -33,6 +33,8 @@ record: the entry carries everything the answer holds, so a replay rebuilds it f
 Counters are *used* counts compared with the current limits, so a PATCHed limit never
 forgets past uses; day and week counts carry their period's index, so a new period starts
 at zero without any cron job.
+client_ip: the customer's address (or the peer's); cx: the customer context, written as
+the entry's "cx" (peer, session, device, email hash: rd/request.h), "" for none.
 ]]
 local mode, now = ARGV[1], tonumber(ARGV[2])
 local user, amount, currency = ARGV[3], ARGV[4], ARGV[5]
@@ -71,7 +73,7 @@ local function log(outcome, reason, c, left)
     'day', outcome == 'accepted' and string.format('%d', day) or '',
     'week', outcome == 'accepted' and string.format('%d', week) or '',
     'left', left or '',
-    'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14])
+    'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14], 'cx', ARGV[17])
   return rd_use_id(txn, sid), sid
 end
 

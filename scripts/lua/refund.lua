@@ -8,7 +8,7 @@ its entry is shipped) and passes them; what was refunded so far lives in the pay
 given back once the payment is refunded in full.
 
 @keys mark coupon users log record_v1 shard
-@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key amount created_ms day week window_ms campaign paid currency
+@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key amount created_ms day week window_ms campaign paid currency cx
 @reply ok status refunded_at refund_id replayed amount balance_after refundable_after
 @reply rejected status reason refundable
 @reply reused status
@@ -19,6 +19,8 @@ amount "" = all that is left; idem_key: required (a refund's answer is kept unde
 created_ms, day, week, campaign, paid, currency: the payment's facts. window_ms: a payment
 older than this is not refunded (reversal_window_passed).
 {"reused"}: the idempotency key was used for a different refund of this payment.
+client_ip: the customer's address (or the peer's); cx: the customer context, written as
+the entry's "cx" (peer, session, device, email hash: rd/request.h), "" for none.
 ]]
 local now = tonumber(ARGV[1])
 local m = rd_mark_get(KEYS[1], KEYS[5])
@@ -29,7 +31,7 @@ local function log(outcome, reason, amount, bal, back)
     'back', back and '1' or '',
     'user', ARGV[4], 'ref', ARGV[8], 'paid', outcome == 'accepted' and amount or '',
     'amount', amount, 'balance', bal or '', 'currency', ARGV[17],
-    'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9])
+    'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9], 'cx', ARGV[18])
 end
 
 local memo = 'ri:' .. ARGV[9]

@@ -8,7 +8,7 @@ came from. A period counter is only decremented while that period is still the c
 one: a use taken in a past day or week no longer counts against anything.
 
 @keys mark coupon users log record_v1 shard
-@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key created_ms day week window_ms campaign amount currency
+@argv now_ms txn code user_id client_ip key_id request_id ref_id idem_key created_ms day week window_ms campaign amount currency cx
 @reply ok status reversed_at reversal_id replayed
 @reply rejected status reason reversed_at reversal_id
 mark {b}:x:<id>, coupon {b}:c:<CODE>, users {b}:u:<CODE>, log {b}:log, record_v1 {b}:r:<id>
@@ -17,6 +17,8 @@ coupon's shard: when it exists, the use was counted there and goes back to its b
 the redemption's; idem_key "" for none (a second reverse with the same key replays the
 first answer). created_ms, day, week, campaign, amount, currency: the redemption's facts.
 window_ms: a redemption older than this is not reversed (reversal_window_passed).
+client_ip: the customer's address (or the peer's); cx: the customer context, written as
+the entry's "cx" (peer, session, device, email hash: rd/request.h), "" for none.
 ]]
 local now = tonumber(ARGV[1])
 local m = rd_mark_get(KEYS[1], KEYS[5])
@@ -25,7 +27,7 @@ local function log(outcome, reason)
   redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'ts', ARGV[1], 'kind', 'reverse',
     'outcome', outcome, 'reason', reason, 'code', ARGV[3], 'campaign', ARGV[14],
     'user', ARGV[4], 'ref', ARGV[8], 'amount', ARGV[15], 'currency', ARGV[16],
-    'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9])
+    'ip', ARGV[5], 'key', ARGV[6], 'req', ARGV[7], 'idem', ARGV[9], 'cx', ARGV[17])
 end
 
 if m[1] == 'reversed' then

@@ -104,7 +104,7 @@ def test_answers_follow_the_contracts(stack):
                 "mode": "redeem", "max_balance": "5000", "channel": "link", "recipient": "",
                 "ref_id": ref, "group": "pgsink", "created_ms": "1900000000000", "day": "",
                 "week": "", "window_ms": "86400000", "campaign": "", "paid": "100",
-                "sid": "", "tag": "", "shard": f"{b}:s:{code}", "route": ""}
+                "sid": "", "tag": "", "shard": f"{b}:s:{code}", "route": "", "cx": ""}
         base.update(over)
         return base
 

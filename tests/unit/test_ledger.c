@@ -41,7 +41,23 @@ static void accepted_redeem(void **state)
     assert_non_null(row);
     assert_string_equal(row, "rdm_1\t2026-11-21T15:51:17.283Z\tredeem\taccepted\t\\N\tSAVE\t\\N\t"
                              "u\\t1\t\\N\t\\N\t2599\t259\t\\N\t\\N\tEUR\t127.0.0.1\tabcdefgh\tr1\t"
-                             "k\\\\1\t20778\t2968\t{0001}:5-0\t\\N\n");
+                             "k\\\\1\t20778\t2968\t{0001}:5-0\t\\N\t127.0.0.1\t\\N\t\\N\t\\N\n");
+    rd_sbuf_free(&b);
+    /* the customer: client_ip is theirs, peer_ip the caller's, then session, device, email */
+    row = render(&b, "id", "rdm_2", "ts", "0", "kind", "validate", "outcome", "rejected", "ip",
+                 "203.0.113.9", "cx",
+                 "10.0.0.5\x1fsess-1\x1f\x1f"
+                 "ab\tc",
+                 NULL);
+    assert_non_null(row);
+    assert_non_null(strstr(row, "\t203.0.113.9\t"));
+    assert_non_null(strstr(row, "\t10.0.0.5\tsess-1\t\\N\tab\\tc\n"));
+    rd_sbuf_free(&b);
+    /* a cx cut short, or with a peer that is no address: what is there, NULL for the rest */
+    row = render(&b, "id", "rdm_3", "ts", "0", "kind", "validate", "outcome", "rejected", "ip",
+                 "203.0.113.9", "cx", "nope\x1fs", NULL);
+    assert_non_null(row);
+    assert_non_null(strstr(row, "\t\\N\ts\t\\N\t\\N\n"));
     rd_sbuf_free(&b);
 }
 
@@ -56,7 +72,7 @@ static void use_without_id(void **state)
     assert_non_null(row);
     assert_memory_equal(row, "rdm_0001_5-0_k3j9fq\t", 20);
     assert_non_null(strstr(row, "\t{0001}:5-0\t{\"remaining\":{\"total\":null,\"user\":1,"
-                                "\"user_daily\":0,\"user_weekly\":null}}\n"));
+                                "\"user_daily\":0,\"user_weekly\":null}}\t\\N\t\\N\t\\N\t\\N\n"));
     rd_sbuf_free(&b);
     /* a tag that cannot make an id: not a row (dead letter) */
     assert_null(render(&b, "tag", "k3j", "ts", "1", "kind", "pay", "outcome", "accepted", NULL));

@@ -72,7 +72,8 @@ static void fields(void **state)
 static void fingerprints(void **state)
 {
     (void)state;
-    struct rd_redeem_req a = {"SAVE", "u1", 100, "EUR", NULL, NULL}, b = a;
+    struct rd_redeem_req a = {"SAVE", "u1", 100, "EUR", NULL, NULL, {NULL, NULL, NULL, NULL}},
+                         b = a;
     uint8_t fa[8], fb[8];
     rd_redeem_req_fingerprint(&a, fa);
     rd_redeem_req_fingerprint(&b, fb);
@@ -147,6 +148,109 @@ static void sbuf(void **state)
     rd_sbuf_free(&b);
 }
 
+static json_t *body_with(const char *customer)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "{\"code\":\"SAVE10\",\"user_id\":\"u\",\"order_amount\":100,"
+             "\"currency\":\"EUR\",\"customer\":%s}",
+             customer);
+    json_t *b = json_loads(text, 0, NULL);
+    assert_non_null(b);
+    return b;
+}
+
+static void customers(void **state)
+{
+    (void)state;
+    struct rd_redeem_req r;
+    struct rd_verr e;
+    json_t *b = body_with("{\"ip\":\"2001:db8::7\",\"session_id\":\"s-1\","
+                          "\"device_id\":\"d\",\"email_hash\":\"ab12\"}");
+    assert_int_equal(rd_redeem_req_parse(&r, b, &e), 0);
+    assert_string_equal(r.customer.ip, "2001:db8::7");
+    assert_string_equal(r.customer.session_id, "s-1");
+    char cx[RD_CX_MAX];
+    assert_int_equal(rd_cx_format("10.0.0.9", &r.customer, cx, sizeof(cx)),
+                     (int)strlen("10.0.0.9\x1fs-1\x1f"
+                                 "d\x1f"
+                                 "ab12"));
+    assert_string_equal(cx, "10.0.0.9\x1fs-1\x1f"
+                            "d\x1f"
+                            "ab12");
+    /* the customer is context: the same request with other details is the same request */
+    uint8_t f1[8], f2[8];
+    rd_redeem_req_fingerprint(&r, f1);
+    rd_redeem_req_free(&r);
+    json_decref(b);
+    b = body_with("null");
+    assert_int_equal(rd_redeem_req_parse(&r, b, &e), 0);
+    assert_null(r.customer.ip);
+    rd_redeem_req_fingerprint(&r, f2);
+    assert_memory_equal(f1, f2, 8);
+    rd_redeem_req_free(&r);
+    json_decref(b);
+    /* the widest of each field fits the outbox field made for it */
+    char big[RD_CUSTOMER_FIELD_MAX + 1];
+    memset(big, 'x', RD_CUSTOMER_FIELD_MAX);
+    big[RD_CUSTOMER_FIELD_MAX] = '\0';
+    struct rd_customer wide = {NULL, big, big, big};
+    assert_true(
+        rd_cx_format("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", &wide, cx, sizeof(cx)) > 0);
+    static const struct {
+        const char *customer, *field;
+    } bad[] = {{"\"1.2.3.4\"", "customer"},
+               {"{\"ip\":\"1.2.3\"}", "customer.ip"},
+               {"{\"ip\":\"localhost\"}", "customer.ip"},
+               {"{\"ip\":7}", "customer.ip"},
+               {"{\"session_id\":\"\"}", "customer.session_id"},
+               {"{\"device_id\":\"a\\u001fb\"}", "customer.device_id"},
+               {"{\"email_hash\":\"\u00e9\"}", "customer.email_hash"},
+               {"{\"phone\":\"1\"}", "customer.phone"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        b = body_with(bad[i].customer);
+        assert_int_equal(rd_redeem_req_parse(&r, b, &e), -1);
+        assert_string_equal(e.field, bad[i].field);
+        rd_redeem_req_free(&r);
+        json_decref(b);
+    }
+    /* at the bound: 128 characters pass, 129 do not */
+    char text[512];
+    snprintf(text, sizeof(text), "{\"session_id\":\"%s\"}", big);
+    b = body_with(text);
+    assert_int_equal(rd_redeem_req_parse(&r, b, &e), 0);
+    rd_redeem_req_free(&r);
+    json_decref(b);
+    snprintf(text, sizeof(text), "{\"session_id\":\"%sy\"}", big);
+    b = body_with(text);
+    assert_int_equal(rd_redeem_req_parse(&r, b, &e), -1);
+    assert_string_equal(e.field, "customer.session_id");
+    rd_redeem_req_free(&r);
+    json_decref(b);
+}
+
+static void forwarded_for(void **state)
+{
+    (void)state;
+    char out[RD_CUSTOMER_IP_MAX + 1];
+    const char *proxies = "10.0.0.0/8";
+    assert_int_equal(rd_xff_customer("203.0.113.7", proxies, out, sizeof(out)), 0);
+    assert_string_equal(out, "203.0.113.7");
+    /* read from the right: what our proxies appended is skipped, what the client wrote
+     * before the first of them is not believed */
+    assert_int_equal(rd_xff_customer("6.6.6.6, 203.0.113.7, 10.1.1.1", proxies, out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "203.0.113.7");
+    assert_int_equal(rd_xff_customer("10.2.2.2,10.1.1.1", proxies, out, sizeof(out)), 0);
+    assert_string_equal(out, "10.2.2.2");
+    assert_int_equal(rd_xff_customer(" 2001:db8::1 ", proxies, out, sizeof(out)), 0);
+    assert_string_equal(out, "2001:db8::1");
+    static const char *const bad[] = {"",           ",",         "unknown", "203.0.113.7,",
+                                      "1.2.3.4, x", "1.2.3.4:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rd_xff_customer(bad[i], proxies, out, sizeof(out)), -1);
+}
+
 static void ip_lists(void **state)
 {
     (void)state;
@@ -176,8 +280,9 @@ static void ip_lists(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ip_lists),    cmocka_unit_test(fields),  cmocka_unit_test(fingerprints),
-        cmocka_unit_test(idem_fields), cmocka_unit_test(headers), cmocka_unit_test(sbuf),
+        cmocka_unit_test(customers), cmocka_unit_test(forwarded_for), cmocka_unit_test(ip_lists),
+        cmocka_unit_test(fields),    cmocka_unit_test(fingerprints),  cmocka_unit_test(idem_fields),
+        cmocka_unit_test(headers),   cmocka_unit_test(sbuf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
