@@ -142,6 +142,7 @@ struct bench {
     struct usermap *users;
     uint64_t ledger_expect[OP__COUNT][2]; /* [op][accepted?] rows the ledger must hold */
     uint64_t unknown_outcomes;
+    uint64_t limited;    /* unknown workload: 429 from a guessing budget */
     uint64_t unexpected; /* answers that no correct run should see (400, 500...) */
     /* server figures from /metrics */
     double cpu_before, cpu_after;

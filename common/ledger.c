@@ -256,20 +256,33 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
 
     /* details: admin changes carry before/after (JSON text written by coupon_write.lua), an
      * accepted use what it had left, a refund that completes its payment "use_back" (the
-     * payment's use was given back: the usage summaries count it) */
+     * payment's use was given back: the usage summaries count it), a guessing budget's
+     * refusals the budget and the minute's count so far */
     size_t bl, al, ll, kl2;
     const char *before = get(&e, "before", &bl), *after = get(&e, "after", &al),
                *left = get(&e, "left", &ll), *back = get(&e, "back", &kl2);
     struct rd_sbuf d;
     rd_sbuf_init(&d);
-    if (left && ll)
+    size_t gl, nl, ml;
+    const char *budget = get(&e, "budget", &gl), *count = get(&e, "count", &nl),
+               *minute = get(&e, "minute", &ml);
+    long long cnt = 0, min_ms = 0;
+    if (left && ll) {
         remaining_json(&d, left, ll);
-    else if (back && kl2 == 1 && back[0] == '1')
+    } else if (budget && gl && parse_i64(count, count ? nl : 0, &cnt) == 0 &&
+               parse_i64(minute, minute ? ml : 0, &min_ms) == 0) {
+        /* a guessing budget's refusals (guess.lua): the minute's count so far */
+        char mb[RD_TIME_BUFSZ];
+        rd_sbuf_addstr(&d, "{\"budget\":");
+        rd_sbuf_add_jstr(&d, budget, gl);
+        rd_sbuf_addf(&d, ",\"count\":%lld,\"minute\":\"%s\"}", cnt, rd_time_format(min_ms, mb));
+    } else if (back && kl2 == 1 && back[0] == '1') {
         rd_sbuf_addstr(&d, "{\"use_back\":true}");
-    else if (before || after)
+    } else if (before || after) {
         rd_sbuf_addf(&d, "{\"before\":%.*s,\"after\":%.*s}", (int)(before && bl ? bl : 4),
                      before && bl ? before : "null", (int)(after && al ? al : 4),
                      after && al ? after : "null");
+    }
     rd_copy_field(out, d.len ? d.buf : NULL, d.len);
     rd_sbuf_free(&d);
     rd_sbuf_add(out, "\t", 1);

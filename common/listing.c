@@ -311,19 +311,13 @@ static const struct qrule tx_rules[TQ__COUNT + 1] = {
 
 static int build_transactions(struct build *b, struct rd_query *query, const char *qs, long *limit)
 {
-    static const char *const kinds[] = {"redeem",
-                                        "reverse",
-                                        "validate",
-                                        "pay",
-                                        "refund",
-                                        "recharge",
-                                        "share",
-                                        "coupon_create",
-                                        "coupon_update",
-                                        "coupon_disable",
-                                        "coupon_enable",
-                                        "coupon_archive",
-                                        NULL};
+    static const char *const kinds[] = {"redeem",        "reverse",
+                                        "validate",      "pay",
+                                        "refund",        "recharge",
+                                        "share",         "coupon_create",
+                                        "coupon_update", "coupon_disable",
+                                        "coupon_enable", "coupon_archive",
+                                        "rate_limited",  NULL};
     static const char *const outcomes[] = {"accepted", "rejected", NULL};
     struct qvals q[TQ__COUNT] = {{0}};
     if (gather(b, query, qs, tx_rules, q) < 0)

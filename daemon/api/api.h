@@ -68,6 +68,22 @@ struct rd_hot {
     void (*failed)(struct rd_req *r, const redisReply *reply);
 };
 
+/* A request's guessing budgets (guess.c): the budget asked or counted, and the answer held
+ * back until the failed lookup is counted. */
+#define RD_GUESS_BUDGETS 4 /* customer address, user, session, API key */
+struct rd_guess {
+    char ip[48];      /* the customer's address (when it is theirs) */
+    uint32_t bucket;  /* of the budget last called */
+    int at;           /* the budget being asked or counted */
+    int refused;      /* the first budget that refused, -1: none */
+    int64_t retry_ms; /* when one more failure will be allowed */
+    json_t *deferred; /* owned: the answer to send if no budget refuses */
+    enum rd_status reason;
+    int as_error;    /* deferred is an error's details (else a 200 body) */
+    const char *msg; /* static */
+    void (*then)(struct rd_req *r);
+};
+
 /* The state of an API handler, in r->state: set up by the first rd_api(r). */
 struct rd_api {
     uint32_t bucket;                /* the hash-tag bucket of the code or id worked on */
@@ -83,6 +99,7 @@ struct rd_api {
     struct rd_redeem_req rq;        /* validate, redeem, pay, recharge: the parsed body */
     struct rd_coupon coupon;        /* coupon and voucher reads and writes */
     struct rd_hot hot;              /* a hot coupon's shards (shards.c) */
+    struct rd_guess guess;          /* guessing budgets (guess.c) */
 };
 
 struct rd_api *rd_api(struct rd_req *r);
@@ -188,6 +205,22 @@ void rd_undo_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scr
  * such use (404) or it cannot be read (503).
  */
 void rd_use_read(struct rd_req *r, void (*then)(struct rd_req *r));
+
+/* ---- guessing budgets (guess.c) --------------------------------------------------------- */
+
+/* Before a lookup by code: refuses r (429 rate_limited, Retry-After) if a budget it falls
+ * under is spent, asking only budgets this worker saw fail lately; else runs then(r). */
+void rd_guess_check(struct rd_req *r, void (*then)(struct rd_req *r));
+/* Answers a lookup whose outcome was reason: obj is the error's details (as_error, with msg
+ * or the status' message) or a 200 body. A failure that counts (unknown, archived or disabled
+ * code, wrong kind) is first counted in each budget of r; if one is spent the answer is 429
+ * instead. Owns obj. */
+void rd_guess_answer(struct rd_req *r, enum rd_status reason, int as_error, const char *msg,
+                     json_t *obj);
+/* Whether reason counts as a failed lookup. */
+int rd_guess_counts(enum rd_status reason);
+/* Whether r's API key is exempt (guess_exempt_keys). */
+int rd_guess_exempt(const struct rd_req *r);
 
 /* ---- hot coupons: a use on the user's shard, moves, syncs (shards.c) -------------------- */
 

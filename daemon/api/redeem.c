@@ -64,13 +64,13 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
             json_t *o =
                 json_pack("{s:b, s:s, s:s, s:s, s:o}", "valid", 0, "code", a->rq.code, "reason",
                           rd_status_name(st), "message", rd_status_message(st), "details", details);
-            rd_reply_json(r, 200, o);
+            rd_guess_answer(r, st, 0, NULL, o); /* a failed lookup counts first */
             return;
         }
         if (a->redeem)
             json_object_set_new(details, "attempt_id",
                                 json_string(rd_el(reply, RD_REDEEM_REJECTED_ID)));
-        rd_reply_error(r, st, NULL, details);
+        rd_guess_answer(r, st, 1, NULL, details);
         return;
     }
     if (strcmp(status, "ok") != 0 || reply->elements < RD_REDEEM_OK__LEN) {
@@ -125,6 +125,12 @@ static void send_use(struct rd_req *r)
         rd_req_send(r, &u.cmd, on_redeem);
 }
 
+static void first_use(struct rd_req *r)
+{
+    rd_hot_route(r, rd_api(r)->rq.code);
+    send_use(r);
+}
+
 static void redeem_or_validate(struct rd_req *r, int redeem)
 {
     struct rd_api *a = rd_api(r);
@@ -137,8 +143,7 @@ static void redeem_or_validate(struct rd_req *r, int redeem)
         rd_reply_verr(r, &e);
         return;
     }
-    rd_hot_route(r, a->rq.code);
-    send_use(r);
+    rd_guess_check(r, first_use);
 }
 
 void rd_h_validate(struct rd_req *r)

@@ -20,6 +20,7 @@ static void api_free(struct rd_req *r)
     struct rd_api *a = (struct rd_api *)r->state;
     rd_redeem_req_free(&a->rq);
     rd_coupon_free(&a->coupon);
+    json_decref(a->guess.deferred);
     free(a->use);
     if (r->lr) {
         rd_query_free(&r->lr->query);

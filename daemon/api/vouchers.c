@@ -25,7 +25,7 @@ static void on_balance(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     if (reply->elements == 0) {
-        rd_reply_error(r, RD_E_COUPON_NOT_FOUND, NULL, NULL);
+        rd_guess_answer(r, RD_E_COUPON_NOT_FOUND, 1, NULL, NULL);
         return;
     }
     if (rd_coupon_from_reply(r, reply, 0) < 0) {
@@ -35,8 +35,8 @@ static void on_balance(struct rd_redis *redis, redisReply *reply, void *arg)
     }
     const struct rd_coupon *c = &rd_api(r)->coupon;
     if (c->kind != RD_KIND_VOUCHER) {
-        rd_reply_error(r, RD_E_KIND_MISMATCH, "this code is a discount coupon, not a voucher",
-                       NULL);
+        rd_guess_answer(r, RD_E_KIND_MISMATCH, 1, "this code is a discount coupon, not a voucher",
+                        NULL);
         return;
     }
     json_t *view = rd_coupon_to_json(c, r->now_ms);
@@ -50,10 +50,8 @@ static void on_balance(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 200, o);
 }
 
-void rd_h_voucher_balance(struct rd_req *r)
+static void read_balance(struct rd_req *r)
 {
-    if (rd_path_code(r) < 0)
-        return;
     struct rd_api *a = rd_api(r);
     char key[RD_KEY_MAX];
     rd_key_coupon(key, sizeof(key), a->bucket, a->code);
@@ -61,6 +59,13 @@ void rd_h_voucher_balance(struct rd_req *r)
     rd_cmd_script(&cmd, RD_LUA_COUPON_READ); /* a batch code reads through its template */
     rd_cmd_key(&cmd, RD_COUPON_READ_K_COUPON, key);
     rd_req_send(r, &cmd, on_balance);
+}
+
+void rd_h_voucher_balance(struct rd_req *r)
+{
+    if (rd_path_code(r) < 0)
+        return;
+    rd_guess_check(r, read_balance); /* a read by code is a lookup a guesser can use too */
 }
 
 /* ---- POST /v1/vouchers/{code}/pay ---------------------------------------------------------- */
@@ -89,7 +94,7 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
         const char *msg = st == RD_E_KIND_MISMATCH
                               ? "this code is a discount coupon: redeem it at /v1/redemptions"
                               : NULL;
-        rd_reply_error(r, st, msg, details);
+        rd_guess_answer(r, st, 1, msg, details); /* a failed lookup counts first */
         return;
     }
     if (strcmp(status, "ok") != 0 || reply->elements < RD_PAY_OK__LEN) {
@@ -111,6 +116,13 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
     rd_reply_json(r, 201, rd_pay_answer_json(&x));
 }
 
+static void send_pay(struct rd_req *r)
+{
+    struct rd_use_call u;
+    rd_use_prepare(r, &u, RD_LUA_PAY, rd_api(r)->idem);
+    rd_req_send_durable(r, &u.cmd, on_paid);
+}
+
 void rd_h_voucher_pay(struct rd_req *r)
 {
     struct rd_api *a = rd_api(r);
@@ -121,9 +133,7 @@ void rd_h_voucher_pay(struct rd_req *r)
         rd_reply_verr(r, &e);
         return;
     }
-    struct rd_use_call u;
-    rd_use_prepare(r, &u, RD_LUA_PAY, a->idem);
-    rd_req_send_durable(r, &u.cmd, on_paid);
+    rd_guess_check(r, send_pay);
 }
 
 /* ---- POST /v1/vouchers/{code}/recharge (admin) --------------------------------------------- */

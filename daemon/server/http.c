@@ -204,8 +204,11 @@ void rd_reply_error(struct rd_req *r, enum rd_status st, const char *message, js
                             message ? message : rd_status_message(st), "request_id", r->request_id);
     if (details)
         json_object_set_new(err, "details", details);
-    if (st == RD_E_RATE_LIMITED || st == RD_E_UNAVAILABLE)
-        rd_hreq_add_header(r->hr, "Retry-After", "1");
+    if (st == RD_E_RATE_LIMITED || st == RD_E_UNAVAILABLE) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", r->retry_after_s > 0 ? r->retry_after_s : 1);
+        rd_hreq_add_header(r->hr, "Retry-After", ra);
+    }
     rd_reply_json(r, rd_status_http(st), json_pack("{s:o}", "error", err));
 }
 

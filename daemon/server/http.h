@@ -27,7 +27,7 @@
 
 /* Room for the state of the handler that serves a request (api.h's struct rd_api): kept in
  * the request, so that serving one allocates nothing; its size is checked where it is used. */
-#define RD_REQ_STATE_MAX 1408
+#define RD_REQ_STATE_MAX 1536
 
 struct rd_lread;
 
@@ -47,6 +47,7 @@ struct rd_req {
     char path[512];
     json_t *body;
     int replayed;
+    int retry_after_s;    /* a 429's Retry-After (0: 1 s) */
     struct rd_rcall call; /* the Redis call in flight, if any */
     struct rd_lread *lr;  /* a ledger read, if any: the handler's (api.h; freed with its state) */
     /* the serving handler's own state, and what frees it (set with it) */

@@ -97,6 +97,15 @@ static void http_metrics(FILE *f)
             n += rd_counter_get(&reg_workers[i].m.errors[st]);
         fprintf(f, "redeemd_errors_total{code=\"%s\"} %llu\n", rd_status_name(st), n);
     }
+    rd_prom_header(f, "redeemd_rate_limited_total", "counter",
+                   "Lookups refused (429) by the guessing budget that was spent.");
+    static const char *const budgets[4] = {"ip", "user", "session", "key"};
+    for (int b = 0; b < 4; b++) {
+        unsigned long long n = 0;
+        for (int i = 0; i < reg_n; i++)
+            n += rd_counter_get(&reg_workers[i].m.limited[b]);
+        fprintf(f, "redeemd_rate_limited_total{budget=\"%s\"} %llu\n", budgets[b], n);
+    }
     long inflight = 0, open = 0;
     unsigned long long accepted = 0, full = 0, evicted = 0, timeouts = 0, gone = 0;
     for (int i = 0; i < reg_n; i++) {

@@ -21,6 +21,7 @@ struct rd_wmetrics {
     atomic_ullong requests[RD_MROUTES][RD_MSTATUS_N];
     struct rd_mhist latency[RD_MROUTES];
     atomic_ullong errors[RD_STATUS__COUNT];
+    atomic_ullong limited[4]; /* refusals by guessing budget: ip, user, session, key */
 };
 
 struct rd_worker;

@@ -55,6 +55,10 @@ struct rd_config {
     int read_timeout_ms;            /* every other ledger read */
     int read_queue_ms;
     int pg_read_conns;
+    /* guessing budgets (daemon/api/guess.c): failed lookups per minute and at once, per
+     * customer address, user, session and API key; 0 per minute: that budget is off */
+    int guess_per_min[4], guess_burst[4];
+    char guess_exempt_keys[512];   /* API key ids that no budget applies to */
     long long voucher_max_balance; /* minor units */
     /* batch jobs */
     bool batches;

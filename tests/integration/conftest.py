@@ -373,6 +373,10 @@ class Daemon:
                 "--listen_addr=127.0.0.1", f"--port={self.port or 0}", "--workers=2",
                 "--test_clock", "--key_refresh_ms=200", "--pg_probe_interval_ms=200",
                 "--redis_timeout_ms=1000",
+                # guessing budgets off: tests probe unknown codes by the hundred on a frozen
+                # clock (test_guess.py turns them on with its own settings)
+                "--guess_ip_per_min=0", "--guess_user_per_min=0",
+                "--guess_session_per_min=0", "--guess_key_per_min=0",
                 f"--port_file={os.path.join(self.dir, 'port')}"] + self.extra
 
     def start(self, wait_ready=True):
