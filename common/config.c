@@ -145,6 +145,24 @@ static const struct setting settings[] = {
     {"guess_exempt_keys", C_STR, OFF(guess_exempt_keys), SZ(guess_exempt_keys), 0, 0, "",
      "API key ids (the 8 characters after rdk_) no guessing budget applies to, comma-separated "
      "(a trusted back office)"},
+    {"webhooks", C_BOOL, OFF(webhooks), 0, 0, 1, "true",
+     "deliver webhooks from this process (any number of daemons share the deliveries)"},
+    {"webhook_allow_private", C_BOOL, OFF(webhook_allow_private), 0, 0, 1, "false",
+     "let webhook endpoints be loopback, private or link-local addresses (tests, a receiver "
+     "on the same machine); off, such URLs are refused and such names are not called"},
+    {"webhook_timeout_ms", C_INT, OFF(webhook_timeout_ms), 0, 100, 600000, "10000",
+     "a webhook delivery not answered within this long has failed (and is tried again)"},
+    {"webhook_concurrency", C_INT, OFF(webhook_concurrency), 0, 1, 10000, "64",
+     "webhook deliveries under way at once in this process"},
+    {"webhook_per_endpoint", C_INT, OFF(webhook_per_endpoint), 0, 1, 1000, "4",
+     "of which at most this many to one endpoint (a slow one never holds up another)"},
+    {"webhook_backoff_ms", C_INT, OFF(webhook_backoff_ms), 0, 1, 3600000, "10000",
+     "first retry of a failed delivery after this long, doubling to an hour"},
+    {"webhook_retry_window_s", C_INT, OFF(webhook_retry_window_s), 0, 1, 2592000, "86400",
+     "a delivery still failing this long after its event is marked failed; an endpoint with "
+     "no delivery for as long is disabled"},
+    {"webhook_poll_ms", C_INT, OFF(webhook_poll_ms), 0, 10, 60000, "250",
+     "how often the delivery thread looks for due deliveries"},
     {"pg_read_conns", C_INT, OFF(pg_read_conns), 0, 2, 16, "3",
      "PostgreSQL read connections per worker; heavy reads hold at most all but one"},
 };

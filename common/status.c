@@ -59,6 +59,8 @@ static const struct status_row rows[RD_STATUS__COUNT] = {
     [RD_E_FORMAT_TOO_SMALL] = {"format_too_small", 422, 0,
                                "the code format cannot hold that many codes"},
     [RD_E_BATCH_FINISHED] = {"batch_finished", 409, 0, "the batch has already ended"},
+    [RD_E_WEBHOOK_NOT_FOUND] = {"webhook_not_found", 404, 0, "no such webhook"},
+    [RD_E_DELIVERY_NOT_FOUND] = {"delivery_not_found", 404, 0, "no such delivery of this webhook"},
     [RD_E_IDEM_REQUIRED] = {"idempotency_key_required", 400, 0,
                             "an Idempotency-Key header is required"},
     [RD_E_IDEM_REUSED] = {"idempotency_key_reused", 409, 0,

@@ -157,9 +157,9 @@ static void refuse(struct rd_req *r, int b, int64_t retry_ms)
              : b == 2 ? "session"
                       : "API key",
              r->retry_after_s);
-    rd_reply_error(r, RD_E_RATE_LIMITED, msg,
-                   json_pack("{s:s, s:I}", "budget", budget_names[b], "retry_after_ms",
-                             (json_int_t)retry_ms));
+    rd_reply_error(
+        r, RD_E_RATE_LIMITED, msg,
+        json_pack("{s:s, s:I}", "budget", budget_names[b], "retry_after_ms", (json_int_t)retry_ms));
 }
 
 static int guess_answer(const redisReply *reply, int64_t *retry_ms)

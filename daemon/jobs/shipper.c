@@ -850,7 +850,8 @@ static void step_finished(void)
         pg_send("COPY staging (" RD_LEDGER_COLUMNS ") FROM STDIN", ST_COPY);
         break;
     case ST_FAST_COPY:
-        pg_send("SELECT rd_summarize(); COMMIT", ST_FAST_COMMIT);
+        /* the summaries and the webhook events of these rows, in their transaction */
+        pg_send("SELECT rd_summarize(); SELECT rd_webhook_events(); COMMIT", ST_FAST_COMMIT);
         break;
     case ST_FAST_COMMIT:
         after_commit();
@@ -860,7 +861,8 @@ static void step_finished(void)
                 "GROUP BY date_trunc('month', ts AT TIME ZONE 'UTC'); "
                 "INSERT INTO transactions (" RD_LEDGER_COLUMNS ") SELECT " RD_LEDGER_COLUMNS
                 " FROM staging ORDER BY seq ON CONFLICT DO NOTHING; "
-                "SELECT rd_apply_admin_rows(); SELECT rd_summarize(); COMMIT",
+                "SELECT rd_apply_admin_rows(); SELECT rd_summarize(); "
+                "SELECT rd_webhook_events(); COMMIT",
                 ST_INSERT);
         break;
     case ST_INSERT:

@@ -45,6 +45,13 @@ static const struct route routes[] = {
     {RD_HM_GET, "/v1/batches/*", RD_SCOPE_ADMIN | RD_SCOPE_FRAUD, 0, rd_h_batch_get},
     {RD_HM_POST, "/v1/batches/*/cancel", RD_SCOPE_ADMIN, 2, rd_h_batch_cancel},
     {RD_HM_GET, "/v1/batches/*/codes", RD_SCOPE_ADMIN, 0, rd_h_batch_codes},
+    {RD_HM_POST, "/v1/webhooks", RD_SCOPE_ADMIN, 1, rd_h_webhook_create},
+    {RD_HM_GET, "/v1/webhooks", RD_SCOPE_ADMIN, 0, rd_h_webhooks_list},
+    {RD_HM_GET, "/v1/webhooks/*", RD_SCOPE_ADMIN, 0, rd_h_webhook_get},
+    {RD_HM_PATCH, "/v1/webhooks/*", RD_SCOPE_ADMIN, 1, rd_h_webhook_patch},
+    {RD_HM_DELETE, "/v1/webhooks/*", RD_SCOPE_ADMIN, 0, rd_h_webhook_delete},
+    {RD_HM_GET, "/v1/webhooks/*/deliveries", RD_SCOPE_ADMIN, 0, rd_h_webhook_deliveries},
+    {RD_HM_POST, "/v1/webhooks/*/deliveries/*/retry", RD_SCOPE_ADMIN, 2, rd_h_webhook_retry},
     {RD_HM_GET, "/metrics", 0, 0, rd_h_metrics},
 };
 

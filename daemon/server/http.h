@@ -101,6 +101,13 @@ void rd_h_batches_list(struct rd_req *r);
 void rd_h_batch_get(struct rd_req *r);
 void rd_h_batch_cancel(struct rd_req *r);
 void rd_h_batch_codes(struct rd_req *r);
+void rd_h_webhook_create(struct rd_req *r);
+void rd_h_webhooks_list(struct rd_req *r);
+void rd_h_webhook_get(struct rd_req *r);
+void rd_h_webhook_patch(struct rd_req *r);
+void rd_h_webhook_delete(struct rd_req *r);
+void rd_h_webhook_deliveries(struct rd_req *r);
+void rd_h_webhook_retry(struct rd_req *r);
 /** Frees r after a streamed reply ended (or was cut off). */
 void rd_req_free_streamed(struct rd_req *r);
 /** Ends r whose client has gone (counted with status 499, as nginx logs it); frees r. */

@@ -20,6 +20,7 @@
 #include "store/pgcancel.h"
 #include "store/pgconn.h"
 #include "jobs/pgprobe.h"
+#include "jobs/webhooks.h"
 #include "jobs/shipper.h"
 #include "rd/config.h"
 #include "rd/log.h"
@@ -152,6 +153,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "redeemd: cannot start the batch thread\n");
         return 1;
     }
+    if (cfg.webhooks && rd_webhooks_start(&cfg) < 0) {
+        fprintf(stderr, "redeemd: cannot start the webhook thread\n");
+        return 1;
+    }
     if (rd_pgcancel_start() < 0) {
         fprintf(stderr, "redeemd: cannot start the PostgreSQL cancel thread\n");
         return 1;
@@ -191,6 +196,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nworkers; i++)
         rd_worker_join(&workers[i]);
     rd_batcher_stop(); /* between two chunks: its job goes back to the queue */
+    if (cfg.webhooks)
+        rd_webhooks_stop(); /* deliveries under way go out again once their lease ends */
     /* last: entries the workers wrote just before stopping may still go out */
     if (cfg.shipper)
         rd_shipper_stop();

@@ -15,7 +15,7 @@
 #include "rd/metrics.h"
 #include "rd/status.h"
 
-#define RD_MROUTES 32 /* routes of http.c plus "unmatched"; checked there */
+#define RD_MROUTES 48 /* routes of http.c plus "unmatched"; checked there */
 
 struct rd_wmetrics {
     atomic_ullong requests[RD_MROUTES][RD_MSTATUS_N];

@@ -58,7 +58,12 @@ struct rd_config {
     /* guessing budgets (daemon/api/guess.c): failed lookups per minute and at once, per
      * customer address, user, session and API key; 0 per minute: that budget is off */
     int guess_per_min[4], guess_burst[4];
-    char guess_exempt_keys[512];   /* API key ids that no budget applies to */
+    char guess_exempt_keys[512]; /* API key ids that no budget applies to */
+    /* webhooks (daemon/jobs/webhooks.c) */
+    bool webhooks;              /* run the delivery thread in this process */
+    bool webhook_allow_private; /* endpoints may be loopback or private addresses */
+    int webhook_timeout_ms, webhook_concurrency, webhook_per_endpoint, webhook_backoff_ms;
+    int webhook_retry_window_s, webhook_poll_ms;
     long long voucher_max_balance; /* minor units */
     /* batch jobs */
     bool batches;

@@ -42,6 +42,8 @@ enum rd_status {
     RD_E_BATCH_NOT_FOUND,
     RD_E_FORMAT_TOO_SMALL, /* a batch's code format cannot hold the count asked for */
     RD_E_BATCH_FINISHED,   /* cancel of a batch that has already ended */
+    RD_E_WEBHOOK_NOT_FOUND,
+    RD_E_DELIVERY_NOT_FOUND,
     RD_E_IDEM_REQUIRED,
     RD_E_IDEM_REUSED,
     RD_E_ALREADY_REVERSED,

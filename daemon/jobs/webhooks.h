@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * Webhook delivery: a thread of its own (its event loop, its PostgreSQL connection, its DNS
+ * resolver) that takes due deliveries from webhook_deliveries (SKIP LOCKED: any number of
+ * daemons share them), POSTs each signed event to its endpoint, and records the outcome:
+ * delivered on a 2xx answer; else tried again with backoff until webhook_retry_window_s
+ * after the event, then failed (and the endpoint disabled if nothing reached it for as
+ * long). Off the checkout path entirely: the workers never wait for it.
+ *
+ * Owns: its event base, DNS base, PGconn and the deliveries under way (each an evhttp
+ * connection of its own, freed after its answer). Thread: its own; start and stop from main.
+ */
+#ifndef RD_WEBHOOKS_H
+#define RD_WEBHOOKS_H
+
+#include "rd/config.h"
+
+int rd_webhooks_start(const struct rd_config *cfg);
+/** Stops the thread; deliveries under way are abandoned (their lease runs out, and another
+ * attempt delivers them: at least once). */
+void rd_webhooks_stop(void);
+
+#endif
