@@ -13,8 +13,8 @@
 #include "rd/sha256.h"
 
 const char *const rd_webhook_event_names[RD_WEBHOOK_EVENTS] = {
-    "redemption.created", "redemption.reversed", "voucher.paid",     "voucher.refunded",
-    "voucher.recharged",  "coupon.created",      "coupon.updated",   "coupon.disabled",
+    "redemption.created", "redemption.reversed", "voucher.paid",      "voucher.refunded",
+    "voucher.recharged",  "coupon.created",      "coupon.updated",    "coupon.disabled",
     "coupon.exhausted",   "batch.completed",     "fraud.rate_limited"};
 
 int rd_webhook_event_known(const char *name)
@@ -159,8 +159,8 @@ void rd_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, 
     free(buf);
 }
 
-void rd_webhook_signature(const char *secret, int64_t t, const char *body, size_t len,
-                          char *out, size_t sz)
+void rd_webhook_signature(const char *secret, int64_t t, const char *body, size_t len, char *out,
+                          size_t sz)
 {
     char ts[24];
     int tl = snprintf(ts, sizeof(ts), "%lld.", (long long)t);

@@ -71,8 +71,7 @@ static int check_url(struct rd_req *r, const char *url, struct rd_verr *e)
 static char *events_array(const json_t *body, struct rd_verr *e)
 {
     const json_t *ev = json_object_get(body, "events");
-    if (!json_is_array(ev) || json_array_size(ev) == 0 ||
-        json_array_size(ev) > RD_WEBHOOK_EVENTS) {
+    if (!json_is_array(ev) || json_array_size(ev) == 0 || json_array_size(ev) > RD_WEBHOOK_EVENTS) {
         rd_verr_set(e, "events", "must be a list of 1 to %d event names", RD_WEBHOOK_EVENTS);
         return NULL;
     }
@@ -81,7 +80,8 @@ static char *events_array(const json_t *body, struct rd_verr *e)
     for (size_t i = 0; i < n; i++) {
         const char *s = json_string_value(json_array_get(ev, i));
         if (!s || !rd_webhook_event_known(s)) {
-            rd_verr_set(e, "events", "unknown event %s%.64s%s (known: redemption.created, "
+            rd_verr_set(e, "events",
+                        "unknown event %s%.64s%s (known: redemption.created, "
                         "redemption.reversed, voucher.paid, voucher.refunded, voucher.recharged, "
                         "coupon.created, coupon.updated, coupon.disabled, coupon.exhausted, "
                         "batch.completed, fraud.rate_limited)",
@@ -172,7 +172,8 @@ void rd_h_webhook_get(struct rd_req *r)
     if (path_webhook(r) < 0)
         return;
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->st.sql, "SELECT rd_webhook_json(w)::text FROM webhooks w WHERE w.id = $1");
+    rd_sbuf_addstr(&r->lr->st.sql,
+                   "SELECT rd_webhook_json(w)::text FROM webhooks w WHERE w.id = $1");
     rd_lread_param(r, r->param);
     run(r, RD_E_WEBHOOK_NOT_FOUND);
 }
@@ -211,9 +212,8 @@ void rd_h_webhook_patch(struct rd_req *r)
         return;
     }
     rd_lread_new(r);
-    rd_sbuf_addstr(&r->lr->st.sql,
-                   "SELECT rd_webhook_update($1, $2, $3::text[], $4, $5::boolean, "
-                   "$6::boolean)::text");
+    rd_sbuf_addstr(&r->lr->st.sql, "SELECT rd_webhook_update($1, $2, $3::text[], $4, $5::boolean, "
+                                   "$6::boolean)::text");
     rd_lread_param(r, r->param);
     rd_lread_param(r, url);
     if (events)

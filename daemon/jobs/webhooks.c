@@ -175,8 +175,8 @@ static void finish(struct delivery *d, int code, const char *error)
         rd_info("event=webhook_delivered delivery=%s webhook=%s attempt=%d code=%d", d->id,
                 d->webhook, d->attempts, code);
     else
-        rd_warn("event=webhook_failed delivery=%s webhook=%s attempt=%d code=%d err=\"%s\"",
-                d->id, d->webhook, d->attempts, code, error ? error : "");
+        rd_warn("event=webhook_failed delivery=%s webhook=%s attempt=%d code=%d err=\"%s\"", d->id,
+                d->webhook, d->attempts, code, error ? error : "");
     record(d, code, error);
     retire(d);
 }
@@ -248,8 +248,9 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
             /* one private address among them is enough: a name that may point inside
              * is not called */
             evutil_freeaddrinfo(res);
-            finish(d, 0, "the endpoint's name resolves to a private or loopback address "
-                         "(webhook_allow_private)");
+            finish(d, 0,
+                   "the endpoint's name resolves to a private or loopback address "
+                   "(webhook_allow_private)");
             return;
         }
         if (!ip[0])
@@ -286,7 +287,8 @@ static void start(struct delivery *d)
     /* (NULL: answered at once, and on_resolved has run) */
 }
 
-/* ---- claiming --------------------------------------------------------------------------------- */
+/* ---- claiming ---------------------------------------------------------------------------------
+ */
 
 /* How many deliveries to endpoint id are under way here. */
 static int busy(const char *id)
@@ -320,15 +322,15 @@ static void claim(void)
     snprintf(lease, sizeof(lease), "%d", W.cfg->webhook_timeout_ms + LEASE_MARGIN_MS);
     const char *p[3] = {limit, lease, full.buf};
     /* a disabled endpoint's deliveries wait (they go out if it is enabled again) */
-    PGresult *res = exec(
-        "WITH due AS (SELECT x.id FROM webhook_deliveries x JOIN webhooks w ON w.id = "
-        "x.webhook_id AND w.enabled WHERE x.status = 'pending' AND x.next_at <= now() AND "
-        "x.webhook_id <> ALL ($3::text[]) ORDER BY x.next_at LIMIT $1::int FOR UPDATE OF x "
-        "SKIP LOCKED) UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_at = "
-        "now() + $2::int * interval '1 millisecond' FROM due, webhooks w WHERE d.id = due.id "
-        "AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, "
-        "d.attempts",
-        3, p);
+    PGresult *res =
+        exec("WITH due AS (SELECT x.id FROM webhook_deliveries x JOIN webhooks w ON w.id = "
+             "x.webhook_id AND w.enabled WHERE x.status = 'pending' AND x.next_at <= now() AND "
+             "x.webhook_id <> ALL ($3::text[]) ORDER BY x.next_at LIMIT $1::int FOR UPDATE OF x "
+             "SKIP LOCKED) UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_at = "
+             "now() + $2::int * interval '1 millisecond' FROM due, webhooks w WHERE d.id = due.id "
+             "AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, "
+             "d.attempts",
+             3, p);
     rd_sbuf_free(&full);
     if (!res)
         return;

@@ -49,8 +49,8 @@ void rd_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, 
  * The Redeemd-Signature header for a delivery at unix time t of body:
  * "t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>". out holds at least 96 bytes.
  */
-void rd_webhook_signature(const char *secret, int64_t t, const char *body, size_t len,
-                          char *out, size_t sz);
+void rd_webhook_signature(const char *secret, int64_t t, const char *body, size_t len, char *out,
+                          size_t sz);
 
 /**
  * When attempt n (1 = the first retry) of a failed delivery goes out, in ms after the

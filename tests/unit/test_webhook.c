@@ -90,15 +90,24 @@ static void urls(void **state)
 static void private_addresses(void **state)
 {
     (void)state;
-    static const char *const priv[] = {"127.0.0.1", "10.1.2.3",    "172.31.255.255",
-                                       "192.168.0.1", "169.254.169.254", "100.64.0.1",
-                                       "0.0.0.0",   "::1",         "::",
-                                       "fd00::1",   "fe80::1",     "::ffff:127.0.0.1",
-                                       "::ffff:10.0.0.1", "224.0.0.1", "255.255.255.255"};
+    static const char *const priv[] = {"127.0.0.1",
+                                       "10.1.2.3",
+                                       "172.31.255.255",
+                                       "192.168.0.1",
+                                       "169.254.169.254",
+                                       "100.64.0.1",
+                                       "0.0.0.0",
+                                       "::1",
+                                       "::",
+                                       "fd00::1",
+                                       "fe80::1",
+                                       "::ffff:127.0.0.1",
+                                       "::ffff:10.0.0.1",
+                                       "224.0.0.1",
+                                       "255.255.255.255"};
     for (size_t i = 0; i < sizeof(priv) / sizeof(priv[0]); i++)
         assert_int_equal(rd_ip_is_private(priv[i]), 1);
-    static const char *const pub[] = {"8.8.8.8", "172.32.0.1", "2606:4700::1111",
-                                      "::ffff:8.8.8.8"};
+    static const char *const pub[] = {"8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"};
     for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++)
         assert_int_equal(rd_ip_is_private(pub[i]), 0);
     assert_int_equal(rd_ip_is_private("example.com"), -1);
