@@ -281,3 +281,21 @@ def test_at_least_once_across_kill_9(stack, receiver):
         assert seen.setdefault(e["id"], e) == e  # a duplicate is the same event
     wait_for(lambda: sql(db, "SELECT count(*) FROM webhook_deliveries WHERE status = "
                              "'delivered'")[0][0] == 5, timeout=60, what="all delivered")
+
+
+@pytest.mark.daemon_args(*FAST, "--guess_key_per_min=60", "--guess_key_burst=2")
+def test_batch_completed_and_fraud_rate_limited(stack, receiver):
+    redis, d, api, db = stack
+    hook(api, receiver.url("/ok"), ["batch.completed", "fraud.rate_limited"])
+    b = api.post("/v1/batches", {"count": 5, "template": {
+        "discount": {"type": "percent", "value": 100}, "limits": {"total": 1}}})
+    assert b.status_code == 202, b.text
+    codes = [api.post("/v1/validate", {"code": f"GUESS-{i}", "user_id": "g", "order_amount": 1,
+                                       "currency": "EUR"}).status_code for i in range(6)]
+    assert codes == [404, 404, 429, 429, 429, 429], codes
+    wait_for(lambda: sorted(e["type"] for e in receiver.bodies("/ok")) ==
+             ["batch.completed", "fraud.rate_limited"], timeout=60, what="both events")
+    ev = {e["type"]: e for e in receiver.bodies("/ok")}
+    assert ev["batch.completed"]["data"]["id"] == b.json()["id"]
+    assert ev["batch.completed"]["data"]["created"] == 5
+    assert ev["fraud.rate_limited"]["data"]["details"]["budget"] == "key"
