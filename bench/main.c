@@ -265,7 +265,8 @@ void bench_on_answer(struct conn *c, int status, const char *body, size_t len, i
         }
     }
     b->completed++;
-    if (status == 503 || status == 429) {
+    /* a guesser's 429 is its answer (a spent guessing budget), not a reason to retry */
+    if (status == 503 || (status == 429 && c->job.op != OP_UNKNOWN)) {
         retry_or_give_up(c);
         return;
     }
