@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     delivered_at timestamptz,
     UNIQUE (webhook_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_at)
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (webhook_id, next_at)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_of ON webhook_deliveries (webhook_id, created_at);
 

@@ -246,6 +246,30 @@ def test_a_hanging_receiver_delays_no_other(stack, receiver):
              what="the hanging receiver's attempts timed out")
 
 
+@pytest.mark.daemon_args(*FAST)
+def test_a_dead_receivers_backlog_starves_no_other(stack, receiver):
+    """A receiver that refuses every connection at once, with a backlog of due deliveries
+    older than everyone else's: the claims take a few of each endpoint, so the other one
+    is served all the same."""
+    redis, d, api, db = stack
+    from conftest import free_port
+    hook(api, f"http://127.0.0.1:{free_port()}/gone", ["coupon.created"])
+    for i in range(40):
+        api.create(code=f"WH-D{i}")
+    ok = hook(api, receiver.url("/ok"), ["coupon.created"])
+    t0 = time.monotonic()
+    for i in range(20):
+        api.create(code=f"WH-E{i}")
+    # (events of rows shipped after the endpoint was made: WH-D's too, if they were late)
+    def mine():
+        return {e["data"]["code"] for e in receiver.bodies("/ok")
+                if e["data"]["code"].startswith("WH-E")}
+    wait_for(lambda: len(mine()) == 20, timeout=30, what="20 events to /ok")
+    assert time.monotonic() - t0 < 10
+    assert {x["status"] for x in api.get(f"/v1/webhooks/{ok['id']}/deliveries").json()
+            ["data"]} == {"delivered"}
+
+
 @pytest.mark.daemon_args(*FAST, "--webhook_retry_window_s=2")
 def test_failed_after_the_window_and_the_endpoint_disabled(stack, receiver):
     redis, d, api, db = stack
