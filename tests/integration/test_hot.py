@@ -9,13 +9,13 @@ shards' budgets and uses adding up to the total, and the ledger equal to the ans
 import subprocess
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
 import requests
 
 from conftest import REDEEMCTL, Api, redis_flags, wait_for
+from test_concurrency import burst
 
 NOW = "2031-03-01T12:00:00Z"
 LATER = "2031-03-01T14:00:00Z"  # moves taken at NOW are long settled by then
@@ -69,21 +69,6 @@ def reconcile(redis, db, *args, now=LATER):
                        [f"--pg_conninfo={db}", "reconcile", "--now", now] + list(args),
                        capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout + p.stderr
-
-
-def burst(d, key, n, call):
-    """call(api, i) on n threads with their own connections, released at once."""
-    barrier = threading.Barrier(n)
-    apis = [Api(d.url, key, now=NOW) for _ in range(n)]
-    for a in apis:
-        assert a.get("/healthz").status_code == 200
-
-    def run(i):
-        barrier.wait()
-        return call(apis[i], i)
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(run, range(n)))
-
 
 
 def in_ledger(db, code, n):
@@ -156,7 +141,7 @@ def test_limit_exact_under_over_demand(hot):
     redis, d, api, db, rds = hot
     create(api, "HOT-EXACT", 90)
     rs = burst(d, api.key, 270, lambda a, i: a.redeem("HOT-EXACT", user=f"x{i}",
-                                                      key=f"x{i}"))
+                                                      key=f"x{i}", now=NOW))
     ok = [r for r in rs if r.status_code == 201]
     assert len(ok) == 90, sorted(r.status_code for r in rs)
     assert all(r.json()["error"]["code"] == "limit_total_reached" for r in rs
@@ -180,7 +165,7 @@ def test_limit_exact_under_over_demand(hot):
 def test_per_user_limits_exact_on_the_users_shard(hot):
     redis, d, api, db, rds = hot
     create(api, "HOT-USER", 1000, limits={"per_user": 2})
-    rs = burst(d, api.key, 120, lambda a, i: a.redeem("HOT-USER", user=f"p{i % 6}"))
+    rs = burst(d, api.key, 120, lambda a, i: a.redeem("HOT-USER", user=f"p{i % 6}", now=NOW))
     for u in range(6):
         got = [r for i, r in enumerate(rs) if i % 6 == u and r.status_code == 201]
         assert len(got) == 2, u
