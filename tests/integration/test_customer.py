@@ -3,7 +3,6 @@ and reverse, X-Forwarded-For from trusted proxies only, and the ledger keeping t
 address beside the customer's, with the fraud filters and views following the customer."""
 import psycopg2
 import pytest
-import requests
 
 from conftest import wait_for
 

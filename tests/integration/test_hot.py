@@ -8,7 +8,6 @@ shards' budgets and uses adding up to the total, and the ledger equal to the ans
 """
 import subprocess
 import threading
-import uuid
 
 import psycopg2
 import pytest

@@ -10,7 +10,6 @@ import time
 
 import psycopg2
 import pytest
-import requests
 
 from conftest import wait_for
 
