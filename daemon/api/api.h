@@ -158,8 +158,8 @@ int rd_req_idem(struct rd_req *r, int required);
 /**
  * The customer behind r: their address into ip (customer.ip, else what X-Forwarded-For from
  * a trusted proxy says, else the peer's) and the context an outbox entry keeps into cx ("" when
- * the request says nothing about its customer). Returns 1 if the address is the customer's
- * own (given or forwarded), 0 if it is only the peer's.
+ * the request says nothing about its customer; cx NULL: not wanted). Returns 1 if the address
+ * is the customer's own (given or forwarded), 0 if it is only the peer's.
  */
 int rd_req_customer(struct rd_req *r, const struct rd_customer *c, char ip[48], char cx[RD_CX_MAX]);
 

@@ -80,8 +80,8 @@ static int budgets_of(struct rd_req *r, const char *v[RD_GUESS_BUDGETS])
 {
     struct rd_api *a = rd_api(r);
     const struct rd_config *cfg = r->w->cfg;
-    char ip[48], cx[RD_CX_MAX];
-    int own = rd_req_customer(r, &a->rq.customer, ip, cx);
+    char ip[48];
+    int own = rd_req_customer(r, &a->rq.customer, ip, NULL); /* every checkout: no context */
     snprintf(a->guess.ip, sizeof(a->guess.ip), "%s", ip);
     v[0] = own ? a->guess.ip : NULL; /* never the peer's: every customer of a checkout */
     v[1] = a->rq.user_id && *a->rq.user_id ? a->rq.user_id : NULL;

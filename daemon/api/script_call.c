@@ -232,6 +232,8 @@ int rd_req_customer(struct rd_req *r, const struct rd_customer *c, char ip[48], 
 {
     const char *own = c->ip ? c->ip : r->forwarded_ip[0] ? r->forwarded_ip : NULL;
     snprintf(ip, 48, "%s", own ? own : r->client_ip);
+    if (!cx)
+        return own != NULL;
     cx[0] = '\0';
     if ((own || c->session_id || c->device_id || c->email_hash) &&
         rd_cx_format(r->client_ip, c, cx, RD_CX_MAX) < 0)
