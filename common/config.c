@@ -161,6 +161,9 @@ static const struct setting settings[] = {
     {"webhook_retry_window_s", C_INT, OFF(webhook_retry_window_s), 0, 1, 2592000, "86400",
      "a delivery still failing this long after its event is marked failed; an endpoint with "
      "no delivery for as long is disabled"},
+    {"webhook_ca_file", C_STR, OFF(webhook_ca_file), SZ(webhook_ca_file), 0, 0, "",
+     "PEM file of the certificate authorities https webhook endpoints are checked against, "
+     "instead of the system's (a private CA); empty: the system's trust store"},
     {"webhook_poll_ms", C_INT, OFF(webhook_poll_ms), 0, 10, 60000, "250",
      "how often the delivery thread looks for due deliveries"},
     {"pg_read_conns", C_INT, OFF(pg_read_conns), 0, 2, 16, "3",

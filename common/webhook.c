@@ -38,16 +38,17 @@ int rd_url_parse(const char *url, struct rd_url *out, const char **why)
             *why = "must be printable ASCII without spaces";
             return -1;
         }
+    size_t scheme;
     if (strncmp(url, "https://", 8) == 0) {
-        *why = "https is not supported yet: use http:// (on a private network or through a "
-               "TLS-terminating proxy)";
+        scheme = 8;
+        out->tls = 1;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        scheme = 7;
+    } else {
+        *why = "must start with https:// or http://";
         return -1;
     }
-    if (strncmp(url, "http://", 7) != 0) {
-        *why = "must start with http://";
-        return -1;
-    }
-    const char *p = url + 7, *end = p + strcspn(p, "/?#");
+    const char *p = url + scheme, *end = p + strcspn(p, "/?#");
     if (url[strcspn(url, "#")] == '#') {
         *why = "must not have a fragment (#...)";
         return -1;
@@ -100,7 +101,7 @@ int rd_url_parse(const char *url, struct rd_url *out, const char **why)
         *why = "has a host that is neither a name nor an address";
         return -1;
     }
-    out->port = 80;
+    out->port = out->tls ? 443 : 80;
     if (port) {
         size_t pl = (size_t)(end - port);
         if (pl == 0 || pl > 5 || strspn(port, "0123456789") < pl) {

@@ -6,7 +6,7 @@ RD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RD_PGBIN=/usr/lib/postgresql/15/bin
 RD_PACKAGES=(build-essential cmake pkg-config libevent-dev libhiredis-dev libjansson-dev
     libpq-dev libcmocka-dev redis-server postgresql-15 postgresql-client-15 python3
-    python3-pytest python3-requests python3-psycopg2 python3-redis curl)
+    python3-pytest python3-requests python3-psycopg2 python3-redis curl libssl-dev openssl)
 
 rd_say() { printf '==> %s\n' "$*" >&2; }
 rd_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

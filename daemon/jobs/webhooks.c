@@ -8,10 +8,17 @@
  * webhook_per_endpoint slots is free, its
  * endpoint's name resolved (evdns, on this loop) and every address checked against the
  * private ranges unless webhook_allow_private, one connection to the first address (the
- * name is never resolved again by the connection: no rebinding between check and use), one
- * POST with Redeemd-Signature, then its outcome: the delivered ones of a turn of the loop in
- * one UPDATE, each failure in its own. PostgreSQL is called blocking: it blocks this thread
- * only, for one short statement at a time.
+ * name is never resolved again by the connection: no rebinding between check and use), TLS
+ * with the name checked for https, one POST with Redeemd-Signature, then its outcome: the
+ * delivered ones of a turn of the loop in one UPDATE, each failure in its own. PostgreSQL is
+ * called blocking: it blocks this thread only, for one short statement at a time.
+ *
+ * Connections are kept: a delivery answered on a connection the receiver keeps open hands it
+ * to the endpoint's next delivery (same endpoint, same URL), for at most KEEP_IDLE_MS idle and
+ * KEEP_MAX_MS in all, after which the name is looked up again. A new TCP and TLS handshake
+ * per event is what limits one endpoint's rate, on both sides. A receiver may close a kept
+ * connection as the next POST goes out: a delivery that fails that way, at once, is sent
+ * again on a new connection, without counting as a failed attempt.
  */
 #include <arpa/inet.h>
 #include <event2/dns.h>
@@ -19,12 +26,16 @@
 #include <event2/http.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <libpq-fe.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,13 +52,31 @@
 #include "store/pgconn.h"
 
 #define LEASE_MARGIN_MS 5000
+#define KEEP_IDLE_MS    4000 /* under the 5 s after which Node and Apache close idle ones */
+#define KEEP_MAX_MS     60000
+#define ANSWER_MAX      65536 /* headers, and body, of a receiver's answer */
+
+/* A connection to one endpoint: owned by the delivery using it, else by the idle list. */
+struct conn {
+    char webhook[64];
+    char *url; /* as claimed: an endpoint whose URL changed opens a new one */
+    struct evhttp_connection *evcon;
+    struct bufferevent *tls; /* https: its handshake's errors, else NULL */
+    int64_t opened_ms, idle_ms;
+    int closed; /* by the peer, an error or "Connection: close": never used again */
+    struct conn *next;
+};
 
 struct delivery {
     char id[32], webhook[64];
     char *url, *secret, *payload;
     int attempts;
     struct rd_url u;
-    struct evhttp_connection *conn;
+    struct conn *c;
+    int reused;   /* c carried an earlier answer */
+    int no_reuse; /* sent again after a kept connection failed: a new one */
+    int64_t sent_ms;
+    int err; /* enum evhttp_request_error + 1 of a failed request, 0 none */
     struct evdns_getaddrinfo_request *dns;
     struct delivery *next;
 };
@@ -63,6 +92,9 @@ static struct {
     struct delivery *queued;    /* claimed, waiting for a slot of its endpoint */
     struct delivery *under_way; /* in flight */
     struct delivery *done;      /* answered: freed outside evhttp's callbacks */
+    struct conn *idle;          /* kept for the next delivery to its endpoint */
+    struct conn *dead;          /* closed: freed outside evhttp's callbacks */
+    SSL_CTX *tls;
     int n_under_way;
     int stopping; /* the loop has ended: outcomes are no longer recorded */
     int hungry;   /* the last claim found work: the next one follows each delivery's end */
@@ -112,10 +144,34 @@ static PGresult *exec(const char *sql, int n, const char *const *params)
 
 /* ---- outcomes -------------------------------------------------------------------------------- */
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void free_conn(struct conn *c)
+{
+    evhttp_connection_free(c->evcon); /* and its bufferevent, SSL and socket */
+    free(c->url);
+    free(c);
+}
+
+/* Closes c on the next turn of the loop (never inside one of its own callbacks). */
+static void drop_conn(struct conn *c)
+{
+    c->closed = 1;
+    c->next = W.dead;
+    W.dead = c;
+    struct timeval zero = {0, 0};
+    evtimer_add(W.reap_ev, &zero);
+}
+
 static void free_delivery(struct delivery *d)
 {
-    if (d->conn)
-        evhttp_connection_free(d->conn);
+    if (d->c)
+        free_conn(d->c);
     free(d->url);
     free(d->secret);
     free(d->payload);
@@ -132,6 +188,41 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         W.done = d->next;
         free_delivery(d);
     }
+    while (W.dead) {
+        struct conn *c = W.dead;
+        W.dead = c->next;
+        free_conn(c);
+    }
+}
+
+/* Closes the kept connections that are too old, idle too long or closed by their peer. */
+static void sweep_idle(void)
+{
+    int64_t now = now_ms();
+    for (struct conn **p = &W.idle; *p;) {
+        struct conn *c = *p;
+        if (c->closed || now - c->idle_ms >= KEEP_IDLE_MS || now - c->opened_ms >= KEEP_MAX_MS) {
+            *p = c->next;
+            drop_conn(c);
+        } else {
+            p = &c->next;
+        }
+    }
+}
+
+/* A kept connection for d's endpoint and URL, taken off the idle list, or NULL. */
+static struct conn *take_idle(const struct delivery *d)
+{
+    sweep_idle();
+    for (struct conn **p = &W.idle; *p; p = &(*p)->next) {
+        struct conn *c = *p;
+        if (strcmp(c->webhook, d->webhook) == 0 && strcmp(c->url, d->url) == 0) {
+            *p = c->next;
+            c->next = NULL;
+            return c;
+        }
+    }
+    return NULL;
 }
 
 /* Takes d off the list under way; it is freed on the next turn of the loop (never inside
@@ -248,33 +339,106 @@ static void finish(struct delivery *d, int code, const char *error)
 
 /* ---- one POST ------------------------------------------------------------------------------- */
 
+static void start(struct delivery *d);
+
+static void on_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    ((struct conn *)arg)->closed = 1;
+}
+
+static void on_request_error(enum evhttp_request_error err, void *arg)
+{
+    ((struct delivery *)arg)->err = (int)err + 1;
+}
+
+/* Why d's request has no answer, into why[sz]. */
+static void no_answer_reason(const struct delivery *d, const struct conn *c, int timed_out,
+                             char *why, size_t sz)
+{
+    if (c->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->tls);
+        long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+        unsigned long e = bufferevent_get_openssl_error(c->tls);
+        if (v != X509_V_OK) {
+            snprintf(why, sz, "TLS: the endpoint's certificate is not accepted (%s)",
+                     X509_verify_cert_error_string(v));
+            return;
+        }
+        if (e) {
+            char s[160];
+            ERR_error_string_n(e, s, sizeof(s));
+            snprintf(why, sz, "TLS: %s", s);
+            return;
+        }
+    }
+    if (timed_out) {
+        snprintf(why, sz, "no answer within webhook_timeout_ms (%d ms)", W.cfg->webhook_timeout_ms);
+        return;
+    }
+    switch (d->err - 1) {
+    case EVREQ_HTTP_INVALID_HEADER:
+        snprintf(why, sz, "the answer is not HTTP");
+        return;
+    case EVREQ_HTTP_DATA_TOO_LONG:
+        snprintf(why, sz, "the answer is longer than %d bytes", ANSWER_MAX);
+        return;
+    default:
+        snprintf(why, sz, "no answer (connection refused, reset or closed)");
+    }
+}
+
 static void on_answer(struct evhttp_request *req, void *arg)
 {
     struct delivery *d = arg;
     if (W.stopping)
         return; /* its lease runs out: another attempt delivers it */
     int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (code == 0)
-        finish(d, 0, "no answer (connection refused, reset or timed out)");
-    else
-        finish(d, code, code >= 200 && code < 300 ? NULL : "not a 2xx answer");
-}
-
-static void post(struct delivery *d, const char *ip)
-{
-    d->conn = evhttp_connection_base_new(W.base, NULL, ip, (unsigned short)d->u.port);
-    if (!d->conn) {
-        finish(d, 0, "cannot open a connection");
+    struct conn *c = d->c;
+    d->c = NULL;
+    int64_t now = now_ms();
+    if (code == 0) {
+        char why[256];
+        int timed_out = d->err - 1 == EVREQ_HTTP_TIMEOUT ||
+                        now - d->sent_ms >= W.cfg->webhook_timeout_ms; /* (not always told) */
+        no_answer_reason(d, c, timed_out, why, sizeof(why));
+        drop_conn(c);
+        if (d->reused && !timed_out && now - d->sent_ms < W.cfg->webhook_timeout_ms / 2) {
+            /* a kept connection the receiver had closed: once more, on a new one */
+            d->reused = 0;
+            d->no_reuse = 1;
+            d->err = 0;
+            start(d);
+            return;
+        }
+        finish(d, 0, why);
         return;
     }
-    int secs = (W.cfg->webhook_timeout_ms + 999) / 1000;
-    evhttp_connection_set_timeout(d->conn, secs);
-    evhttp_connection_set_retries(d->conn, 0);
+    if (!c->closed && now - c->opened_ms < KEEP_MAX_MS) {
+        c->idle_ms = now;
+        c->next = W.idle;
+        W.idle = c;
+    } else {
+        drop_conn(c);
+    }
+    finish(d, code, code >= 200 && code < 300 ? NULL : "not a 2xx answer");
+}
+
+/* Sends d on d->c. */
+static void send_on(struct delivery *d)
+{
     struct evhttp_request *req = evhttp_request_new(on_answer, d);
+    if (!req) {
+        drop_conn(d->c);
+        d->c = NULL;
+        finish(d, 0, "out of memory");
+        return;
+    }
+    evhttp_request_set_error_cb(req, on_request_error);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char host[RD_URL_HOST_MAX + 16], sig[128];
     const char *br = strchr(d->u.host, ':') ? "[" : "", *bc = *br ? "]" : "";
-    if (d->u.port == 80)
+    if (d->u.port == (d->u.tls ? 443 : 80))
         snprintf(host, sizeof(host), "%s%s%s", br, d->u.host, bc);
     else
         snprintf(host, sizeof(host), "%s%s%s:%d", br, d->u.host, bc, d->u.port);
@@ -285,15 +449,72 @@ static void post(struct delivery *d, const char *ip)
     evhttp_add_header(h, "User-Agent", "redeemd-webhooks/1");
     evhttp_add_header(h, "Redeemd-Signature", sig);
     evhttp_add_header(h, "Redeemd-Delivery", d->id);
-    evhttp_add_header(h, "Connection", "close");
     evbuffer_add(evhttp_request_get_output_buffer(req), d->payload, len);
-    if (evhttp_make_request(d->conn, req, EVHTTP_REQ_POST, d->u.path) != 0) {
-        finish(d, 0, "cannot send the request"); /* evhttp freed req */
+    d->sent_ms = now_ms();
+    if (evhttp_make_request(d->c->evcon, req, EVHTTP_REQ_POST, d->u.path) != 0) {
+        drop_conn(d->c); /* evhttp freed req */
+        d->c = NULL;
+        finish(d, 0, "cannot send the request");
+    }
+}
+
+/* Opens a connection for d to ip (checked) and sends d on it. */
+static void post(struct delivery *d, const char *ip)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c || !(c->url = strdup(d->url)))
+        abort();
+    snprintf(c->webhook, sizeof(c->webhook), "%s", d->webhook);
+    c->opened_ms = now_ms();
+    if (d->u.tls) {
+        SSL *ssl = SSL_new(W.tls);
+        int ok = ssl != NULL;
+        if (ok && d->u.host_is_ip) /* the certificate must name the address */
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), d->u.host) == 1;
+        else if (ok) /* SNI, and the certificate must name the host */
+            ok =
+                SSL_set_tlsext_host_name(ssl, d->u.host) == 1 && SSL_set1_host(ssl, d->u.host) == 1;
+        if (ok)
+            c->tls =
+                bufferevent_openssl_socket_new(W.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                               BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (!c->tls) {
+            if (ssl)
+                SSL_free(ssl);
+            free(c->url);
+            free(c);
+            finish(d, 0, "cannot set up TLS");
+            return;
+        }
+        /* a receiver that closes without close_notify has still answered in full (the
+         * length is in Content-Length) */
+        bufferevent_openssl_set_allow_dirty_shutdown(c->tls, 1);
+    }
+    c->evcon =
+        evhttp_connection_base_bufferevent_new(W.base, NULL, c->tls, ip, (unsigned short)d->u.port);
+    if (!c->evcon) {
+        if (c->tls)
+            bufferevent_free(c->tls);
+        free(c->url);
+        free(c);
+        finish(d, 0, "cannot open a connection");
         return;
     }
+    struct timeval tv = {W.cfg->webhook_timeout_ms / 1000,
+                         (W.cfg->webhook_timeout_ms % 1000) * 1000};
+    evhttp_connection_set_timeout_tv(c->evcon, &tv);
+    evhttp_connection_set_retries(c->evcon, 0);
+    evhttp_connection_set_max_headers_size(c->evcon, ANSWER_MAX);
+    evhttp_connection_set_max_body_size(c->evcon, ANSWER_MAX);
+    evhttp_connection_set_closecb(c->evcon, on_conn_closed, c);
+    d->c = c;
+    d->reused = 0;
+    send_on(d);
+    if (!d->c)
+        return;
     /* The socket exists now (connecting), nothing is written yet: no Nagle, or a receiver
      * that delays its ACKs costs every delivery 40 ms (measured: 100 deliveries/s) */
-    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(d->conn));
+    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(c->evcon));
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -342,6 +563,11 @@ static void start(struct delivery *d)
     const char *why;
     if (rd_url_parse(d->url, &d->u, &why) < 0) {
         finish(d, 0, why);
+        return;
+    }
+    if (!d->no_reuse && (d->c = take_idle(d))) {
+        d->reused = 1;
+        send_on(d);
         return;
     }
     if (d->u.host_is_ip) {
@@ -461,6 +687,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
+    sweep_idle();
     claim();
     struct timeval tv = {W.cfg->webhook_poll_ms / 1000, (W.cfg->webhook_poll_ms % 1000) * 1000};
     evtimer_add(W.tick_ev, &tv);
@@ -500,6 +727,12 @@ static void *webhooks_main(void *arg)
         W.under_way = d->next;
         free_delivery(d);
     }
+    while (W.idle) {
+        struct conn *c = W.idle;
+        W.idle = c->next;
+        free_conn(c);
+    }
+    on_reap(-1, 0, NULL);
     if (W.pg)
         PQfinish(W.pg);
     return NULL;
@@ -512,6 +745,20 @@ int rd_webhooks_start(const struct rd_config *cfg)
     if (rd_pgparams_init(&W.params, cfg->pg_conninfo, "redeemd-webhooks",
                          "-c statement_timeout=5000", err, sizeof(err)) < 0) {
         rd_error("event=pg_conninfo_invalid err=\"%s\"", err);
+        return -1;
+    }
+    W.tls = SSL_CTX_new(TLS_client_method());
+    if (!W.tls)
+        return -1;
+    SSL_CTX_set_min_proto_version(W.tls, TLS1_2_VERSION);
+    SSL_CTX_set_verify(W.tls, SSL_VERIFY_PEER, NULL);
+    if (cfg->webhook_ca_file[0]
+            ? SSL_CTX_load_verify_locations(W.tls, cfg->webhook_ca_file, NULL) != 1
+            : SSL_CTX_set_default_verify_paths(W.tls) != 1) {
+        char e[160];
+        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+        rd_error("event=webhook_ca_unreadable file=\"%s\" err=\"%s\"",
+                 cfg->webhook_ca_file[0] ? cfg->webhook_ca_file : "(system)", e);
         return -1;
     }
     W.base = event_base_new();
@@ -542,5 +789,6 @@ void rd_webhooks_stop(void)
     free(W.ok_codes);
     evdns_base_free(W.dns, 0);
     event_base_free(W.base);
+    SSL_CTX_free(W.tls);
     rd_pgparams_free(&W.params);
 }

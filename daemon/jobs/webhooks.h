@@ -7,8 +7,9 @@
  * after the event, then failed (and the endpoint disabled if nothing reached it for as
  * long). Off the checkout path entirely: the workers never wait for it.
  *
- * Owns: its event base, DNS base, PGconn and the deliveries under way (each an evhttp
- * connection of its own, freed after its answer). Thread: its own; start and stop from main.
+ * Owns: its event base, DNS base, TLS context, PGconn, the deliveries under way and the
+ * connections to endpoints (each owned by the delivery using it, or kept idle for the
+ * endpoint's next one). Thread: its own; start and stop from main.
  */
 #ifndef RD_WEBHOOKS_H
 #define RD_WEBHOOKS_H

@@ -64,6 +64,8 @@ struct rd_config {
     bool webhook_allow_private; /* endpoints may be loopback or private addresses */
     int webhook_timeout_ms, webhook_concurrency, webhook_per_endpoint, webhook_backoff_ms;
     int webhook_retry_window_s, webhook_poll_ms;
+    char webhook_ca_file[1024];    /* PEM certificates https endpoints are checked against ("" the
+                                    * system's) */
     long long voucher_max_balance; /* minor units */
     /* batch jobs */
     bool batches;

@@ -21,15 +21,16 @@ extern const char *const rd_webhook_event_names[RD_WEBHOOK_EVENTS];
 /** Whether name is one of them. */
 int rd_webhook_event_known(const char *name);
 
-/* An http:// URL taken apart. */
+/* An https:// or http:// URL taken apart. */
 struct rd_url {
     char host[RD_URL_HOST_MAX + 1]; /* a name, an IPv4 address or an IPv6 one (no brackets) */
-    int port;                       /* 80 unless given */
+    int port;                       /* 443 or 80 unless given */
     const char *path;               /* into the parsed string: "/..." ("/" if none) */
     int host_is_ip;
+    int tls; /* https */
 };
 /**
- * Parses url (at most RD_URL_MAX bytes): "http://host[:port][/path][?query]", no user info,
+ * Parses url (at most RD_URL_MAX bytes): "http[s]://host[:port][/path][?query]", no user info,
  * no fragment, printable ASCII without spaces. Returns 0, or -1 with *why.
  */
 int rd_url_parse(const char *url, struct rd_url *out, const char **why);

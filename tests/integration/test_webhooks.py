@@ -5,6 +5,11 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -21,22 +26,37 @@ ALL_EVENTS = ["redemption.created", "redemption.reversed", "voucher.paid", "vouc
 
 
 class Receiver:
-    """An HTTP server on 127.0.0.1: /ok answers 204, /flaky/N fails N times then 200,
-    /slow/S waits S seconds then 200, /hang waits 30 s; every request is recorded."""
+    """An HTTP server: /ok answers 204, /flaky/N fails N times then 200, /slow/S waits S
+    seconds then 200, /hang waits 30 s, /drop-second reads every second request of a
+    connection and closes it unanswered; every request is recorded with its connection's
+    port. keepalive: HTTP/1.1 with connections kept open (else HTTP/1.0, one per request).
+    tls: (certificate file, key file) for https. host "localhost" listens on both ::1 and
+    127.0.0.1 where the machine has IPv6 (the name may resolve to either)."""
 
-    def __init__(self):
-        self.got, self.lock, self.fails = [], threading.Lock(), {}
+    def __init__(self, keepalive=False, tls=None, host="127.0.0.1"):
+        self.got, self.lock, self.fails, self.dropped = [], threading.Lock(), {}, 0
+        self.host = host
         rec = self
 
         class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keepalive else "HTTP/1.0"
+            n = 0
+
             def log_message(self, *a):
                 pass
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                with rec.lock:
-                    rec.got.append((self.path, dict(self.headers), body, time.monotonic()))
+                self.n += 1
                 parts = self.path.strip("/").split("/")
+                if parts[0] == "drop-second" and self.n % 2 == 0:
+                    with rec.lock:
+                        rec.dropped += 1
+                    self.close_connection = True
+                    return
+                with rec.lock:
+                    rec.got.append((self.path, dict(self.headers), body, time.monotonic(),
+                                    self.client_address[1]))
                 code = 204
                 if parts[0] == "flaky":
                     with rec.lock:
@@ -52,20 +72,68 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
+        class S(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # the listen backlog: 5 drops a burst's SYNs for 1 s
+            address_family = socket.AF_INET6 if host == "localhost" and socket.has_ipv6 \
+                else socket.AF_INET
+
+            def server_bind(self):
+                if self.address_family == socket.AF_INET6:
+                    self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                super().server_bind()
+
+        try:
+            self.srv = S(("::" if S.address_family == socket.AF_INET6 else "127.0.0.1", 0), H)
+        except OSError:  # no IPv6 here
+            S.address_family = socket.AF_INET
+            self.srv = S(("127.0.0.1", 0), H)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         self.port = self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path, host=None):
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def bodies(self, path):
         with self.lock:
-            return [json.loads(b) for p, h, b, t in self.got if p == path]
+            return [json.loads(r[2]) for r in self.got if r[0] == path]
+
+    def connections(self, path):
+        with self.lock:
+            return {r[4] for r in self.got if r[0] == path}
 
     def stop(self):
         self.srv.shutdown()
+
+
+def make_certs():
+    """A CA and a certificate it signed for the name localhost only, and a self-signed one
+    for localhost no CA vouches for; valid for a century (redeemd's clock may run ahead)."""
+    d = tempfile.mkdtemp(prefix="wh-tls-")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, cwd=d, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "36500",
+        "-subj", "/CN=redeemd test CA")
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "36500", "-extfile", "ext")
+    run("req", "-x509", *ec, "-keyout", "self.key", "-out", "self.pem", "-days", "36500",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost")
+    return {k: os.path.join(d, k) for k in ("ca.pem", "srv.pem", "srv.key", "self.pem",
+                                             "self.key")}
+
+
+CERTS = make_certs()
 
 
 @pytest.fixture()
@@ -109,7 +177,7 @@ def test_endpoints_are_managed_with_scope_admin(stack, receiver):
     assert p.status_code == 200 and p.json()["enabled"] is False, p.text
     assert p.json()["description"] is None and p.json()["disabled_reason"]
     assert api.patch(f"/v1/webhooks/{w['id']}", {"enabled": True}).json()["enabled"] is True
-    bad = [({"url": "https://x.example/"}, "url"), ({"url": "ftp://x/"}, "url"),
+    bad = [({"url": "https:/x.example/"}, "url"), ({"url": "ftp://x/"}, "url"),
            ({"url": "http://x/", "events": []}, "events"),
            ({"url": "http://x/", "events": ["coupon.made"]}, "events"),
            ({"url": "http://x/", "events": ["coupon.created", "coupon.created"]}, "events"),
@@ -188,14 +256,14 @@ def test_events_are_signed_and_come_from_the_ledger(stack, receiver):
     with receiver.lock:
         got = list(receiver.got)
     ids = set()
-    for path, headers, body, _ in got:
+    for path, headers, body, _, _ in got:
         assert verify(w["secret"], headers, body), headers
         assert not verify("whsec_wrong", headers, body)
         e = json.loads(body)
         assert set(e) == {"id", "type", "created_at", "data"} and e["id"] not in ids
         ids.add(e["id"])
         assert headers["Content-Type"] == "application/json"
-    red = [json.loads(b) for p, h, b, t in got if json.loads(b)["type"] == "redemption.created"]
+    red = [json.loads(r[2]) for r in got if json.loads(r[2])["type"] == "redemption.created"]
     assert {e["data"]["user_id"] for e in red} == {"a", "b"}
     assert {e["data"]["transaction_id"] for e in red} == \
         {r[0] for r in sql(db, "SELECT txn_id FROM transactions WHERE code = 'WH-1' AND "
@@ -237,7 +305,7 @@ def test_a_hanging_receiver_delays_no_other(stack, receiver):
         api.create(code=f"WH-H{i}")
     wait_for(lambda: len(receiver.bodies("/ok")) == 12, timeout=30, what="12 events to /ok")
     with receiver.lock:
-        last_ok = max(t for p, h, b, t in receiver.got if p == "/ok")
+        last_ok = max(r[3] for r in receiver.got if r[0] == "/ok")
     assert last_ok - t0 < 5, last_ok - t0  # the other one times out at 1 s per attempt
     hang = sql(db, "SELECT count(*) FROM webhook_deliveries d JOIN webhooks w ON w.id = "
                    "d.webhook_id WHERE w.url LIKE %s", "%/hang")[0][0]
@@ -246,6 +314,9 @@ def test_a_hanging_receiver_delays_no_other(stack, receiver):
                              "w.id = d.webhook_id WHERE w.url LIKE %s AND d.last_error "
                              "LIKE %s", "%/hang", "no answer%")[0][0] > 0, timeout=30,
              what="the hanging receiver's attempts timed out")
+    err = sql(db, "SELECT d.last_error FROM webhook_deliveries d JOIN webhooks w ON w.id = "
+                  "d.webhook_id WHERE w.url LIKE %s AND d.last_error IS NOT NULL", "%/hang")
+    assert "within webhook_timeout_ms" in err[0][0], err
 
 
 @pytest.mark.daemon_args(*FAST)
@@ -326,3 +397,62 @@ def test_batch_completed_and_fraud_rate_limited(stack, receiver):
     assert ev["batch.completed"]["data"]["id"] == b.json()["id"]
     assert ev["batch.completed"]["data"]["created"] == 5
     assert ev["fraud.rate_limited"]["data"]["details"]["budget"] == "key"
+
+
+@pytest.mark.daemon_args(*FAST)
+def test_connections_are_kept_and_a_dropped_one_costs_no_attempt(stack):
+    """A receiver that keeps connections open gets many deliveries on each; one that closes
+    a kept connection as the next POST arrives costs that delivery no failed attempt: it is
+    sent again at once on a new connection."""
+    redis, d, api, db = stack
+    keep = Receiver(keepalive=True)
+    try:
+        w1 = hook(api, keep.url("/ok"), ["coupon.created"])
+        w2 = hook(api, keep.url("/drop-second"), ["coupon.created"])
+        for i in range(30):
+            api.create(code=f"WH-KA{i}")
+        for w in (w1, w2):
+            wait_for(lambda: [x["status"] for x in api.get(
+                f"/v1/webhooks/{w['id']}/deliveries?limit=100").json()["data"]] ==
+                ["delivered"] * 30, timeout=30, what="30 delivered")
+            dl = api.get(f"/v1/webhooks/{w['id']}/deliveries?limit=100").json()["data"]
+            assert {x["attempts"] for x in dl} == {1}, dl
+        assert len({e["id"] for e in keep.bodies("/ok")}) == 30
+        # webhook_per_endpoint (4) at once: a few connections, each reused (one per
+        # delivery before)
+        assert len(keep.connections("/ok")) <= 8, keep.connections("/ok")
+        assert len({e["id"] for e in keep.bodies("/drop-second")}) == 30
+        assert keep.dropped > 0  # the path was taken
+    finally:
+        keep.stop()
+
+
+@pytest.mark.daemon_args(*FAST, f"--webhook_ca_file={CERTS['ca.pem']}")
+def test_https_endpoints_and_their_certificates(stack):
+    """https: delivered to a certificate the configured CA signed for the URL's name; refused
+    for a name the certificate does not carry and for a certificate no CA vouches for."""
+    redis, d, api, db = stack
+    good = Receiver(keepalive=True, tls=(CERTS["srv.pem"], CERTS["srv.key"]), host="localhost")
+    bad = Receiver(tls=(CERTS["self.pem"], CERTS["self.key"]), host="localhost")
+    try:
+        w = hook(api, good.url("/ok"), ["coupon.created"])
+        by_ip = hook(api, good.url("/ok", host="127.0.0.1"), ["coupon.created"])
+        untrusted = hook(api, bad.url("/ok"), ["coupon.created"])
+        for i in range(5):
+            api.create(code=f"WH-TLS{i}")
+        wait_for(lambda: len(good.bodies("/ok")) == 5, timeout=30, what="5 over https")
+        with good.lock:
+            got = list(good.got)
+        assert all(verify(w["secret"], r[1], r[2]) for r in got)
+        assert all(r[1]["Host"] == f"localhost:{good.port}" for r in got)
+
+        def error(wh):
+            dl = api.get(f"/v1/webhooks/{wh['id']}/deliveries").json()["data"]
+            return dl[0]["last_error"] if dl and dl[0]["last_error"] else None
+        wait_for(lambda: error(by_ip) and error(untrusted), timeout=30, what="both refused")
+        assert "certificate" in error(by_ip), error(by_ip)
+        assert "certificate" in error(untrusted), error(untrusted)
+        assert not bad.bodies("/ok")
+    finally:
+        good.stop()
+        bad.stop()

@@ -51,6 +51,14 @@ static void urls(void **state)
     assert_int_equal(u.port, 80);
     assert_string_equal(u.path, "/in?x=1");
     assert_false(u.host_is_ip);
+    assert_false(u.tls);
+    assert_int_equal(rd_url_parse("https://hooks.example.com/in", &u, &why), 0);
+    assert_true(u.tls);
+    assert_int_equal(u.port, 443);
+    assert_string_equal(u.host, "hooks.example.com");
+    assert_int_equal(rd_url_parse("https://[2606:4700::1]:8443", &u, &why), 0);
+    assert_int_equal(u.port, 8443);
+    assert_true(u.tls && u.host_is_ip);
     assert_int_equal(rd_url_parse("http://127.0.0.1:9000", &u, &why), 0);
     assert_string_equal(u.path, "/");
     assert_int_equal(u.port, 9000);
@@ -60,7 +68,9 @@ static void urls(void **state)
     assert_int_equal(u.port, 8080);
     static const char *const bad[] = {"",
                                       "ftp://x/",
-                                      "https://x/",
+                                      "HTTP://x/",
+                                      "https:/x/",
+                                      "https://",
                                       "http://",
                                       "http:///x",
                                       "http://a b/",
