@@ -168,3 +168,44 @@ rd_pg_stop() {
     [ -f "$dir/postmaster.pid" ] && rd_as_pg "$RD_PGBIN/pg_ctl" -D "$dir" -m fast -w stop \
         >/dev/null 2>&1 || true
 }
+
+# rd_supervise CMD [ARGS...]: runs CMD (fd 9, scripts/run's lock, closed for it) and starts
+# it again when it dies (a crash, kill -9, a non-zero exit), so that Redis and PostgreSQL
+# outlive a daemon that fell over. INT or TERM to this shell are passed on to CMD and end the
+# loop once it has exited; so does an exit with status 0. Gives up after RD_RESTART_MAX (5)
+# deaths within a minute: a daemon that cannot start (a port taken, a bad setting) is not
+# restarted forever. Waits RD_RESTART_DELAY (1) seconds between. Returns CMD's last status.
+rd_supervise() {
+    local pid= st=0 stopping= deaths=() now t recent
+    trap 'stopping=1; [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' INT TERM
+    while :; do
+        "$@" 9>&- &
+        pid=$!
+        # a signal ends `wait` early: wait again until the process has really exited
+        while :; do
+            wait "$pid" && st=0 || st=$?
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        pid=
+        if [ -n "$stopping" ] || [ "$st" -eq 0 ]; then
+            break
+        fi
+        now=$(date +%s)
+        deaths+=("$now")
+        recent=()
+        for t in "${deaths[@]}"; do
+            [ $((now - t)) -lt 60 ] && recent+=("$t")
+        done
+        deaths=("${recent[@]}")
+        if [ ${#deaths[@]} -ge "${RD_RESTART_MAX:-5}" ]; then
+            rd_say "$1 exited with status $st, the ${#deaths[@]}th time within a minute: not restarting it"
+            break
+        fi
+        rd_say "$1 exited with status $st$([ "$st" -gt 128 ] && echo " (signal $((st - 128)))"); restarting it in ${RD_RESTART_DELAY:-1} s (Redis and PostgreSQL keep running)"
+        sleep "${RD_RESTART_DELAY:-1}" &
+        wait $! || true
+        [ -n "$stopping" ] && break
+    done
+    trap - INT TERM
+    return "$st"
+}

@@ -50,7 +50,8 @@ static void usage(void)
         "  keys create --scope SCOPES [--name NAME]   SCOPES: admin,redeem,fraud\n"
         "  keys list\n"
         "  keys revoke ID\n"
-        "  migrate [--dir DIR]                        apply scripts/sql/*.sql in order\n"
+        "  migrate [--dir DIR]                        apply DIR/*.sql in order (./scripts/sql,\n"
+        "                                             else " RD_SQL_DIR ")\n"
         "  reconcile [--repair] [--now TIME]          compare Redis counters with the "
         "ledger\n"
         "  retention --keep 13mo|400d|2y [--dry-run] [--now TIME]\n"
@@ -899,7 +900,9 @@ int main(int argc, char **argv)
         return api_command(&cfg, args[0], rest - 1, args + 1);
     if (!strcmp(args[0], "migrate")) {
         const char *dir = opt(rest - 1, args + 1, "--dir");
-        return migrate(&cfg, dir ? dir : "scripts/sql");
+        if (!dir) /* a checkout's, else the installed package's */
+            dir = access("scripts/sql", R_OK) == 0 ? "scripts/sql" : RD_SQL_DIR;
+        return migrate(&cfg, dir);
     }
     usage();
     return 2;

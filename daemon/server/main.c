@@ -65,12 +65,22 @@ int main(int argc, char **argv)
     static struct rd_config cfg;
     char err[1400];
     bool help;
+    /* --check: the configuration is read and checked, nothing is started (packaging, and
+     * an operator before a restart) */
+    int check = 0, kept = 0;
+    for (int i = 0; i < argc; i++)
+        if (i > 0 && strcmp(argv[i], "--check") == 0)
+            check = 1;
+        else
+            argv[kept++] = argv[i];
+    argc = kept;
     if (rd_config_load(&cfg, argc, argv, environ, &help, err, sizeof(err)) < 0) {
         fprintf(stderr, "redeemd: %s\n", err);
         return 2;
     }
     if (help) {
         rd_config_usage("redeemd", emit_line);
+        emit_line("  --check                  read and check the configuration, start nothing");
         return 0;
     }
     /* hiredis would resolve a name with blocking getaddrinfo on every (re)connect, inside
@@ -98,6 +108,10 @@ int main(int argc, char **argv)
         return 2;
     }
     rd_pgparams_free(&pgcheck);
+    if (check) {
+        printf("redeemd: the configuration is valid\n");
+        return 0;
+    }
     if (cfg.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg.workers = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
