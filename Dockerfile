@@ -2,7 +2,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libevent-dev libhiredis-dev libjansson-dev \
-        libpq-dev libcmocka-dev && rm -rf /var/lib/apt/lists/*
+        libpq-dev libcmocka-dev libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY common common
@@ -17,7 +17,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 \
+        libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libevent-openssl-2.1-7 libssl3 \
         libhiredis0.14 libjansson4 libpq5 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* && useradd --system --no-create-home redeemd
 COPY --from=build /build/redeemd /build/redeemctl /usr/local/bin/
