@@ -53,6 +53,11 @@ static const struct route routes[] = {
     {RD_HM_GET, "/v1/webhooks/*/deliveries", RD_SCOPE_ADMIN, 0, rd_h_webhook_deliveries},
     {RD_HM_POST, "/v1/webhooks/*/deliveries/*/retry", RD_SCOPE_ADMIN, 2, rd_h_webhook_retry},
     {RD_HM_GET, "/metrics", 0, 0, rd_h_metrics},
+    {RD_HM_GET, "/v1/me", RD_SCOPE_ADMIN | RD_SCOPE_REDEEM | RD_SCOPE_FRAUD, 0, rd_h_me},
+    {RD_HM_GET, "/openapi.json", 0, 0, rd_h_openapi},
+    {RD_HM_GET, "/console", 0, 0, rd_h_console},
+    {RD_HM_GET, "/console/", 0, 0, rd_h_console},
+    {RD_HM_GET, "/console/*", 0, 0, rd_h_console},
 };
 
 /* Request contexts a worker keeps for reuse; beyond, they go back to malloc. Sanitizer
