@@ -8,6 +8,8 @@ COPY CMakeLists.txt ./
 COPY common common
 COPY daemon daemon
 COPY include include
+COPY console console
+COPY docs/openapi.json docs/openapi.json
 COPY scripts scripts
 COPY tests/unit tests/unit
 COPY tests/fuzz tests/fuzz

@@ -8,8 +8,10 @@ every Redis is a Redis Cluster of N primaries and N replicas instead (redeemd an
 get its nodes as redis_cluster; tests marked single_redis, which stop, restart or reconfigure
 "the" Redis, are skipped).
 """
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -236,6 +238,62 @@ class Postgres:
         return f"host=127.0.0.1 port={self.port} dbname=redeemd user=redeemd"
 
 
+class Contract:
+    """docs/openapi.json as a check: every answer an Api gets is looked up by method, path
+    template and status, and a JSON body must validate against the documented schema. An
+    answer with a status the operation does not document falls to its `default` (the Error
+    envelope), so an undocumented success fails too. Paths the document does not have (tests
+    of unknown routes) are not checked here: test_openapi.py checks the route list."""
+
+    def __init__(self, path):
+        from jsonschema import Draft202012Validator, RefResolver
+        with open(path) as f:
+            self.doc = json.load(f)
+        self.resolver = RefResolver("", self.doc)
+        self.validator = Draft202012Validator
+        self.routes = []
+        for tmpl, item in self.doc["paths"].items():
+            rx = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(tmpl)) + "$")
+            for m in item:
+                if m in ("get", "post", "patch", "delete", "put"):
+                    self.routes.append((m, rx, tmpl))
+        self.checked = 0
+
+    def deref(self, node):
+        while "$ref" in node:
+            node = self.resolver.resolve(node["$ref"])[1]
+        return node
+
+    def check(self, method, url, r):
+        path = requests.utils.urlparse(url).path
+        found = [t for m, rx, t in self.routes if m == method.lower() and rx.match(path)]
+        if not found:
+            return
+        tmpl = min(found, key=lambda t: t.count("{"))
+        op = self.doc["paths"][tmpl][method.lower()]
+        resp = op["responses"].get(str(r.status_code)) or op["responses"].get("default")
+        assert resp is not None, f"{method} {tmpl}: {r.status_code} is not documented"
+        resp = self.deref(resp)
+        if "content" not in resp or not r.content:
+            return
+        media = r.headers.get("Content-Type", "").split(";")[0].strip()
+        content = resp["content"].get(media)
+        assert content is not None, f"{method} {tmpl} {r.status_code}: {media} not documented"
+        if media == "application/json":
+            errors = sorted(self.validator(content["schema"], resolver=self.resolver)
+                            .iter_errors(r.json()), key=lambda e: list(e.absolute_path))
+            assert not errors, (f"{method} {path} {r.status_code} does not match "
+                                f"docs/openapi.json: {errors[0].message[:300]} at "
+                                f"{list(errors[0].absolute_path)}")
+        self.checked += 1
+
+
+try:
+    CONTRACT = Contract(os.path.join(ROOT, "docs", "openapi.json"))
+except ImportError:  # python3-jsonschema missing: scripts/test installs it
+    CONTRACT = None
+
+
 class Api:
     """A thin HTTP client bound to one key; each instance has its own connection pool. With
     now set (RFC 3339), every request carries it as X-Redeemd-Now: the daemon's clock for
@@ -264,7 +322,10 @@ class Api:
             kw["json"] = json_body
         if data is not None:
             kw["data"] = data
-        return self.s.request(method, self.base + path, **kw)
+        r = self.s.request(method, self.base + path, **kw)
+        if CONTRACT and not kw["headers"].get("Accept", "").startswith("text/csv"):
+            CONTRACT.check(method, self.base + path, r)
+        return r
 
     def post(self, path, body=None, **kw):
         return self.req("POST", path, body, **kw)
