@@ -90,6 +90,7 @@ def downloaded(drv, name):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.daemon_args("--batch_rate=2000")  # a batch takes seconds: progress to watch
 def test_console_screens(stack, browser):
     redis, d, api, db = stack
     drv = browser
@@ -193,6 +194,41 @@ def test_console_screens(stack, browser):
     bid = drv.current_url.rsplit("/", 1)[1]
     codes = downloaded(drv, f"{bid}.csv")
     assert len(codes) == 3000 and all(r["code"].startswith("CB-") for r in codes)
+
+    # a big one, cancelled while it runs
+    go(drv, d.url, "batches")
+    count = find(drv, "#b-count")
+    count.clear()
+    count.send_keys("500000")
+    length = find(drv, "#b-length")
+    length.clear()
+    length.send_keys("10")
+    find(drv, "#b-create").click()
+    find(drv, "#b-cancel").click()
+    until(lambda: find(drv, "#b-state").text == "cancelled", timeout=30, what="cancelled")
+    assert not drv.find_elements(By.CSS_SELECTOR, "#b-cancel")
+
+    # --- paging through the coupons with the cursor
+    for i in range(55):
+        api.create(code=f"PAGE-{i:03d}")
+    until(lambda: len(api.get("/v1/coupons?prefix=PAGE-&limit=100").json()["data"]) == 55,
+          timeout=30, what="all 55 in the listing (the mirror follows the ledger)")
+    go(drv, d.url, "coupons")
+    prefix = find(drv, "#f-prefix")
+    prefix.clear()
+    prefix.send_keys("PAGE-")
+    find(drv, "#search").click()
+
+    def codes_shown():
+        return [r.get_attribute("data-code") for r in
+                drv.find_elements(By.CSS_SELECTOR, "#coupons tbody tr")]
+    until(lambda: len(codes_shown()) == 50, what="a first page of 50")
+    first = codes_shown()
+    find(drv, "#next").click()
+    until(lambda: len(codes_shown()) == 5, what="the second page")
+    assert set(first) | set(codes_shown()) == {f"PAGE-{i:03d}" for i in range(55)}
+    find(drv, "#prev").click()
+    until(lambda: codes_shown() == first, what="back to the first page")
 
     # --- a voucher: balance, recharge, the payment history
     assert api.post("/v1/coupons", {"code": "CONSOLE-V", "kind": "voucher", "balance": 5000,
