@@ -246,6 +246,28 @@ void rd_sbuf_add(struct rd_sbuf *b, const char *s, size_t n)
     b->buf[b->len] = '\0';
 }
 
+size_t rd_fmt_i64(char *out, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}
+
+void rd_sbuf_add_i64(struct rd_sbuf *b, int64_t v)
+{
+    char d[21];
+    rd_sbuf_add(b, d, rd_fmt_i64(d, v));
+}
+
 void rd_sbuf_addstr(struct rd_sbuf *b, const char *s)
 {
     rd_sbuf_add(b, s, strlen(s));

@@ -107,10 +107,12 @@ static int parse_i64(const char *v, size_t len, long long *out)
 
 static void num_col(struct rd_sbuf *out, int ok, long long v)
 {
-    if (ok)
-        rd_sbuf_addf(out, "%lld\t", v);
-    else
+    if (ok) {
+        rd_sbuf_add_i64(out, v);
+        rd_sbuf_add(out, "\t", 1);
+    } else {
         rd_sbuf_add(out, "\\N\t", 3);
+    }
 }
 
 /* A bigint column from field name: NULL when absent or not a number. */
@@ -151,9 +153,13 @@ static void remaining_json(struct rd_sbuf *d, const char *left, size_t len)
         while (j < len && left[j] != ',')
             j++;
         long long v;
-        rd_sbuf_addf(d, "%s\"%s\":", k ? "," : "", names[k]);
+        if (k)
+            rd_sbuf_add(d, ",", 1);
+        rd_sbuf_add(d, "\"", 1);
+        rd_sbuf_addstr(d, names[k]);
+        rd_sbuf_add(d, "\":", 2);
         if (parse_i64(left + i, j - i, &v) == 0 && v >= 0)
-            rd_sbuf_addf(d, "%lld", v);
+            rd_sbuf_add_i64(d, v);
         else
             rd_sbuf_addstr(d, "null");
         i = j < len ? j + 1 : j;
@@ -198,7 +204,9 @@ int rd_ledger_row(struct rd_sbuf *out, const char *stream_id, const char *const 
     char tsbuf[RD_TIME_BUFSZ];
     rd_time_format(ms, tsbuf);
     rd_copy_field(out, id, idl);
-    rd_sbuf_addf(out, "\t%s\t", tsbuf);
+    rd_sbuf_add(out, "\t", 1);
+    rd_sbuf_addstr(out, tsbuf);
+    rd_sbuf_add(out, "\t", 1);
     text_col(out, &e, "kind");
     text_col(out, &e, "outcome");
     text_col(out, &e, "reason");

@@ -76,20 +76,47 @@ void rd_time_iso_week(int64_t ms, int offset_min, int *iso_year, int *iso_week)
     *iso_week = (int)((thursday - jan1) / 7 + 1);
 }
 
+/* n digits of v, zero-padded, at p; returns p + n */
+static char *pad(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
 char *rd_time_format(int64_t ms, char *buf)
 {
+    /* on every answer and ledger row: written by hand, printf costs several times more */
     int64_t day = floor_div(ms, RD_MS_PER_DAY);
     int64_t rem = ms - day * RD_MS_PER_DAY;
     int64_t y;
     unsigned mo, d;
     rd_time_civil_from_days(day, &y, &mo, &d);
-    int secs = (int)(rem / 1000), millis = (int)(rem % 1000);
-    if (millis)
-        snprintf(buf, RD_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, mo, d,
-                 secs / 3600, secs / 60 % 60, secs % 60, millis);
-    else
-        snprintf(buf, RD_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, mo, d,
-                 secs / 3600, secs / 60 % 60, secs % 60);
+    unsigned secs = (unsigned)(rem / 1000), millis = (unsigned)(rem % 1000);
+    char *p = buf;
+    if (y < 0 || y > 9999) { /* outside RFC 3339's four digits: as printf would write it */
+        p += snprintf(p, 24, "%04lld", (long long)y);
+    } else {
+        p = pad(p, (unsigned)y, 4);
+    }
+    *p++ = '-';
+    p = pad(p, mo, 2);
+    *p++ = '-';
+    p = pad(p, d, 2);
+    *p++ = 'T';
+    p = pad(p, secs / 3600, 2);
+    *p++ = ':';
+    p = pad(p, secs / 60 % 60, 2);
+    *p++ = ':';
+    p = pad(p, secs % 60, 2);
+    if (millis) {
+        *p++ = '.';
+        p = pad(p, millis, 3);
+    }
+    *p++ = 'Z';
+    *p = '\0';
     return buf;
 }
 

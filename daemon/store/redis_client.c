@@ -568,9 +568,7 @@ static int route(struct rd_redis *r, const struct rd_cmd *cmd, struct rd_rcall *
     if (!k || k->state != RD_REDIS_READY)
         return -1;
     c->cmd = NULL;
-    c->cmdlen = redisFormatCommandArgv(&c->cmd, cmd->argc, (const char **)cmd->argv, cmd->lens);
-    if (c->cmdlen < 0 || !c->cmd)
-        abort(); /* only out of memory */
+    c->cmdlen = (int)rd_cmd_format(cmd, &c->cmd);
     if (send_on(k, c) < 0) {
         free(c->cmd);
         c->cmd = NULL;

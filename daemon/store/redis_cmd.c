@@ -2,11 +2,13 @@
  *
  * Commands built from the scripts' contracts (see redis_cmd.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "rd/cluster.h"
 #include "rd/lua_scripts.h"
 #include "store/redis_cmd.h"
+#include "rd/json_util.h"
 
 /* ---- building -------------------------------------------------------------------------- */
 
@@ -102,4 +104,35 @@ int rd_cmd_check(const struct rd_cmd *c, const char **why)
 int rd_cmd_slot(const struct rd_cmd *c)
 {
     return rd_cluster_command_slot(c->argc, c->argv, c->lens);
+}
+
+/* "<c><n>\r\n" at p; returns the end */
+static char *resp_len(char *p, char c, size_t n)
+{
+    *p++ = c;
+    p += rd_fmt_i64(p, (int64_t)n);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+long rd_cmd_format(const struct rd_cmd *c, char **out)
+{
+    size_t total = 1 + 20 + 2;
+    for (int i = 0; i < c->argc; i++)
+        total += 1 + 20 + 2 + c->lens[i] + 2;
+    char *buf = malloc(total + 1), *p = buf;
+    if (!buf)
+        abort(); /* only out of memory */
+    p = resp_len(p, '*', (size_t)c->argc);
+    for (int i = 0; i < c->argc; i++) {
+        p = resp_len(p, '$', c->lens[i]);
+        memcpy(p, c->argv[i], c->lens[i]);
+        p += c->lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    *p = '\0';
+    *out = buf;
+    return (long)(p - buf);
 }

@@ -53,4 +53,10 @@ int rd_cmd_check(const struct rd_cmd *c, const char **why);
 /** The Redis Cluster slot of c's first key, or -1: rd_cluster_command_slot(). */
 int rd_cmd_slot(const struct rd_cmd *c);
 
+/**
+ * c as the RESP bytes Redis reads (what hiredis' redisFormatCommandArgv makes, without its
+ * sprintf per argument): *out is malloc'd, to be freed with free(). Returns the length.
+ */
+long rd_cmd_format(const struct rd_cmd *c, char **out);
+
 #endif

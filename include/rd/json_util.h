@@ -64,5 +64,9 @@ void rd_sbuf_add(struct rd_sbuf *b, const char *s, size_t n);
 void rd_sbuf_addstr(struct rd_sbuf *b, const char *s);
 void rd_sbuf_addf(struct rd_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rd_sbuf_add_jstr(struct rd_sbuf *b, const char *s, size_t n);
+/** Appends v in decimal (the hot paths' integers, without printf). */
+void rd_sbuf_add_i64(struct rd_sbuf *b, int64_t v);
+/** Writes v in decimal into out (at least 21 bytes, not terminated); returns the length. */
+size_t rd_fmt_i64(char *out, int64_t v);
 
 #endif

@@ -145,12 +145,39 @@ static void text_arrays(void **state)
     rd_sbuf_free(&b);
 }
 
+/* the integers of answers and ledger rows, written without printf: its output for every
+ * magnitude and both extremes */
+static void integers_as_printf_writes_them(void **state)
+{
+    (void)state;
+    const int64_t v[] = {0,         1,         -1,           9,      10,
+                         99,        100,       12345,        -98765, 999999999999LL,
+                         INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char mine[21], ref[32];
+        size_t n = rd_fmt_i64(mine, v[i]);
+        snprintf(ref, sizeof(ref), "%lld", (long long)v[i]);
+        assert_int_equal(n, strlen(ref));
+        assert_memory_equal(mine, ref, n);
+    }
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_sbuf_add_i64(&b, -42);
+    rd_sbuf_add_i64(&b, 7);
+    assert_string_equal(b.buf, "-427");
+    rd_sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(accepted_redeem),    cmocka_unit_test(use_without_id),
-        cmocka_unit_test(rejected_and_admin), cmocka_unit_test(refused),
-        cmocka_unit_test(copy_escaping),      cmocka_unit_test(text_arrays),
+        cmocka_unit_test(integers_as_printf_writes_them),
+        cmocka_unit_test(accepted_redeem),
+        cmocka_unit_test(use_without_id),
+        cmocka_unit_test(rejected_and_admin),
+        cmocka_unit_test(refused),
+        cmocka_unit_test(copy_escaping),
+        cmocka_unit_test(text_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,12 @@ static void rfc3339(void **state)
     assert_int_equal(at("2026-11-21T10:00:00+05:30"), at("2026-11-21T04:30:00Z"));
     assert_int_equal(at("2026-11-21t10:00:00.123456789z"), at("2026-11-21T10:00:00.123Z"));
     assert_string_equal(rd_time_format(at("2026-12-31T23:59:59Z"), buf), "2026-12-31T23:59:59Z");
+    /* written by hand: the padding of every part, at both ends of the range */
+    assert_string_equal(rd_time_format(0, buf), "1970-01-01T00:00:00Z");
+    assert_string_equal(rd_time_format(7, buf), "1970-01-01T00:00:00.007Z");
+    assert_string_equal(rd_time_format(at("2001-02-03T04:05:06.090Z"), buf),
+                        "2001-02-03T04:05:06.090Z");
+    assert_string_equal(rd_time_format(253402300799999LL, buf), "9999-12-31T23:59:59.999Z");
     int64_t ms;
     const char *bad[] = {"2026-11-21",           "2026-11-21T10:00:00",   "2026-13-01T00:00:00Z",
                          "2026-11-31T00:00:00Z", "2026-11-21T24:00:00Z",  "2026-11-21T10:00:00+5",

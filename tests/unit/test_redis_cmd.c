@@ -8,6 +8,9 @@
 #include "rd/lua_scripts.h"
 #include "store/redis_cmd.h"
 
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+
 static void share(struct rd_cmd *c, int skip)
 {
     rd_cmd_script(c, RD_LUA_SHARE);
@@ -31,6 +34,37 @@ static void whole_commands_pass(void **state)
     assert_memory_equal(c.argv[1], rd_lua_scripts[RD_LUA_SHARE].sha1, 40);
     assert_string_equal(c.argv[2], "2"); /* numkeys, from the contract */
     assert_string_equal(c.argv[3 + RD_SHARE_NKEYS + RD_SHARE_A_CODE], "A");
+}
+
+/* The call's bytes are hiredis' own: its formatter is the reference (empty, binary and long
+ * arguments, a variadic tail). */
+static void formatted_as_hiredis_formats(void **state)
+{
+    (void)state;
+    struct rd_cmd c;
+    rd_cmd_plain(&c);
+    static char big[70000];
+    memset(big, 'x', sizeof(big));
+    const char *words[] = {"XADD", "", "a\r\nb", "0", "-12345678901234"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        rd_cmd_push(&c, words[i], strlen(words[i]));
+    rd_cmd_push(&c, "\0bin\0", 5);
+    rd_cmd_push(&c, big, sizeof(big));
+    char *mine = NULL, *ref = NULL;
+    long n = rd_cmd_format(&c, &mine);
+    int rn = redisFormatCommandArgv(&ref, c.argc, c.argv, c.lens);
+    assert_int_equal(n, rn);
+    assert_memory_equal(mine, ref, (size_t)n);
+    free(mine);
+    redisFreeCommand(ref);
+    struct rd_cmd s;
+    share(&s, -1);
+    n = rd_cmd_format(&s, &mine);
+    rn = redisFormatCommandArgv(&ref, s.argc, s.argv, s.lens);
+    assert_int_equal(n, rn);
+    assert_memory_equal(mine, ref, (size_t)n);
+    free(mine);
+    redisFreeCommand(ref);
 }
 
 static void a_missing_argument_is_refused(void **state)
@@ -84,6 +118,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(whole_commands_pass),
+        cmocka_unit_test(formatted_as_hiredis_formats),
         cmocka_unit_test(a_missing_argument_is_refused),
         cmocka_unit_test(what_the_contract_does_not_name_is_refused),
     };
