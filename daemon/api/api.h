@@ -265,6 +265,8 @@ json_t *rd_redeem_answer_json(const struct rd_use_answer *x);
 /** {"total", "user", "user_daily", "user_weekly"}: counts left, null for no limit. */
 json_t *rd_remaining_json(const int64_t rem[4]);
 json_t *rd_pay_answer_json(const struct rd_use_answer *x);
+/** The same answer as JSON text appended to b (pay: a payment's), without building it. */
+void rd_use_answer_text(struct rd_sbuf *b, const struct rd_use_answer *x, int pay);
 /**
  * Answers a replay (the Idempotency-Key's record says id) of a redemption or payment whose
  * outbox entry has been shipped: from its ledger row, 201 and the first answer's body.

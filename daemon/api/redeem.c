@@ -107,7 +107,11 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         return;
     }
     /* A replay answers with the same status and body as the first answer. */
-    rd_reply_json(r, 201, rd_redeem_answer_json(&x));
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_use_answer_text(&b, &x, 0);
+    rd_reply_raw(r, 201, b.buf, b.len);
+    rd_sbuf_free(&b);
 }
 
 /* The call of redeem.lua: to the home hash, or to the user's shard of a hot coupon ("1",

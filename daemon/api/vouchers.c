@@ -113,7 +113,11 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_el_num(reply, RD_PAY_OK_BALANCE_AFTER),
         {rd_el_num(reply, RD_PAY_OK_REM_TOTAL), rd_el_num(reply, RD_PAY_OK_REM_USER),
          rd_el_num(reply, RD_PAY_OK_REM_DAILY), rd_el_num(reply, RD_PAY_OK_REM_WEEKLY)}};
-    rd_reply_json(r, 201, rd_pay_answer_json(&x));
+    struct rd_sbuf b;
+    rd_sbuf_init(&b);
+    rd_use_answer_text(&b, &x, 1);
+    rd_reply_raw(r, 201, b.buf, b.len);
+    rd_sbuf_free(&b);
 }
 
 static void send_pay(struct rd_req *r)
