@@ -178,21 +178,31 @@ static void free_delivery(struct delivery *d)
     free(d);
 }
 
+static void free_deliveries(struct delivery **list)
+{
+    while (*list) {
+        struct delivery *d = *list;
+        *list = d->next;
+        free_delivery(d);
+    }
+}
+
+static void free_conns(struct conn **list)
+{
+    while (*list) {
+        struct conn *c = *list;
+        *list = c->next;
+        free_conn(c);
+    }
+}
+
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     (void)arg;
-    while (W.done) {
-        struct delivery *d = W.done;
-        W.done = d->next;
-        free_delivery(d);
-    }
-    while (W.dead) {
-        struct conn *c = W.dead;
-        W.dead = c->next;
-        free_conn(c);
-    }
+    free_deliveries(&W.done);
+    free_conns(&W.dead);
 }
 
 /* Closes the kept connections that are too old, idle too long or closed by their peer. */
@@ -717,21 +727,9 @@ static void *webhooks_main(void *arg)
     }
     on_reap(-1, 0, NULL);
     flush_delivered();
-    while (W.queued) { /* claimed, never started: their leases run out */
-        struct delivery *d = W.queued;
-        W.queued = d->next;
-        free_delivery(d);
-    }
-    while (W.under_way) {
-        struct delivery *d = W.under_way;
-        W.under_way = d->next;
-        free_delivery(d);
-    }
-    while (W.idle) {
-        struct conn *c = W.idle;
-        W.idle = c->next;
-        free_conn(c);
-    }
+    free_deliveries(&W.queued); /* claimed, never started: their leases run out */
+    free_deliveries(&W.under_way);
+    free_conns(&W.idle);
     on_reap(-1, 0, NULL);
     if (W.pg)
         PQfinish(W.pg);
