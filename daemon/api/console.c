@@ -48,7 +48,7 @@ void rd_h_console(struct rd_req *r)
     const char *name = r->param ? r->param : "index.html";
     const struct rd_asset *a = NULL;
     /* one segment (the router cut it at '/'): only the files built in, never a file system */
-    if (strlen(name) < 64 && strcmp(name, "openapi.json") != 0) {
+    if (strlen(name) < 64) {
         snprintf(path, sizeof(path), "console/%s", name);
         a = rd_asset_find(path);
     }
