@@ -62,6 +62,30 @@ void rd_pg_text_array(struct rd_sbuf *out, const char *const *v, int n, const ch
     rd_sbuf_add(out, "}", 1);
 }
 
+const char *const rd_entry_fields[RD_ENTRY_NFIELDS] = {
+    "tag",    "ts",       "kind",  "outcome", "reason", "code",      "campaign", "user", "order",
+    "amount", "currency", "dtype", "dvalue",  "dmax",   "min_order", "day",      "week", "left",
+    "paid",   "balance",  "ip",    "key",     "req",    "idem",      "cx"};
+
+size_t rd_entry_unpack(const char *v, size_t vl, const char **names, size_t *name_lens,
+                       const char **values, size_t *value_lens, size_t max)
+{
+    size_t n = 0, i = 0;
+    while (n < max && n < RD_ENTRY_NFIELDS) {
+        const char *end = memchr(v + i, '\0', vl - i);
+        size_t len = end ? (size_t)(end - (v + i)) : vl - i;
+        names[n] = rd_entry_fields[n];
+        name_lens[n] = strlen(rd_entry_fields[n]);
+        values[n] = v + i;
+        value_lens[n] = len;
+        n++;
+        if (!end)
+            break;
+        i += len + 1;
+    }
+    return n;
+}
+
 struct entry {
     const char *const *names, *const *values;
     const size_t *nl, *vl;

@@ -77,21 +77,21 @@ static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "redeem");
         return;
     }
-    int64_t amount = rd_el_num(reply, RD_REDEEM_OK_ORDER_AMOUNT), discount;
+    /* what the request said comes from the request: a replay is the same request */
+    int64_t amount = a->rq.order_amount, discount;
     if (discount_of(rd_el(reply, RD_REDEEM_OK_DTYPE), rd_el_num(reply, RD_REDEEM_OK_DVALUE),
                     rd_el_num(reply, RD_REDEEM_OK_DMAX), rd_el_num(reply, RD_REDEEM_OK_MIN_ORDER),
                     amount, &discount) != RD_OK) {
-        rd_error("event=discount_inconsistent req=%s code=%s", r->request_id,
-                 rd_el(reply, RD_REDEEM_OK_CODE));
+        rd_error("event=discount_inconsistent req=%s code=%s", r->request_id, a->rq.code);
         rd_reply_error(r, RD_E_INTERNAL, NULL, NULL);
         return;
     }
     struct rd_use_answer x = {
         rd_el(reply, RD_REDEEM_OK_ID),
-        rd_el(reply, RD_REDEEM_OK_CODE),
-        rd_el(reply, RD_REDEEM_OK_USER_ID),
-        rd_el(reply, RD_REDEEM_OK_CURRENCY),
-        rd_el(reply, RD_REDEEM_OK_ORDER_ID),
+        a->rq.code,
+        a->rq.user_id,
+        a->rq.currency,
+        a->rq.order_id ? a->rq.order_id : "",
         rd_el_num(reply, RD_REDEEM_OK_CREATED_AT),
         amount,
         discount,

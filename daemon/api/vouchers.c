@@ -101,14 +101,16 @@ static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
         rd_reply_redis_failure(r, reply, "pay");
         return;
     }
+    /* what the request said comes from the request: a replay is the same request */
+    const struct rd_redeem_req *q = &rd_api(r)->rq;
     struct rd_use_answer x = {
         rd_el(reply, RD_PAY_OK_ID),
-        rd_el(reply, RD_PAY_OK_CODE),
-        rd_el(reply, RD_PAY_OK_USER_ID),
-        rd_el(reply, RD_PAY_OK_CURRENCY),
-        rd_el(reply, RD_PAY_OK_ORDER_ID),
+        q->code,
+        q->user_id,
+        q->currency,
+        q->order_id ? q->order_id : "",
         rd_el_num(reply, RD_PAY_OK_CREATED_AT),
-        rd_el_num(reply, RD_PAY_OK_AMOUNT),
+        q->order_amount,
         0,
         rd_el_num(reply, RD_PAY_OK_BALANCE_AFTER),
         {rd_el_num(reply, RD_PAY_OK_REM_TOTAL), rd_el_num(reply, RD_PAY_OK_REM_USER),

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "rd/keys.h"
+#include "rd/ledger.h"
 #include "rd/lua_scripts.h"
 #include "rd/shards.h"
 #include "store/redis_sync.h"
@@ -539,12 +540,30 @@ static int in_ledger(struct ctx *c, const char *txn)
     return found;
 }
 
+/* The value of field name in an outbox entry's flat field list f, packed or not (see
+ * rd/ledger.h: its values end with '\0', so each is a C string); "" when absent. */
+static const char *efield(const redisReply *f, const char *name)
+{
+    if (f->elements == 2 && f->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(f->element[0]->str, RD_ENTRY_PACKED) == 0 && f->element[1]->str) {
+        const char *names[RD_ENTRY_NFIELDS], *values[RD_ENTRY_NFIELDS];
+        size_t nl[RD_ENTRY_NFIELDS], vl[RD_ENTRY_NFIELDS];
+        size_t n = rd_entry_unpack(f->element[1]->str, f->element[1]->len, names, nl, values, vl,
+                                   RD_ENTRY_NFIELDS);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(names[i], name) == 0)
+                return values[i];
+        return "";
+    }
+    return rd_redis_field(f, name);
+}
+
 /* Entries not yet shipped count too: redemptions add, reversals take away. */
 /* An outbox entry's transaction id: its "id" field, or for a use, the id its place names. */
 static const char *entry_id(uint32_t bucket, const redisReply *e, char out[RD_TXN_ID_MAX + 1])
 {
     const redisReply *f = e->element[1];
-    const char *id = rd_redis_field(f, "id"), *tag = rd_redis_field(f, "tag");
+    const char *id = efield(f, "id"), *tag = efield(f, "tag");
     if (*id || e->element[0]->type != REDIS_REPLY_STRING)
         return id;
     if (rd_use_id_format(out, bucket, e->element[0]->str, e->element[0]->len, tag, strlen(tag)) < 0)
@@ -561,7 +580,7 @@ static int read_streams(struct ctx *c)
         redisReply *r = rd_rsc_command(c->rc, "XRANGE %s - +", key);
         for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
             const redisReply *f = r->element[i]->element[1];
-            const char *kind = rd_redis_field(f, "kind"), *outcome = rd_redis_field(f, "outcome");
+            const char *kind = efield(f, "kind"), *outcome = efield(f, "outcome");
             /* (whether a refund still in the stream completes its payment is not worked out:
              * reconcile runs on a quiet system, where the streams are empty) */
             int is_use = strcmp(kind, "redeem") == 0 || strcmp(kind, "pay") == 0;
@@ -576,24 +595,24 @@ static int read_streams(struct ctx *c)
             if (in_ledger(c, entry_id(b, r->element[i], idbuf)))
                 continue; /* committed, acknowledgement still to come */
             unshipped++;
-            const char *code = rd_redis_field(f, "code");
+            const char *code = efield(f, "code");
             if (money >= 0)
-                get(&c->coupons, code, 1)->money[money] += atoll(rd_redis_field(f, "paid"));
+                get(&c->coupons, code, 1)->money[money] += atoll(efield(f, "paid"));
             if (!is_use && strcmp(kind, "reverse") != 0)
                 continue;
             int off = off_of(c, code);
-            struct rec *u = pair(&c->users, code, rd_redis_field(f, "user"));
+            struct rec *u = pair(&c->users, code, efield(f, "user"));
             struct rec *cp = get(&c->coupons, code, 1);
             if (is_use) {
-                int64_t ts = atoll(rd_redis_field(f, "ts"));
+                int64_t ts = atoll(efield(f, "ts"));
                 u->live++;
-                u->today += same_period(rd_redis_field(f, "day"), ts, c->now, off, 0);
-                u->week += same_period(rd_redis_field(f, "week"), ts, c->now, off, 1);
+                u->today += same_period(efield(f, "day"), ts, c->now, off, 0);
+                u->week += same_period(efield(f, "week"), ts, c->now, off, 1);
                 cp->live++;
                 continue;
             }
             /* a reversal: the redemption it reverses is in the ledger or in this bucket */
-            const char *p[] = {rd_redis_field(f, "ref")};
+            const char *p[] = {efield(f, "ref")};
             PGresult *res = q(c,
                               "SELECT (extract(epoch FROM ts) * 1000)::bigint, "
                               "coalesce(day_index::text, ''), coalesce(week_index::text, '') "
@@ -610,9 +629,9 @@ static int read_streams(struct ctx *c)
             for (size_t j = 0; ts < 0 && j < r->elements; j++) {
                 const redisReply *g = r->element[j]->element[1];
                 if (strcmp(entry_id(b, r->element[j], idbuf), p[0]) == 0) {
-                    ts = atoll(rd_redis_field(g, "ts"));
-                    snprintf(day, sizeof(day), "%s", rd_redis_field(g, "day"));
-                    snprintf(week, sizeof(week), "%s", rd_redis_field(g, "week"));
+                    ts = atoll(efield(g, "ts"));
+                    snprintf(day, sizeof(day), "%s", efield(g, "day"));
+                    snprintf(week, sizeof(week), "%s", efield(g, "week"));
                 }
             }
             if (ts < 0)

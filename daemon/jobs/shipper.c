@@ -346,6 +346,8 @@ static void take_entry(uint32_t b, const redisReply *e)
         values[i] = f->element[2 * i + 1]->str;
         vl[i] = f->element[2 * i + 1]->len;
     }
+    if (n == 1 && nl[0] == 1 && names[0] && names[0][0] == RD_ENTRY_PACKED[0] && values[0])
+        n = rd_entry_unpack(values[0], vl[0], names, nl, values, vl, 64);
     char sid[80];
     snprintf(sid, sizeof(sid), "{%04u}:%s", b, id);
     for (size_t i = 0; i < n; i++)

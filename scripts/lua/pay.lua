@@ -7,7 +7,7 @@ weekly and total counts apply as to coupons.
 
 @keys coupon users idem idem_v1 log
 @argv now_ms user_id amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code cx
-@reply ok status replayed id created_at amount currency balance_after rem_total rem_user rem_daily rem_weekly user_id order_id code
+@reply ok status replayed id created_at balance_after rem_total rem_user rem_daily rem_weekly
 @reply rejected status replayed reason id resets_at balance
 @reply reused status
 @reply shipped status replayed id
@@ -23,11 +23,11 @@ the entry's "cx" (peer, session, device, email hash: rd/request.h), "" for none.
 local now, user, amount, currency = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local fp, txn, field, slice_ms = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 
--- The answer to an accepted payment, from its outbox entry: first answer and replays alike.
+-- The answer to an accepted payment, from its outbox entry: first answer and replays alike
+-- (what the request said is not sent back: a replay is the same request).
 local function answer(e, id, replayed)
   local t, u, d, w = rd_split4(e.left)
-  return {'ok', replayed, id, e.ts, e.paid, e.currency, e.balance, t, u, d, w, e.user,
-    e.order, e.code}
+  return {'ok', replayed, id, e.ts, e.balance, t, u, d, w}
 end
 
 local prev = rd_replay(KEYS[3], KEYS[4], field, fp)
@@ -44,14 +44,11 @@ local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
 
 local day, week -- the day and ISO week the use counts in (set once the voucher is read)
 local function log(outcome, reason, bal, left)
-  local sid = redis.call('XADD', KEYS[5], '*', 'tag', rd_use_tag(txn), 'ts', ARGV[1],
-    'kind', 'pay',
-    'day', outcome == 'accepted' and string.format('%d', day) or '',
-    'week', outcome == 'accepted' and string.format('%d', week) or '',
-    'outcome', outcome, 'reason', reason, 'code', ARGV[14], 'campaign', c[13] or '',
-    'user', user, 'order', ARGV[9], 'paid', outcome == 'accepted' and ARGV[3] or '',
-    'amount', ARGV[3], 'balance', bal or '', 'currency', currency, 'left', left or '',
-    'ip', ARGV[10], 'key', ARGV[11], 'req', ARGV[12], 'idem', ARGV[13], 'cx', ARGV[15])
+  local acc = outcome == 'accepted'
+  local sid = redis.call('XADD', KEYS[5], '*', 'u', rd_use_entry(rd_use_tag(txn), ARGV[1],
+    'pay', outcome, reason, ARGV[14], c[13] or '', user, ARGV[9], ARGV[3], currency,
+    '', '', '', '', acc and day or '', acc and week or '', left or '',
+    acc and ARGV[3] or '', bal or '', ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[15]))
   return rd_use_id(txn, sid), sid
 end
 
@@ -99,5 +96,4 @@ redis.call('HINCRBY', KEYS[1], 'bal', '-' .. ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'used', 1)
 rd_user_count(KEYS[2], user, u, day, week)
-return answer({ts = ARGV[1], paid = ARGV[3], currency = currency, balance = after,
-  left = left, user = user, order = ARGV[9], code = ARGV[14]}, id, '0')
+return answer({ts = ARGV[1], balance = after, left = left}, id, '0')

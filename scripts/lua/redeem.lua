@@ -7,7 +7,7 @@ a script back (and refuses a script up front, never halfway, when it is out of m
 
 @keys coupon users idem idem_v1 log
 @argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code route cx
-@reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly order_amount currency user_id order_id code
+@reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly
 @reply rejected status replayed reason id resets_at now
 @reply reused status
 @reply shipped status replayed id
@@ -43,11 +43,11 @@ local redeem = mode == 'redeem'
 local day, week -- the day and ISO week a use counts in (set after the coupon is read)
 
 -- The answer to an accepted redemption, from its outbox entry (e) and id: the same for the
--- first answer and every replay.
+-- first answer and every replay. What the request itself said (code, user, amount,
+-- currency, order) is not sent back: a replay is the same request (its fingerprint).
 local function answer(e, id, replayed)
   local t, u, d, w = rd_split4(e.left)
-  return {'ok', replayed, id, e.ts, e.dtype, e.dvalue, e.dmax, e.min_order, t, u, d, w,
-    e.amount, e.currency, e.user, e.order, e.code}
+  return {'ok', replayed, id, e.ts, e.dtype, e.dvalue, e.dmax, e.min_order, t, u, d, w}
 end
 
 if redeem then
@@ -64,16 +64,12 @@ end
 -- Validate changes nothing, with one exception: an unknown code is logged (kind "validate"),
 -- because probing for codes is exactly what the fraud team looks for. Returns the entry's id.
 local function log(outcome, reason, c, left)
-  local sid = redis.call('XADD', KEYS[5], '*', 'tag', rd_use_tag(txn), 'ts', ARGV[2],
-    'kind', mode, 'outcome', outcome, 'reason', reason, 'code', ARGV[15],
-    'campaign', (c and c[12]) or '', 'user', user, 'order', ARGV[10],
-    'amount', amount, 'currency', currency,
-    'dtype', (c and c[1]) or '', 'dvalue', (c and c[2]) or '',
-    'dmax', (c and c[3]) or '', 'min_order', (c and c[4]) or '',
-    'day', outcome == 'accepted' and string.format('%d', day) or '',
-    'week', outcome == 'accepted' and string.format('%d', week) or '',
-    'left', left or '',
-    'ip', ARGV[11], 'key', ARGV[12], 'req', ARGV[13], 'idem', ARGV[14], 'cx', ARGV[17])
+  local acc = outcome == 'accepted'
+  local sid = redis.call('XADD', KEYS[5], '*', 'u', rd_use_entry(rd_use_tag(txn), ARGV[2],
+    mode, outcome, reason, ARGV[15], (c and c[12]) or '', user, ARGV[10], amount, currency,
+    (c and c[1]) or '', (c and c[2]) or '', (c and c[3]) or '', (c and c[4]) or '',
+    acc and day or '', acc and week or '', left or '', '', '',
+    ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[17]))
   return rd_use_id(txn, sid), sid
 end
 
@@ -126,9 +122,7 @@ if why then return reject(why, resets) end
 local left = rd_left(l_total, used) .. ',' .. rd_left(l_user, u[1]) .. ',' ..
   rd_left(l_daily, u[2]) .. ',' .. rd_left(l_weekly, u[3])
 local e = {ts = ARGV[2], dtype = c[1], dvalue = c[2] or '', dmax = c[3] or '',
-  min_order = c[4] or '',
-  left = left, amount = amount, currency = currency, user = user, order = ARGV[10],
-  code = ARGV[15]}
+  min_order = c[4] or '', left = left}
 if not redeem then return answer(e, txn, '0') end
 
 -- Write phase: nothing above has written.

@@ -341,3 +341,50 @@ def test_bad_entries_are_dead_lettered_and_the_rest_ships(stack):
     assert all(e[b"error"] and e[b"row"] for e in dead.values())
     m = requests.get(d.url + "/metrics", timeout=5).text
     assert "redeemd_shipper_dead_letters_total 2" in m
+
+
+ENTRY_FIELDS = (b"tag ts kind outcome reason code campaign user order amount currency dtype "
+                b"dvalue dmax min_order day week left paid balance ip key req idem cx").split()
+
+
+@pytest.mark.single_redis  # rewrites an entry through a plain client on one port
+@pytest.mark.daemon_args("--shipper=false")  # the entries wait in Redis
+def test_entries_written_a_field_per_value_still_read_and_ship(stack):
+    """A use's entry is one packed field now; the ones an earlier redeemd wrote (a field per
+    value) may still wait in the streams at the upgrade: they are read, reversed and
+    shipped as before, into the same ledger row."""
+    redis, d, api, db = stack
+    c = api.create(discount={"type": "percent", "value": 1000}, limits={"per_user": 5},
+                   campaign="spring")
+    new = api.redeem(c["code"], user="p1", amount=2599, order_id="o-1").json()["id"]
+    bucket, sid, tag = new[4:8], new[9:new.rindex("_")], new[new.rindex("_") + 1:]
+    raw = redis_lib.Redis(host="127.0.0.1", port=redis.port)
+    stream = f"{{{bucket}}}:log".encode()
+    (_, f), = raw.xrange(stream, sid, sid)
+    assert list(f) == [b"u"]  # packed: one field
+    values = f[b"u"].split(b"\0")
+    assert len(values) == len(ENTRY_FIELDS) and values[0] == tag.encode()
+    old_sid = raw.xadd(stream, dict(zip(ENTRY_FIELDS, values))).decode()
+    old = f"rdm_{bucket}_{old_sid}_{tag}"
+
+    a, b = api.get(f"/v1/redemptions/{new}"), api.get(f"/v1/redemptions/{old}")
+    assert a.status_code == b.status_code == 200, b.text
+    a, b = a.json(), b.json()
+    assert b.pop("id") == old and a.pop("id") == new
+    assert a == b and a["discount"] == 259 and a["order_id"] == "o-1", a
+    r = api.post(f"/v1/redemptions/{old}/reverse")
+    assert r.status_code in (200, 201), r.text
+
+    d.stop()
+    d.extra.remove("--shipper=false")
+    d.start()
+    drained(d)
+    cols = ("kind, outcome, code, campaign, user_id, order_id, order_amount, discount_amount, "
+            "currency, client_ip, api_key_id, request_id, day_index, week_index, details")
+    got = {g[0]: g[1:] for g in rows(db, f"SELECT txn_id, {cols} FROM transactions "
+                                         "WHERE kind = 'redeem'")}
+    assert set(got) == {new, old}
+    assert got[new] == got[old]
+    assert got[new][7] == 259
+    assert len(rows(db, "SELECT 1 FROM transactions WHERE kind = 'reverse' AND ref_id = %s",
+                    old)) == 1

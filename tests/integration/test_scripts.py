@@ -114,7 +114,7 @@ def test_answers_follow_the_contracts(stack):
         return shape("use_read", call(r, "use_read", vals(code, ref_id=use_id, sid=sid, tag=tag)))
 
     ok = shape("redeem", call(r, "redeem", vals(c["code"])))
-    assert ok["status"] == "ok" and ok["code"] == c["code"] and ok["rem_total"] == "0"
+    assert ok["status"] == "ok" and ok["dtype"] == "percent" and ok["rem_total"] == "0"
     rid = ok["id"]
     f = facts(c["code"], rid)
     assert f["status"] == "found" and f["kind"] == "redeem" and f["given"] == ""

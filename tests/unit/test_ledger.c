@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * Outbox entry -> COPY row: columns, escaping, NULLs, discount, refusals. */
+#include <stdio.h>
 #include <string.h>
 
 #include "test_util.h"
@@ -79,6 +80,91 @@ static void use_without_id(void **state)
     rd_sbuf_free(&b);
     assert_null(render(&b, "ts", "1", "kind", "pay", "outcome", "accepted", NULL));
     rd_sbuf_free(&b);
+}
+
+/* A packed use entry (one field, values in RD_ENTRY_FIELDS' order) makes the same row as
+ * the same entry written a field per value (redeemd before the packing, still shipped). */
+static void packed_entry(void **state)
+{
+    (void)state;
+    static const char packed[] = "k3j9fq\0"
+                                 "1795276277283\0redeem\0accepted\0\0SAVE\0spring\0u1\0o-7\0"
+                                 "2599\0EUR\0percent\0001000\0\0\00020778\0002968\0"
+                                 "4,0,,\0\0\000127.0.0.1\0abcdefgh\0r1\0k1\0"
+                                 "10.0.0.5\x1fs\x1f\x1f";
+    const char *names[64], *values[64];
+    size_t nl[64], vl[64];
+    size_t n = rd_entry_unpack(packed, sizeof(packed) - 1, names, nl, values, vl, 64);
+    assert_int_equal(n, RD_ENTRY_NFIELDS);
+    assert_string_equal(names[0], "tag");
+    assert_int_equal(vl[4], 0); /* reason: empty */
+    assert_int_equal(nl[24], 2);
+    assert_memory_equal(values[24], "10.0.0.5\x1fs\x1f\x1f", vl[24]);
+    struct rd_sbuf a, b;
+    rd_sbuf_init(&a);
+    assert_int_equal(rd_ledger_row(&a, "{0001}:5-0", names, nl, values, vl, n), 0);
+    char *row = render(&b, "tag", "k3j9fq", "ts", "1795276277283", "kind", "redeem", "outcome",
+                       "accepted", "reason", "", "code", "SAVE", "campaign", "spring", "user", "u1",
+                       "order", "o-7", "amount", "2599", "currency", "EUR", "dtype", "percent",
+                       "dvalue", "1000", "dmax", "", "min_order", "", "day", "20778", "week",
+                       "2968", "left", "4,0,,", "ip", "127.0.0.1", "key", "abcdefgh", "req", "r1",
+                       "idem", "k1", "cx", "10.0.0.5\x1fs\x1f\x1f", NULL);
+    assert_non_null(row);
+    assert_string_equal(a.buf, row);
+    assert_non_null(strstr(row, "\t2599\t259\t")); /* the discount from the packed fields */
+    rd_sbuf_free(&a);
+    rd_sbuf_free(&b);
+    /* cut short: what is there; at the bound max: no more than max */
+    n = rd_entry_unpack("t\0"
+                        "5",
+                        3, names, nl, values, vl, 64);
+    assert_int_equal(n, 2);
+    assert_memory_equal(values[1], "5", vl[1]);
+    assert_int_equal(rd_entry_unpack(packed, sizeof(packed) - 1, names, nl, values, vl, 3), 3);
+    assert_int_equal(rd_entry_unpack("", 0, names, nl, values, vl, 64), 1);
+    assert_int_equal(vl[0], 0);
+}
+
+/* The prelude's rd_entry decodes with its own copy of the list: it must be this one. */
+static void prelude_lists_the_same_fields(void **state)
+{
+    (void)state;
+    FILE *f = fopen(RD_SOURCE_DIR "/scripts/lua/lib/prelude.lua", "r");
+    assert_non_null(f);
+    char line[1024], want[1024] = "-- entry fields:";
+    for (int i = 0; i < RD_ENTRY_NFIELDS; i++) {
+        strcat(want, " ");
+        strcat(want, rd_entry_fields[i]);
+    }
+    int found = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line;
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, "-- entry fields:", 16) == 0) {
+            p[strcspn(p, "\n")] = '\0';
+            assert_string_equal(p, want);
+            found = 1;
+            /* and the Lua table under it names the same, in the same order */
+            char lua[4096] = "";
+            while (fgets(line, sizeof(line), f) && !strstr(line, "}")) {
+                strcat(lua, line);
+            }
+            strcat(lua, line);
+            const char *q = lua;
+            for (int i = 0; i < RD_ENTRY_NFIELDS; i++) {
+                q = strchr(q, '\'');
+                assert_non_null(q);
+                size_t len = strcspn(q + 1, "'");
+                assert_int_equal(len, strlen(rd_entry_fields[i]));
+                assert_memory_equal(q + 1, rd_entry_fields[i], len);
+                q += len + 2;
+            }
+            assert_null(strchr(q, '\''));
+        }
+    }
+    fclose(f);
+    assert_true(found);
 }
 
 static void rejected_and_admin(void **state)
@@ -174,6 +260,8 @@ int main(void)
         cmocka_unit_test(integers_as_printf_writes_them),
         cmocka_unit_test(accepted_redeem),
         cmocka_unit_test(use_without_id),
+        cmocka_unit_test(packed_entry),
+        cmocka_unit_test(prelude_lists_the_same_fields),
         cmocka_unit_test(rejected_and_admin),
         cmocka_unit_test(refused),
         cmocka_unit_test(copy_escaping),

@@ -171,12 +171,32 @@ local function rd_use_id(txn, sid)
   return string.sub(txn, 1, 9) .. sid .. '_' .. rd_use_tag(txn)
 end
 
+-- A use's outbox entry (redeem.lua, pay.lua) is one field, "u": these values in this order,
+-- joined by '\0' (rd_use_entry). The list is RD_ENTRY_FIELDS in rd/ledger.h, which the
+-- shipper decodes with; a unit test holds the two equal. Other entries keep a field each.
+local function rd_use_entry(...)
+  return table.concat({...}, '\0')
+end
+
 -- The fields of one outbox entry (a table), or nil when it is no longer in the stream.
 local function rd_entry(log, sid)
   local e = redis.call('XRANGE', log, sid, sid)
   if #e == 0 then return nil end
   local f, kv = {}, e[1][2]
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
+  if f.u then
+    -- entry fields: tag ts kind outcome reason code campaign user order amount currency dtype dvalue dmax min_order day week left paid balance ip key req idem cx
+    local names = {'tag', 'ts', 'kind', 'outcome', 'reason', 'code', 'campaign', 'user',
+      'order', 'amount', 'currency', 'dtype', 'dvalue', 'dmax', 'min_order', 'day', 'week',
+      'left', 'paid', 'balance', 'ip', 'key', 'req', 'idem', 'cx'}
+    local v, i = f.u, 1
+    for k = 1, #names do
+      local j = string.find(v, '\0', i, true)
+      f[names[k]] = string.sub(v, i, (j or #v + 1) - 1)
+      if not j then break end
+      i = j + 1
+    end
+  end
   return f
 end
 
