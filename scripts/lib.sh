@@ -54,6 +54,7 @@ rd_redis_start() {
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         --appendonly yes --appendfsync "${RD_REDIS_APPENDFSYNC:-always}" \
         --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
+        --lazyfree-lazy-expire yes --lazyfree-lazy-user-del yes \
         --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/redis.log)"
     # A large data set takes a while to load from the AOF; Redis answers LOADING meanwhile.
     local i out said=
@@ -94,6 +95,7 @@ rd_redis_cluster_start() {
             --cluster-node-timeout "${RD_CLUSTER_NODE_TIMEOUT:-2000}" --repl-diskless-sync-delay 0 \
             --appendonly yes --appendfsync "${RD_REDIS_APPENDFSYNC:-always}" \
             --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
+            --lazyfree-lazy-expire yes --lazyfree-lazy-user-del yes \
             --save '' >/dev/null 9>&- || rd_die "redis-server did not start (see $dir/$port/redis.log)"
         nodes+=("127.0.0.1:$port")
     done
