@@ -69,9 +69,9 @@ void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_
     rd_key_idem_v1(u->keys[k_idem_v1], RD_KEY_MAX, a->bucket, a->rq.code, r->key_id, idem);
     rd_redeem_req_fingerprint(&a->rq, u->fp);
     rd_idem_digest(a->rq.code, r->key_id, idem, u->digest);
-    snprintf(u->slice, sizeof(u->slice), "%lld", (long long)slice_ms);
-    snprintf(u->now, sizeof(u->now), "%lld", (long long)r->now_ms);
-    snprintf(u->amount, sizeof(u->amount), "%lld", (long long)a->rq.order_amount);
+    u->slice[rd_fmt_i64(u->slice, slice_ms)] = '\0';
+    u->now[rd_fmt_i64(u->now, r->now_ms)] = '\0';
+    u->amount[rd_fmt_i64(u->amount, a->rq.order_amount)] = '\0';
     rd_req_new_txn(r, a->bucket, u->txn);
     char tag[RD_USE_TAG_LEN + 1];
     rd_use_tag_make(u->digest + RD_IDEM_FIELD_LEN, tag);

@@ -34,6 +34,35 @@ static void key_names(void **state)
     assert_int_equal(rd_key_coupon(tiny, sizeof(tiny), 1, "LONGCODE"), -1);
 }
 
+/* Keys are written without printf: the same bytes and the same answer as snprintf at every
+ * buffer size around the bound (one short: -1 and a cut, terminated key), and buckets of
+ * five digits as %04u writes them. */
+static void keys_as_printf_writes_them(void **state)
+{
+    (void)state;
+    char want[RD_KEY_MAX], got[RD_KEY_MAX];
+    const uint32_t buckets[] = {0, 7, 42, 999, 1023, 9999, 10000, 4294967295u};
+    for (size_t k = 0; k < sizeof(buckets) / sizeof(buckets[0]); k++) {
+        uint32_t b = buckets[k];
+        int wn = snprintf(want, sizeof(want), "{%04u}:i:%s:%s:%s", b, "CODE-1", "abcdefgh", "k:1");
+        for (size_t sz = 1; sz <= (size_t)wn + 2; sz++) {
+            memset(got, 'x', sizeof(got));
+            int n = rd_key_idem_v1(got, sz, b, "CODE-1", "abcdefgh", "k:1");
+            assert_int_equal(n, (size_t)wn < sz ? wn : -1);
+            assert_int_equal(strlen(got), (size_t)wn < sz ? (size_t)wn : sz - 1);
+            assert_memory_equal(got, want, strlen(got));
+        }
+        snprintf(want, sizeof(want), "{%04u}:log", b);
+        assert_int_equal(rd_key_log(got, sizeof(got), b), (int)strlen(want));
+        assert_string_equal(got, want);
+        snprintf(want, sizeof(want), "{%04u}:i:%lld:%lld", b, 43200000LL,
+                 1764547200000LL / 43200000);
+        rd_key_idem(got, sizeof(got), b, 43200000, 1764547200000LL);
+        assert_string_equal(got, want);
+    }
+    assert_int_equal(rd_key_log(got, 0, 1), -1);
+}
+
 static void buckets(void **state)
 {
     (void)state;
@@ -164,7 +193,8 @@ static void api_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(key_names), cmocka_unit_test(buckets),  cmocka_unit_test(txn_ids),
+        cmocka_unit_test(key_names), cmocka_unit_test(keys_as_printf_writes_them),
+        cmocka_unit_test(buckets),   cmocka_unit_test(txn_ids),
         cmocka_unit_test(use_ids),   cmocka_unit_test(api_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
