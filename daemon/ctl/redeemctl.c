@@ -58,6 +58,8 @@ static void usage(void)
         "                                             drop ledger months older than the "
         "window\n"
         "                                             (the summaries keep their figures)\n"
+        "  rewrite-aof [--timeout S]                  compact Redis' append-only files now,\n"
+        "                                             one primary at a time (a quiet hour)\n"
         "through redeemd's API (--url URL, default this config's port; --key KEY, --key-file\n"
         "FILE or $RD_API_KEY with scope admin or fraud):\n"
         "  create JSON|-                               create a coupon or voucher\n"
@@ -718,6 +720,92 @@ static PGconn *pg_open(const struct rd_config *cfg)
 
 /* redeemctl retention: the window must cover the reversal window, since a reversal or a
  * refund of a shipped use reads the use from the ledger. */
+/* ---- rewrite-aof: compact Redis' append-only files at a quiet hour ---------------------- */
+
+/* The integer value of field name in an INFO reply's text, or -1. */
+static long long info_field(const redisReply *r, const char *name)
+{
+    if (!r || r->type != REDIS_REPLY_STRING)
+        return -1;
+    size_t nl = strlen(name);
+    for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, nl) == 0 && p[nl] == ':')
+            return atoll(p + nl + 1);
+    return -1;
+}
+
+/*
+ * A rewrite forks Redis and writes the whole data set to the disk the appends fsync on:
+ * for its seconds, the checkout's p99 rises (bench/README.md). Redis starts one by itself
+ * when the file has grown by auto-aof-rewrite-percentage, which may be at peak. With that
+ * set to 0, this command (a timer at a quiet hour: packaging/redeemd-rewrite-aof.timer)
+ * does it instead: one primary at a time, each waited for, so that two rewrites never share
+ * a disk. Exit 0 when every primary rewrote, 1 otherwise.
+ */
+static int rewrite_aof(const struct rd_config *cfg, int argc, char **argv)
+{
+    int timeout_s = 3600;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc && atoi(argv[i + 1]) > 0) {
+            timeout_s = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "redeemctl: rewrite-aof [--timeout SECONDS]\n");
+            return 2;
+        }
+    }
+    struct rd_rsc *rc = redis_open(cfg);
+    int failed = 0;
+    for (int node = 0; node < rd_rsc_nodes(rc); node++) {
+        redisReply *r = rd_rsc_command_node(rc, node, "INFO persistence");
+        long long enabled = info_field(r, "aof_enabled");
+        freeReplyObject(r);
+        if (enabled != 1) {
+            printf("primary %d: appendonly is off, nothing to rewrite\n", node);
+            continue;
+        }
+        time_t t0 = time(NULL);
+        r = rd_rsc_command_node(rc, node, "BGREWRITEAOF");
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "redeemctl: primary %d: BGREWRITEAOF: %s\n", node,
+                    r ? r->str : rd_rsc_errstr(rc));
+            freeReplyObject(r);
+            failed = 1;
+            if (!r)
+                break;
+            continue;
+        }
+        freeReplyObject(r);
+        /* scheduled (another child running) or in progress: wait until neither */
+        int done = 0;
+        while (time(NULL) - t0 <= timeout_s) {
+            struct timespec ts = {0, 200 * 1000000L};
+            nanosleep(&ts, NULL);
+            r = rd_rsc_command_node(rc, node, "INFO persistence");
+            if (!r)
+                break;
+            long long busy =
+                info_field(r, "aof_rewrite_in_progress") + info_field(r, "aof_rewrite_scheduled");
+            int ok =
+                r->type == REDIS_REPLY_STRING && strstr(r->str, "aof_last_bgrewrite_status:ok");
+            freeReplyObject(r);
+            if (busy == 0) {
+                done = ok ? 1 : -1;
+                break;
+            }
+        }
+        if (done == 1) {
+            printf("primary %d: append-only file rewritten in %lld s\n", node,
+                   (long long)(time(NULL) - t0));
+        } else {
+            fprintf(stderr, "redeemctl: primary %d: the rewrite %s\n", node,
+                    done < 0 ? "failed (see Redis' log)" : "did not finish in time");
+            failed = 1;
+        }
+    }
+    rd_rsc_free(rc);
+    return failed;
+}
+
 static int retention(const struct rd_config *cfg, int argc, char **argv)
 {
     const char *keep_s = NULL;
@@ -895,6 +983,8 @@ int main(int argc, char **argv)
         return retention(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "archive"))
         return archive(&cfg, rest - 1, args + 1);
+    if (!strcmp(args[0], "rewrite-aof"))
+        return rewrite_aof(&cfg, rest - 1, args + 1);
     if (!strcmp(args[0], "create") || !strcmp(args[0], "list") || !strcmp(args[0], "export") ||
         !strcmp(args[0], "stats") || !strcmp(args[0], "batch"))
         return api_command(&cfg, args[0], rest - 1, args + 1);
