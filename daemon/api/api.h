@@ -171,7 +171,7 @@ int rd_req_customer(struct rd_req *r, const struct rd_customer *c, char ip[48], 
  */
 struct rd_use_call {
     struct rd_cmd cmd;
-    char keys[6][RD_KEY_MAX];
+    char keys[7][RD_KEY_MAX];
     char now[24], amount[24], slice[24], created[24], window[24], used[24];
     char txn[RD_TXN_ID_LEN + 1];
     uint8_t fp[8], digest[RD_IDEM_DIGEST_LEN];
@@ -180,11 +180,12 @@ struct rd_use_call {
 
 /**
  * The parts of a call that an Idempotency-Key idem on rd_api(r)->rq makes: the keys of its
- * record (k_idem, k_idem_v1: where they go in u->keys), the fingerprint, the record's field
+ * record (k_idem, k_idem_v1, and k_prev, k_prev + 1 for the two slices before k_idem's:
+ * where they go in u->keys), the fingerprint, the record's field
  * and slice, and also now, the amount and a fresh transaction id in rd_api(r)->bucket, whose
  * tag comes from the key's digest (the id a use gets is rebuilt the same on a replay).
  */
-void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1,
+void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1, int k_prev,
                      const char *idem);
 /**
  * Starts u as a call of redeem.lua or pay.lua (the same keys, and these arguments: now,

@@ -17,12 +17,16 @@
 
 /* Keys the two scripts of a pair must agree on, by name and position. */
 #define SAME(a, b) ((int)(a) == (int)(b))
-_Static_assert(SAME(RD_REDEEM_K_COUPON, RD_PAY_K_COUPON) &&
-                   SAME(RD_REDEEM_K_USERS, RD_PAY_K_USERS) &&
-                   SAME(RD_REDEEM_K_IDEM, RD_PAY_K_IDEM) &&
-                   SAME(RD_REDEEM_K_IDEM_V1, RD_PAY_K_IDEM_V1) &&
-                   SAME(RD_REDEEM_K_LOG, RD_PAY_K_LOG) && RD_REDEEM_NKEYS == 5 && RD_PAY_NKEYS == 5,
-               "redeem.lua and pay.lua take the same keys");
+_Static_assert(
+    SAME(RD_REDEEM_K_COUPON, RD_PAY_K_COUPON) && SAME(RD_REDEEM_K_USERS, RD_PAY_K_USERS) &&
+        SAME(RD_REDEEM_K_IDEM, RD_PAY_K_IDEM) && SAME(RD_REDEEM_K_IDEM_V1, RD_PAY_K_IDEM_V1) &&
+        SAME(RD_REDEEM_K_LOG, RD_PAY_K_LOG) && SAME(RD_REDEEM_K_IDEM_1, RD_PAY_K_IDEM_1) &&
+        SAME(RD_REDEEM_K_IDEM_2, RD_PAY_K_IDEM_2) && RD_REDEEM_NKEYS == 7 && RD_PAY_NKEYS == 7,
+    "redeem.lua and pay.lua take the same keys");
+/* rd_idem_prepare writes the two slices before the record's next to each other */
+_Static_assert(RD_REDEEM_K_IDEM_2 == RD_REDEEM_K_IDEM_1 + 1 &&
+                   RD_RECHARGE_K_IDEM_2 == RD_RECHARGE_K_IDEM_1 + 1,
+               "idem_1, idem_2");
 _Static_assert(SAME(RD_REVERSE_K_MARK, RD_REFUND_K_MARK) &&
                    SAME(RD_REVERSE_K_COUPON, RD_REFUND_K_COUPON) &&
                    SAME(RD_REVERSE_K_USERS, RD_REFUND_K_USERS) &&
@@ -59,13 +63,16 @@ _Static_assert(SAME(RD_USE_READ_FOUND_GIVEN, RD_USE_READ_LEDGER_GIVEN) &&
         rd_cmd_arg(&u->cmd, RD_##S##_A_CODE, a->rq.code);                                          \
     } while (0)
 
-void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1,
+void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_idem_v1, int k_prev,
                      const char *idem)
 {
     struct rd_api *a = rd_api(r);
-    /* a record lives one to one and a half lifetimes: slices of half a lifetime */
+    /* a record lives one to one and a half lifetimes: slices of half a lifetime, of which a
+     * lookup reads this one and the two before */
     int64_t slice_ms = (int64_t)r->w->cfg->idempotency_ttl_s * 500;
     rd_key_idem(u->keys[k_idem], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms);
+    rd_key_idem(u->keys[k_prev], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms - slice_ms);
+    rd_key_idem(u->keys[k_prev + 1], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms - 2 * slice_ms);
     rd_key_idem_v1(u->keys[k_idem_v1], RD_KEY_MAX, a->bucket, a->rq.code, r->key_id, idem);
     rd_redeem_req_fingerprint(&a->rq, u->fp);
     rd_idem_digest(a->rq.code, r->key_id, idem, u->digest);
@@ -92,7 +99,7 @@ void rd_use_prepare(struct rd_req *r, struct rd_use_call *u, enum rd_lua_id scri
     }
     rd_key_users(u->keys[RD_REDEEM_K_USERS], RD_KEY_MAX, a->bucket, code);
     rd_key_log(u->keys[RD_REDEEM_K_LOG], RD_KEY_MAX, a->bucket);
-    rd_idem_prepare(r, u, RD_REDEEM_K_IDEM, RD_REDEEM_K_IDEM_V1, idem);
+    rd_idem_prepare(r, u, RD_REDEEM_K_IDEM, RD_REDEEM_K_IDEM_V1, RD_REDEEM_K_IDEM_1, idem);
     rd_req_customer(r, &a->rq.customer, u->ip, u->cx);
     rd_cmd_script(&u->cmd, script);
     for (int k = 0; k < RD_REDEEM_NKEYS; k++)

@@ -191,7 +191,8 @@ void rd_h_voucher_recharge(struct rd_req *r)
     char max[24];
     rd_key_coupon(u.keys[RD_RECHARGE_K_COUPON], RD_KEY_MAX, a->bucket, a->code);
     rd_key_log(u.keys[RD_RECHARGE_K_LOG], RD_KEY_MAX, a->bucket);
-    rd_idem_prepare(r, &u, RD_RECHARGE_K_IDEM, RD_RECHARGE_K_IDEM_V1, a->idem);
+    rd_idem_prepare(r, &u, RD_RECHARGE_K_IDEM, RD_RECHARGE_K_IDEM_V1, RD_RECHARGE_K_IDEM_1,
+                    a->idem);
     snprintf(max, sizeof(max), "%lld", r->w->cfg->voucher_max_balance);
     struct rd_cmd *cmd = &u.cmd;
     rd_cmd_script(cmd, RD_LUA_RECHARGE);

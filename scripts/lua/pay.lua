@@ -5,14 +5,14 @@ the first write, and the outbox entry (with the balance after) is part of the sa
 so a payment and its ledger row cannot part. A payment is also a use: per-user, daily,
 weekly and total counts apply as to coupons.
 
-@keys coupon users idem idem_v1 log
+@keys coupon users idem idem_v1 log idem_1 idem_2
 @argv now_ms user_id amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code cx
 @reply ok status replayed id created_at balance_after rem_total rem_user rem_daily rem_weekly
 @reply rejected status replayed reason id resets_at balance
 @reply reused status
 @reply shipped status replayed id
 coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE> (per-user counts), idem and idem_v1
-the idempotency records (as redeem.lua), log {b}:log (the outbox).
+the idempotency records (as redeem.lua, with idem_1 and idem_2), log {b}:log (the outbox).
 fp: the request's fingerprint; order_id "" for none. Remaining counts and resets_at are ""
 where there is none; {"reused"}: the idempotency key was used with another request;
 {"shipped", "1", id}: a replay of a payment already shipped (the daemon answers from the
@@ -30,7 +30,7 @@ local function answer(e, id, replayed)
   return {'ok', replayed, id, e.ts, e.balance, t, u, d, w}
 end
 
-local prev = rd_replay(KEYS[3], KEYS[4], field, fp)
+local prev = rd_replay(KEYS[3], KEYS[4], field, fp, KEYS[6], KEYS[7])
 if prev and prev[1] == 'use' then
   local id = rd_use_id(txn, prev[2])
   local e = rd_entry(KEYS[5], prev[2])

@@ -2,17 +2,17 @@
 --[[
 recharge: add value to a voucher, up to the configured maximum balance (admin).
 
-@keys coupon idem idem_v1 log
+@keys coupon idem idem_v1 log idem_1 idem_2
 @argv now_ms txn amount max_balance currency fp idem_field idem_slice_ms client_ip key_id request_id idem_key code
 @reply ok status replayed id amount balance_after loaded_after
 @reply rejected status replayed reason balance max
 @reply reused status
-coupon {b}:c:<CODE> (the voucher), idem and idem_v1 the idempotency records (as
-redeem.lua), log {b}:log.
+coupon {b}:c:<CODE> (the voucher), idem, idem_v1, idem_1 and idem_2 the idempotency
+records (as redeem.lua), log {b}:log.
 currency "" = the voucher's. {"reused"}: the idempotency key was used with another request.
 ]]
 local amount, max = tonumber(ARGV[3]), tonumber(ARGV[4])
-local prev = rd_replay(KEYS[2], KEYS[3], ARGV[7], ARGV[6])
+local prev = rd_replay(KEYS[2], KEYS[3], ARGV[7], ARGV[6], KEYS[5], KEYS[6])
 if prev then return prev end
 local c = rd_hmget(KEYS[1], 'kind', 'bal', 'currency', 'expires_at', 'campaign')
 

@@ -5,7 +5,7 @@ Validate and redeem share this script so that they can never disagree: validate 
 after the check phase. Every check runs before the first write, because Redis never rolls
 a script back (and refuses a script up front, never halfway, when it is out of memory).
 
-@keys coupon users idem idem_v1 log
+@keys coupon users idem idem_v1 log idem_1 idem_2
 @argv mode now_ms user_id order_amount currency fp txn idem_field idem_slice_ms order_id client_ip key_id request_id idem_key code route cx
 @reply ok status replayed id created_at dtype dvalue dmax min_order rem_total rem_user rem_daily rem_weekly
 @reply rejected status replayed reason id resets_at now
@@ -14,7 +14,8 @@ a script back (and refuses a script up front, never halfway, when it is out of m
 @reply sharded status layout
 coupon {b}:c:<CODE>, users {b}:u:<CODE> (per-user counts), idem {b}:i:<slice ms>:<slice>
 (this time slice's idempotency records, see the prelude), idem_v1 {b}:i:<CODE>:<key>:<idem>
-(a record of redeemd 0.1), log {b}:log (the outbox stream).
+(a record of redeemd 0.1), log {b}:log (the outbox stream), idem_1 and idem_2 the two
+slices before idem's.
 mode: "validate" | "redeem"; fp: the request's fingerprint (8 bytes); txn: a fresh id, whose
 bucket and first symbols make the redemption's id; idem_field: the record's field (digest of
 code, API key and Idempotency-Key); order_id "" for none.
@@ -51,7 +52,7 @@ local function answer(e, id, replayed)
 end
 
 if redeem then
-  local prev = rd_replay(KEYS[3], KEYS[4], field, fp)
+  local prev = rd_replay(KEYS[3], KEYS[4], field, fp, KEYS[6], KEYS[7])
   if prev and prev[1] == 'use' then
     local id = rd_use_id(txn, prev[2])
     local e = rd_entry(KEYS[5], prev[2])
@@ -119,16 +120,18 @@ local why, resets, u
 why, resets, u, day, week =
   rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
 if why then return reject(why, resets) end
-local left = rd_left(l_total, used) .. ',' .. rd_left(l_user, u[1]) .. ',' ..
-  rd_left(l_daily, u[2]) .. ',' .. rd_left(l_weekly, u[3])
-local e = {ts = ARGV[2], dtype = c[1], dvalue = c[2] or '', dmax = c[3] or '',
-  min_order = c[4] or '', left = left}
-if not redeem then return answer(e, txn, '0') end
+local lt, lu, ld, lw = rd_left(l_total, used), rd_left(l_user, u[1]), rd_left(l_daily, u[2]),
+  rd_left(l_weekly, u[3])
+-- (the answer as answer() makes it from the entry, without splitting what was just joined)
+local function ok(id)
+  return {'ok', '0', id, ARGV[2], c[1], c[2] or '', c[3] or '', c[4] or '', lt, lu, ld, lw}
+end
+if not redeem then return ok(txn) end
 
 -- Write phase: nothing above has written.
-local id, sid = log('accepted', '', c, left)
+local id, sid = log('accepted', '', c, lt .. ',' .. lu .. ',' .. ld .. ',' .. lw)
 rd_remember_use(KEYS[3], field, fp, sid, slice_ms, now)
 redis.call('HINCRBY', KEYS[1], 'used', 1)
 if route ~= '' then redis.call('HINCRBY', KEYS[1], 'budget', -1) end
 rd_user_count(KEYS[2], user, u, day, week)
-return answer(e, id, '0')
+return ok(id)

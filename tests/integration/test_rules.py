@@ -280,3 +280,21 @@ def test_lagging_clock_cannot_reopen_a_day(api):
     assert r.status_code == 422 and err(r) == "limit_user_daily_reached"
     assert r.json()["error"]["details"]["resets_at"] == "2030-01-11T00:00:00Z"
     assert api.redeem(c["code"], user="skew", now="2030-01-11T00:00:00Z").status_code == 201
+
+
+def test_replay_in_later_slices(api):
+    """An idempotency record is found for a whole lifetime (idempotency_ttl_s, a day here)
+    whatever the 12-hour slice it went into: the lookup reads the slice of now and the two
+    before (slices start at 00:00 and 12:00 UTC). Three slices on, it is not read, and the
+    key makes a new use."""
+    c = api.create(limits={"per_user": 5})
+    first = api.redeem(c["code"], user="s", key="slice-key", now="2030-01-09T11:59:59Z")
+    assert first.status_code == 201
+    for later in ("2030-01-09T12:00:00Z", "2030-01-10T00:00:00Z", "2030-01-10T11:59:58Z"):
+        again = api.redeem(c["code"], user="s", key="slice-key", now=later)
+        assert again.status_code == 201 and again.content == first.content, later
+        assert again.headers["Idempotent-Replayed"] == "true"
+    new = api.redeem(c["code"], user="s", key="slice-key", now="2030-01-10T12:00:00Z")
+    assert new.status_code == 201 and "Idempotent-Replayed" not in new.headers
+    assert new.json()["id"] != first.json()["id"]
+    assert api.get(f"/v1/coupons/{c['code']}").json()["used"]["total"] == 2

@@ -95,6 +95,7 @@ def test_answers_follow_the_contracts(stack):
         txn = f"rdm_{b[1:5]}_{n[0]:020d}"
         ref = over.get("ref_id", "")
         base = {"coupon": ck, "users": f"{b}:u:{code}", "idem": f"{b}:i:30000:63333333",
+                "idem_1": f"{b}:i:30000:63333332", "idem_2": f"{b}:i:30000:63333331",
                 "idem_v1": f"{b}:i:{code}:k:{n[0]}", "log": f"{b}:log",
                 "mark": f"{b}:x:{ref}", "record_v1": f"{b}:r:{ref}", "now_ms": "1900000000000",
                 "user_id": "u1", "order_amount": "1000", "amount": "100", "currency": "EUR",

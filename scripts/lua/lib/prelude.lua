@@ -82,23 +82,17 @@ end
 -- value starts with 6 bytes of the request's fingerprint. A slice is half the records'
 -- lifetime (idempotency_ttl_s), and its hash expires as a whole a lifetime after the slice
 -- ends: a record lives between one and one and a half lifetimes, and a lookup reads this
--- slice and the two before it. After the fingerprint comes either the answer itself, as
+-- slice and the two before it (keys idem_1 and idem_2 of the script: the daemon names all
+-- three, so no key is built here). After the fingerprint comes either the answer itself, as
 -- JSON (refusals, recharges), or, for an accepted use, its outbox entry's stream id (6 bytes
 -- of time, 2 of sequence): the answer is rebuilt from the entry while it waits to be
 -- shipped, and by the daemon from the ledger after; the id's tag comes from the same digest
 -- as the field, so it is not stored. A value of 14 bytes is thus an accepted use, which
 -- costs Redis about 75 bytes in a large hash (a dict entry and two 16-byte strings) and 35
 -- in a small one (listpack).
-local function rd_idem_get(ikey, field)
-  local v = redis.call('HGET', ikey, field)
-  if v then return v end
-  local p, k = string.match(ikey, '^(.*):(%d+)$')
-  k = tonumber(k)
-  for back = 1, 2 do
-    v = redis.call('HGET', p .. ':' .. string.format('%d', k - back), field)
-    if v then return v end
-  end
-  return nil
+local function rd_idem_get(ikey, field, prev1, prev2)
+  return redis.call('HGET', ikey, field) or redis.call('HGET', prev1, field) or
+    redis.call('HGET', prev2, field)
 end
 
 -- Before idempotency records were fields (redeemd 0.1): a string key per record, "<hex
@@ -121,8 +115,8 @@ end
 
 -- nil (no record), {'reused'} (the key was used for another request), the stored answer
 -- marked replayed, or {'use', sid} for an accepted use (the caller rebuilds its answer).
-local function rd_replay(ikey, legacy, field, fp)
-  local v = rd_idem_get(ikey, field)
+local function rd_replay(ikey, legacy, field, fp, prev1, prev2)
+  local v = rd_idem_get(ikey, field, prev1, prev2)
   if not v then return rd_replay_v1(legacy, fp) end
   if string.sub(v, 1, 6) ~= string.sub(fp, 1, 6) then return {'reused'} end
   if #v == 14 then
@@ -136,9 +130,10 @@ local function rd_replay(ikey, legacy, field, fp)
 end
 
 -- Writes a record into this slice's hash; the hash's expiry is set by its first record.
+-- (The slice is now's: the daemon named the key after it.)
 local function rd_remember_raw(ikey, field, fp, answer, slice_ms, now)
   redis.call('HSET', ikey, field, string.sub(fp, 1, 6) .. answer)
-  local k = tonumber(string.match(ikey, ':(%d+)$'))
+  local k = math.floor(now / slice_ms)
   redis.call('PEXPIRE', ikey, string.format('%d', (k + 3) * slice_ms - now), 'NX')
 end
 
