@@ -71,8 +71,9 @@ void rd_idem_prepare(struct rd_req *r, struct rd_use_call *u, int k_idem, int k_
      * lookup reads this one and the two before */
     int64_t slice_ms = (int64_t)r->w->cfg->idempotency_ttl_s * 500;
     rd_key_idem(u->keys[k_idem], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms);
-    rd_key_idem(u->keys[k_prev], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms - slice_ms);
-    rd_key_idem(u->keys[k_prev + 1], RD_KEY_MAX, a->bucket, slice_ms, r->now_ms - 2 * slice_ms);
+    int64_t slice_start = r->now_ms / slice_ms * slice_ms;
+    rd_key_idem(u->keys[k_prev], RD_KEY_MAX, a->bucket, slice_ms, slice_start - slice_ms);
+    rd_key_idem(u->keys[k_prev + 1], RD_KEY_MAX, a->bucket, slice_ms, slice_start - 2 * slice_ms);
     rd_key_idem_v1(u->keys[k_idem_v1], RD_KEY_MAX, a->bucket, a->rq.code, r->key_id, idem);
     rd_redeem_req_fingerprint(&a->rq, u->fp);
     rd_idem_digest(a->rq.code, r->key_id, idem, u->digest);
