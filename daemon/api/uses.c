@@ -23,6 +23,13 @@ _Static_assert(
         SAME(RD_REDEEM_K_LOG, RD_PAY_K_LOG) && SAME(RD_REDEEM_K_IDEM_1, RD_PAY_K_IDEM_1) &&
         SAME(RD_REDEEM_K_IDEM_2, RD_PAY_K_IDEM_2) && RD_REDEEM_NKEYS == 7 && RD_PAY_NKEYS == 7,
     "redeem.lua and pay.lua take the same keys");
+/* struct rd_use_call's keys hold every key of the calls built in it */
+#define USE_KEYS                                                                                   \
+    (sizeof(((struct rd_use_call *)0)->keys) / sizeof(((struct rd_use_call *)0)->keys[0]))
+_Static_assert(RD_REDEEM_NKEYS <= USE_KEYS && RD_PAY_NKEYS <= USE_KEYS &&
+                   RD_RECHARGE_NKEYS <= USE_KEYS && RD_REVERSE_NKEYS <= USE_KEYS &&
+                   RD_REFUND_NKEYS <= USE_KEYS,
+               "rd_use_call.keys");
 /* rd_idem_prepare writes the two slices before the record's next to each other */
 _Static_assert(RD_REDEEM_K_IDEM_2 == RD_REDEEM_K_IDEM_1 + 1 &&
                    RD_RECHARGE_K_IDEM_2 == RD_RECHARGE_K_IDEM_1 + 1,
