@@ -757,6 +757,11 @@ static int rewrite_aof(const struct rd_config *cfg, int argc, char **argv)
     int failed = 0;
     for (int node = 0; node < rd_rsc_nodes(rc); node++) {
         redisReply *r = rd_rsc_command_node(rc, node, "INFO persistence");
+        if (!r) { /* the connection is lost: not "appendonly off" */
+            fprintf(stderr, "redeemctl: primary %d: INFO: %s\n", node, rd_rsc_errstr(rc));
+            failed = 1;
+            break;
+        }
         long long enabled = info_field(r, "aof_enabled");
         freeReplyObject(r);
         if (enabled != 1) {
@@ -781,8 +786,10 @@ static int rewrite_aof(const struct rd_config *cfg, int argc, char **argv)
             struct timespec ts = {0, 200 * 1000000L};
             nanosleep(&ts, NULL);
             r = rd_rsc_command_node(rc, node, "INFO persistence");
-            if (!r)
+            if (!r) {
+                done = -2;
                 break;
+            }
             long long busy =
                 info_field(r, "aof_rewrite_in_progress") + info_field(r, "aof_rewrite_scheduled");
             int ok =
@@ -798,8 +805,12 @@ static int rewrite_aof(const struct rd_config *cfg, int argc, char **argv)
                    (long long)(time(NULL) - t0));
         } else {
             fprintf(stderr, "redeemctl: primary %d: the rewrite %s\n", node,
-                    done < 0 ? "failed (see Redis' log)" : "did not finish in time");
+                    done == -2   ? "could not be followed: the connection was lost"
+                    : done == -1 ? "failed (see Redis' log)"
+                                 : "did not finish in time");
             failed = 1;
+            if (done == -2)
+                break;
         }
     }
     rd_rsc_free(rc);
