@@ -67,6 +67,23 @@ const char *const rd_entry_fields[RD_ENTRY_NFIELDS] = {
     "amount", "currency", "dtype", "dvalue",  "dmax",   "min_order", "day",      "week", "left",
     "paid",   "balance",  "ip",    "key",     "req",    "idem",      "cx"};
 
+size_t rd_unpack_values(const char *v, size_t vl, const char **parts, size_t *lens, size_t max)
+{
+    size_t n = 0, i = 0;
+    for (;;) {
+        const char *end = memchr(v + i, '\0', vl - i);
+        size_t len = end ? (size_t)(end - (v + i)) : vl - i;
+        if (n == max)
+            return max + 1;
+        parts[n] = v + i;
+        lens[n] = len;
+        n++;
+        if (!end)
+            return n;
+        i += len + 1;
+    }
+}
+
 size_t rd_entry_unpack(const char *v, size_t vl, const char **names, size_t *name_lens,
                        const char **values, size_t *value_lens, size_t max)
 {

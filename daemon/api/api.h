@@ -115,6 +115,19 @@ void rd_req_send(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb);
  * that many replicas to confirm it (redis_client.h: WAIT, grouped per connection). */
 void rd_req_send_durable(struct rd_req *r, const struct rd_cmd *cmd, rd_redis_cb *cb);
 
+/*
+ * A script's ok answer may come packed, one string of '\0'-joined values (redeem.lua,
+ * pay.lua: Redis returns it cheaper than an array). rd_reply_view gives the array it stands
+ * for, in view (the caller's, valid while reply is); any other reply is returned as it is.
+ * More than RD_REPLY_VIEW_MAX values is no answer of ours: the string is returned, and
+ * rd_script_status treats it as a failure.
+ */
+#define RD_REPLY_VIEW_MAX 16
+struct rd_reply_view {
+    redisReply array, values[RD_REPLY_VIEW_MAX], *elements[RD_REPLY_VIEW_MAX];
+};
+const redisReply *rd_reply_view(const redisReply *reply, struct rd_reply_view *view);
+
 /* Elements of a script's flat string array reply: "" (or -1) when absent. */
 const char *rd_el(const redisReply *reply, size_t i);
 int64_t rd_el_num(const redisReply *reply, size_t i);

@@ -24,10 +24,12 @@ static enum rd_status discount_of(const char *dtype, int64_t dvalue, int64_t dma
 
 static void send_use(struct rd_req *r);
 
-static void on_redeem(struct rd_redis *redis, redisReply *reply, void *arg)
+static void on_redeem(struct rd_redis *redis, redisReply *raw, void *arg)
 {
     struct rd_req *r = arg;
     struct rd_api *a = rd_api(r);
+    struct rd_reply_view view;
+    const redisReply *reply = rd_reply_view(raw, &view);
     (void)redis;
     const char *status =
         rd_script_status(r, reply, a->redeem ? 1 : -1, a->redeem ? "redeem" : "validate");

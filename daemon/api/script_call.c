@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "rd/ledger.h"
 #include "rd/log.h"
 #include "rd/rdtime.h"
 #include "jobs/shipper.h"
@@ -92,6 +93,24 @@ void rd_req_new_txn(struct rd_req *r, uint32_t bucket, char out[RD_TXN_ID_LEN + 
 }
 
 /* ---- answers ---------------------------------------------------------------------------- */
+
+const redisReply *rd_reply_view(const redisReply *reply, struct rd_reply_view *view)
+{
+    if (!reply || reply->type != REDIS_REPLY_STRING)
+        return reply;
+    const char *parts[RD_REPLY_VIEW_MAX];
+    size_t lens[RD_REPLY_VIEW_MAX];
+    size_t n = rd_unpack_values(reply->str, reply->len, parts, lens, RD_REPLY_VIEW_MAX);
+    if (n > RD_REPLY_VIEW_MAX)
+        return reply;
+    for (size_t i = 0; i < n; i++) {
+        view->values[i] =
+            (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)parts[i], .len = lens[i]};
+        view->elements[i] = &view->values[i];
+    }
+    view->array = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = n, .element = view->elements};
+    return &view->array;
+}
 
 const char *rd_el(const redisReply *reply, size_t i)
 {

@@ -70,9 +70,11 @@ void rd_h_voucher_balance(struct rd_req *r)
 
 /* ---- POST /v1/vouchers/{code}/pay ---------------------------------------------------------- */
 
-static void on_paid(struct rd_redis *redis, redisReply *reply, void *arg)
+static void on_paid(struct rd_redis *redis, redisReply *raw, void *arg)
 {
     struct rd_req *r = arg;
+    struct rd_reply_view view;
+    const redisReply *reply = rd_reply_view(raw, &view);
     (void)redis;
     const char *status = rd_script_status(r, reply, 1, "pay");
     if (!status)

@@ -253,7 +253,7 @@ static void job_free(struct job *j)
 static void template_argv(struct job *j)
 {
     size_t nf = json_object_size(j->template);
-    j->tmpl_argv = calloc(2 + 2 * nf, sizeof(*j->tmpl_argv));
+    j->tmpl_argv = calloc(4 + 2 * nf, sizeof(*j->tmpl_argv));
     j->tmpl_done = calloc((size_t)B.cfg->buckets, 1);
     if (!j->tmpl_argv || !j->tmpl_done)
         abort();
@@ -267,6 +267,9 @@ static void template_argv(struct job *j)
         j->tmpl_argv[a++] = f;
         j->tmpl_argv[a++] = json_string_value(v);
     }
+    /* templates came after redeemd 0.1: its codes have no 0.1 counts to read (prelude.lua) */
+    j->tmpl_argv[a++] = "v2";
+    j->tmpl_argv[a++] = "1";
     j->tmpl_argc = a;
 }
 

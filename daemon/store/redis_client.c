@@ -136,6 +136,45 @@ static void on_script_loaded(redisAsyncContext *ac, void *reply_, void *priv)
     load_done(k, ok, s->name);
 }
 
+/* FUNCTION LOAD of the library: its name back, or "already exists" (loaded by an earlier
+ * connection or another daemon of this version: the name is a digest of the text). */
+static int library_loaded(const redisReply *reply)
+{
+    if (!reply)
+        return 0;
+    if (reply->type == REDIS_REPLY_STRING)
+        return strcmp(reply->str, rd_lua_library_name) == 0;
+    return reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "already exists") != NULL;
+}
+
+static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    redisReply *reply = reply_;
+    struct rd_rconn *k = ac->data;
+    (void)priv;
+    if (!k)
+        return;
+    progress(k);
+    if (!reply)
+        return; /* the connection failed; on_connect/on_disconnect handle it */
+    int ok = library_loaded(reply);
+    if (!ok)
+        rd_error("event=function_load_failed library=%s reply=\"%.*s\"", rd_lua_library_name,
+                 reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STRING
+                     ? (int)reply->len
+                     : 0,
+                 reply->str ? reply->str : "");
+    load_done(k, ok, "FUNCTION LOAD");
+}
+
+static void load_library(struct rd_rconn *k, redisCallbackFn *cb)
+{
+    const char *argv[] = {"FUNCTION", "LOAD", rd_lua_library};
+    size_t lens[] = {8, 4, rd_lua_library_len};
+    redisAsyncCommandArgv(k->ac, cb, NULL, 3, argv, lens);
+    k->inflight++;
+}
+
 static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rd_rconn *k = ac->data;
@@ -177,13 +216,14 @@ static void connect_now(struct rd_rconn *k)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* Queued now; hiredis sends them once the socket connects. */
-    k->loads_pending = (int)rd_lua_script_count;
+    k->loads_pending = (int)rd_lua_script_count + 1;
     for (size_t i = 0; i < rd_lua_script_count; i++) {
         const char *argv[] = {"SCRIPT", "LOAD", rd_lua_scripts[i].body};
         size_t lens[] = {6, 4, rd_lua_scripts[i].len};
         redisAsyncCommandArgv(ac, on_script_loaded, (void *)(intptr_t)i, 3, argv, lens);
         k->inflight++;
     }
+    load_library(k, on_library_loaded);
 }
 
 /* The connection to node idx of the map (cluster) or to the one Redis (idx 0), made on
@@ -526,15 +566,22 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
     if (ac->data)
         progress(k);
     if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && ac->data) {
-        /* The script cache was flushed under us. NOSCRIPT means the script did not run, so
-         * loading it and sending the call again, in order on this connection, is safe. */
+        (strncmp(reply->str, "NOSCRIPT", 8) == 0 ||
+         strcmp(reply->str, "ERR Function not found") == 0) &&
+        ac->data) {
+        /* The script cache was flushed under us (SCRIPT FLUSH, FUNCTION FLUSH, a restart
+         * without persistence). Either error means the script did not run, so loading it
+         * and sending the call again, in order on this connection, is safe. */
         const struct rd_lua_script *s = &rd_lua_scripts[c->script];
-        const char *argv[] = {"SCRIPT", "LOAD", s->body};
-        size_t lens[] = {6, 4, s->len};
         rd_warn("event=noscript node=%s:%d script=%s action=reload", k->host, k->port, s->name);
-        redisAsyncCommandArgv(k->ac, on_ignored, NULL, 3, argv, lens);
-        k->inflight++;
+        if (s->fname[0]) {
+            load_library(k, on_ignored);
+        } else {
+            const char *argv[] = {"SCRIPT", "LOAD", s->body};
+            size_t lens[] = {6, 4, s->len};
+            redisAsyncCommandArgv(k->ac, on_ignored, NULL, 3, argv, lens);
+            k->inflight++;
+        }
         c->retried = 1;
         c->asking = 0;
         if (send_on(k, c) == 0)

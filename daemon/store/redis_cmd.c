@@ -12,7 +12,7 @@
 
 /* ---- building -------------------------------------------------------------------------- */
 
-/* "numkeys" as EVALSHA takes it: every script names a handful of keys */
+/* "numkeys" as EVALSHA and FCALL take it: every script names a handful of keys */
 static const char *const small[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8"};
 
 void rd_cmd_script(struct rd_cmd *c, enum rd_lua_id script)
@@ -26,10 +26,17 @@ void rd_cmd_script(struct rd_cmd *c, enum rd_lua_id script)
         c->slots = 3;
     }
     c->argc = c->slots;
-    c->argv[0] = "EVALSHA";
-    c->lens[0] = 7;
-    c->argv[1] = s->sha1;
-    c->lens[1] = 40;
+    if (s->fname[0]) { /* in the library (lua_scripts.h): FCALL <function> numkeys ... */
+        c->argv[0] = "FCALL";
+        c->lens[0] = 5;
+        c->argv[1] = s->fname;
+        c->lens[1] = strlen(s->fname);
+    } else {
+        c->argv[0] = "EVALSHA";
+        c->lens[0] = 7;
+        c->argv[1] = s->sha1;
+        c->lens[1] = 40;
+    }
     c->argv[2] = small[c->overflow ? 0 : s->nkeys];
     c->lens[2] = 1;
     c->set = 7; /* the first three */

@@ -33,6 +33,14 @@
 extern const char *const rd_entry_fields[RD_ENTRY_NFIELDS];
 
 /**
+ * Splits v (vl bytes, followed by a '\0' as hiredis leaves every string) at each '\0':
+ * parts[i] (borrowed, each '\0'-terminated) and lens[i], at most max of them. Returns the
+ * number of parts, or max + 1 when v holds more (the first max are set then). The packing of
+ * the outbox entries and of the scripts' ok answers (redeem.lua, pay.lua).
+ */
+size_t rd_unpack_values(const char *v, size_t vl, const char **parts, size_t *lens, size_t max);
+
+/**
  * Splits a packed entry's value v (vl bytes) into the fields it holds: names[i] (from
  * RD_ENTRY_FIELDS), values[i] and their lengths, at most max of them. A value with fewer
  * parts than RD_ENTRY_FIELDS yields what it holds; extra parts are ignored. Returns the

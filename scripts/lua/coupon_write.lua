@@ -59,7 +59,9 @@ if sharded and after.l_total then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-if mode == 'create' then redis.call('HSET', KEYS[1], 'used', 0) end
+-- "v2": created by this version, so no redeemd 0.1 counts or records exist to be read for it
+-- (rd_user_get in the prelude)
+if mode == 'create' then redis.call('HSET', KEYS[1], 'used', 0, 'v2', 1) end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'ts', ARGV[3], 'kind', ARGV[8],
   'outcome', 'accepted', 'reason', '', 'code', redis.call('HGET', KEYS[1], 'code'),
   'campaign', redis.call('HGET', KEYS[1], 'campaign') or '',

@@ -11,10 +11,12 @@ weekly and total counts apply as to coupons.
 @reply rejected status replayed reason id resets_at balance
 @reply reused status
 @reply shipped status replayed id
+@function
 coupon {b}:c:<CODE> (the voucher), users {b}:u:<CODE> (per-user counts), idem and idem_v1
 the idempotency records (as redeem.lua, with idem_1 and idem_2), log {b}:log (the outbox).
-fp: the request's fingerprint; order_id "" for none. Remaining counts and resets_at are ""
-where there is none; {"reused"}: the idempotency key was used with another request;
+fp: the request's fingerprint; order_id "" for none. The ok answer comes packed, as
+redeem.lua's (one string, '\0'-joined). Remaining counts and resets_at are "" where there
+is none; {"reused"}: the idempotency key was used with another request;
 {"shipped", "1", id}: a replay of a payment already shipped (the daemon answers from the
 ledger). Nothing is kept per payment but its outbox entry and its idempotency record.
 client_ip: the customer's address (or the peer's); cx: the customer context, written as
@@ -25,12 +27,16 @@ local fp, txn, field, slice_ms = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 
 -- The answer to an accepted payment, from its outbox entry: first answer and replays alike
 -- (what the request said is not sent back: a replay is the same request).
-local function answer(e, id, replayed)
+local function answer(e, id, replayed) -- (packed, as redeem.lua's)
   local t, u, d, w = rd_split4(e.left)
-  return {'ok', replayed, id, e.ts, e.balance, t, u, d, w}
+  return 'ok\0' .. replayed .. '\0' .. id .. '\0' .. e.ts .. '\0' .. e.balance .. '\0' .. t ..
+    '\0' .. u .. '\0' .. d .. '\0' .. w
 end
 
-local prev = rd_replay(KEYS[3], KEYS[4], field, fp, KEYS[6], KEYS[7])
+local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
+  'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign',
+  'v2')
+local prev = rd_replay(KEYS[3], not c[14] and KEYS[4], field, fp, KEYS[6], KEYS[7])
 if prev and prev[1] == 'use' then
   local id = rd_use_id(txn, prev[2])
   local e = rd_entry(KEYS[5], prev[2])
@@ -38,9 +44,6 @@ if prev and prev[1] == 'use' then
   return {'shipped', '1', id}
 end
 if prev then return prev end
-
-local c = rd_hmget(KEYS[1], 'kind', 'currency', 'starts_at', 'expires_at',
-  'utc_off', 'l_total', 'l_user', 'l_daily', 'l_weekly', 'status', 'used', 'bal', 'campaign')
 
 local day, week -- the day and ISO week the use counts in (set once the voucher is read)
 local function log(outcome, reason, bal, left)
@@ -80,7 +83,7 @@ local l_total, l_user, l_daily, l_weekly = num(c[6]), num(c[7]), num(c[8]), num(
 if l_total and used >= l_total then return reject('limit_total_reached') end
 local why, resets, u
 why, resets, u, day, week =
-  rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly)
+  rd_user_limits(KEYS[2], user, day, week, off, l_user, l_daily, l_weekly, c[14])
 if why then return reject(why, resets) end
 local bal = num(c[12]) or 0
 if amount > bal then return reject('insufficient_balance', nil, string.format('%d', bal)) end

@@ -30,6 +30,7 @@ if cur < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'ver', ARGV[2], unpack(f))
   redis.call('HSETNX', KEYS[1], 'budget', 0)
   redis.call('HSETNX', KEYS[1], 'used', 0)
+  redis.call('HSETNX', KEYS[1], 'v2', 1) -- (shards came after 0.1: see rd_user_get)
 end
 local v = redis.call('HMGET', KEYS[1], 'budget', 'used', 'ver')
 return {'ok', v[1], v[2], v[3]}

@@ -96,6 +96,34 @@ def test_script_flush_is_survived(stack):
     assert "noscript" in d.log()
 
 
+def test_function_flush_is_survived(stack):
+    """The checkout's scripts (redeem, pay) run as a Redis Function library: a Redis that
+    lost it (FUNCTION FLUSH here; on a cluster every primary, and so their replicas) costs a
+    reload and a resend, not a failed request."""
+    redis, d, api, _ = stack
+    from test_vouchers import pay, voucher
+    c = api.create()
+    v = voucher(api, 1000)
+    assert api.redeem(c["code"], user="before").status_code == 201
+    def libraries(node):  # FUNCTION LIST: one flat name, value list per library
+        return [dict(zip(x[::2], x[1::2]))["library_name"] for x in node.function_list()]
+    primaries = [redis.node(p) for p in redis.ports
+                 if redis.node(p).info("replication")["role"] == "master"]
+    # loaded at connect (a cluster's daemon connects to a primary on first use)
+    assert any(n.startswith("redeemd_") for node in primaries for n in libraries(node))
+    for node in primaries:
+        node.function_flush()
+    for p in redis.ports:
+        wait_for(lambda: libraries(redis.node(p)) == [], what="flushed, replicas too")
+    r = api.redeem(c["code"], user="after")
+    assert r.status_code == 201, r.text
+    p = pay(api, v["code"], 300)
+    assert p.status_code == 201 and p.json()["balance"] == 700, p.text
+    assert used(api, c["code"]) == 2
+    # the first call after the flush found no function; its reload serves both (one library)
+    assert "event=noscript" in d.log() and "script=redeem" in d.log()
+
+
 def test_sigterm_finishes_and_exits_zero(stack):
     redis, d, api, _ = stack
     c = api.create()

@@ -2,6 +2,8 @@
 built, prelude included): shapes and paths the HTTP handlers do not reach on their own."""
 import os
 
+import redis as redis_lib
+
 from conftest import BUILD
 from test_batches import batch, codes_of, finished
 
@@ -58,11 +60,21 @@ def contract(name):
 
 def call(r, name, values, extra=()):
     """Runs script name with its keys and arguments taken by name from values, in the
-    order its contract gives (a name missing from values is the test's bug: KeyError)."""
+    order its contract gives (a name missing from values is the test's bug: KeyError), the
+    way the daemon does: FCALL of its function in the library when the contract names one
+    (@function), else the script itself."""
     c = contract(name)
     keys = [values[k] for k in c["keys"]]
     args = [values[a] for a in c["argv"]] + list(extra)
     assert not extra or c["variadic"] == ["1"]
+    if "function" in c:
+        with open(os.path.join(BUILD, "generated", "lua", "library.lua")) as f:
+            lib = f.read()
+        try:
+            r.function_load(lib)
+        except redis_lib.ResponseError as e:  # loaded already (by the daemon)
+            assert "already exists" in str(e)
+        return r.fcall(c["function"][0], len(keys), *keys, *args)
     return r.eval(script(name), len(keys), *keys, *args)
 
 
@@ -70,6 +82,8 @@ def shape(name, reply):
     """Checks reply against the contract's shape named by its status: the fields it says,
     in that number; returns them by name."""
     shapes = contract(name)["reply"]
+    if isinstance(reply, (str, bytes)):  # an ok answer comes packed: values joined by '\0'
+        reply = reply.split("\0" if isinstance(reply, str) else b"\0")
     if len(shapes) == 1 and next(iter(shapes.values()))[0] != "status":
         fields = next(iter(shapes.values()))  # one shape, not told apart by a status
     else:
@@ -163,9 +177,19 @@ def test_every_script_has_a_contract():
     """The build refuses a script without @keys and @argv; each one it embedded wrote its
     contract, and names its keys and arguments once each."""
     names = [f[:-4] for f in os.listdir(os.path.join(BUILD, "generated", "lua"))
-             if f.endswith(".lua")]
+             if f.endswith(".lua") and f != "library.lua"]
     assert len(names) >= 11
+    with open(os.path.join(BUILD, "generated", "lua", "library.lua")) as f:
+        lib = f.read()
+    functions = []
     for name in names:
         c = contract(name)
         assert c["keys"] and len(set(c["keys"])) == len(c["keys"]), name
         assert len(set(c["argv"])) == len(c["argv"]), name
+        if "function" in c:  # @function: in the library, named with its digest
+            assert f"redis.register_function('{c['function'][0]}', " in lib, name
+            assert c["function"][0].endswith(lib.split()[1].split("_")[-1]), name
+            functions.append(name)
+    # the checkout's two; exactly those are in the library
+    assert sorted(functions) == ["pay", "redeem"]
+    assert lib.count("redis.register_function(") == 2

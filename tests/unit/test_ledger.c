@@ -84,6 +84,33 @@ static void use_without_id(void **state)
 
 /* A packed use entry (one field, values in RD_ENTRY_FIELDS' order) makes the same row as
  * the same entry written a field per value (redeemd before the packing, still shipped). */
+/* A packed answer (redeem.lua's ok): its parts, the empty ones included, at and past max. */
+static void packed_values(void **state)
+{
+    (void)state;
+    static const char ok[] = "ok\0"
+                             "0\0rdm_0001_5-0_k3j9fq\0"
+                             "1795276277283\0percent\0"
+                             "1000\0\0\0"
+                             "4\0\0\0";
+    const size_t vl = sizeof(ok) - 1, parts = 12;
+    const char *p[16];
+    size_t l[16];
+    assert_int_equal(rd_unpack_values(ok, vl, p, l, 16), parts);
+    assert_string_equal(p[0], "ok");
+    assert_string_equal(p[2], "rdm_0001_5-0_k3j9fq");
+    assert_int_equal(l[2], strlen("rdm_0001_5-0_k3j9fq"));
+    assert_string_equal(p[8], "4");
+    for (size_t i = 9; i < parts; i++) /* trailing empty values are parts too */
+        assert_int_equal(l[i], 0);
+    assert_int_equal(rd_unpack_values(ok, vl, p, l, parts), parts);     /* exactly max */
+    assert_int_equal(rd_unpack_values(ok, vl, p, l, parts - 1), parts); /* one too many */
+    assert_string_equal(p[parts - 2], "");
+    assert_int_equal(rd_unpack_values("", 0, p, l, 1), 1); /* "" is one empty value */
+    assert_int_equal(l[0], 0);
+    assert_int_equal(rd_unpack_values("", 0, p, l, 0), 1); /* no room: more than max */
+}
+
 static void packed_entry(void **state)
 {
     (void)state;
@@ -260,6 +287,7 @@ int main(void)
         cmocka_unit_test(integers_as_printf_writes_them),
         cmocka_unit_test(accepted_redeem),
         cmocka_unit_test(use_without_id),
+        cmocka_unit_test(packed_values),
         cmocka_unit_test(packed_entry),
         cmocka_unit_test(prelude_lists_the_same_fields),
         cmocka_unit_test(rejected_and_admin),

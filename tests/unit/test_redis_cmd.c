@@ -36,6 +36,30 @@ static void whole_commands_pass(void **state)
     assert_string_equal(c.argv[3 + RD_SHARE_NKEYS + RD_SHARE_A_CODE], "A");
 }
 
+/* A script in the function library (@function) is called with FCALL and its function's
+ * name, which carries the library's digest; the rest of the call is as for EVALSHA. */
+static void library_scripts_are_fcalls(void **state)
+{
+    (void)state;
+    struct rd_cmd c;
+    rd_cmd_script(&c, RD_LUA_REDEEM);
+    assert_string_equal(c.argv[0], "FCALL");
+    assert_memory_equal(c.argv[1], "redeem_", 7);
+    assert_int_equal(c.lens[1], strlen(rd_lua_scripts[RD_LUA_REDEEM].fname));
+    assert_non_null(strstr(rd_lua_library, c.argv[1]));
+    assert_memory_equal(c.argv[1] + 7, rd_lua_library_name + 8, strlen(rd_lua_library_name) - 8);
+    assert_string_equal(c.argv[2], "7");
+    assert_int_equal(c.argc, 3 + RD_REDEEM_NKEYS + RD_REDEEM_NARGS);
+    rd_cmd_script(&c, RD_LUA_PAY);
+    assert_string_equal(c.argv[0], "FCALL");
+    assert_memory_equal(c.argv[1], "pay_", 4);
+    rd_cmd_script(&c, RD_LUA_REVERSE); /* not in the library */
+    assert_string_equal(c.argv[0], "EVALSHA");
+    assert_string_equal(rd_lua_scripts[RD_LUA_REVERSE].fname, "");
+    assert_int_equal(strlen(rd_lua_library), rd_lua_library_len);
+    assert_memory_equal(rd_lua_library, "#!lua name=", 11);
+}
+
 /* The call's bytes are hiredis' own: its formatter is the reference (empty, binary and long
  * arguments, a variadic tail). */
 static void formatted_as_hiredis_formats(void **state)
@@ -118,6 +142,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(whole_commands_pass),
+        cmocka_unit_test(library_scripts_are_fcalls),
         cmocka_unit_test(formatted_as_hiredis_formats),
         cmocka_unit_test(a_missing_argument_is_refused),
         cmocka_unit_test(what_the_contract_does_not_name_is_refused),
