@@ -135,9 +135,11 @@ unsigned long long rd_shipper_rows(void)
 void rd_shipper_stats(struct rd_shipper_stats *st)
 {
     memset(st, 0, sizeof(*st));
+    /* the count's number first: its value is stored before the number goes up, so the
+     * backlog read after it is that count's or a later one's, never an earlier one's */
+    st->backlog_seq = atomic_load(&S.backlog_seq);
     st->backlog = atomic_load(&S.backlog);
     st->backlog_at_ms = atomic_load(&S.backlog_at_ms);
-    st->backlog_seq = atomic_load(&S.backlog_seq);
     st->last_commit_ms = atomic_load(&S.last_commit_ms);
     st->started_ms = S.started_ms;
     st->rows = atomic_load(&S.shipped);

@@ -226,6 +226,11 @@ static void backend_metrics(FILE *f)
                    "Outbox entries not yet in PostgreSQL (-1 while unknown: not counted "
                    "yet, or Redis cannot be asked).");
     fprintf(f, "redeemd_outbox_backlog %lld\n", st.backlog);
+    rd_prom_header(f, "redeemd_outbox_backlog_counts_total", "counter",
+                   "Backlog counts taken (the backlog above is the latest, or a later one): "
+                   "a reader that needs a count taken after some moment waits for this to "
+                   "pass its value at that moment.");
+    fprintf(f, "redeemd_outbox_backlog_counts_total %lld\n", st.backlog_seq);
     rd_prom_header(f, "redeemd_outbox_backlog_limit", "gauge",
                    "Backlog above which redemptions answer 503.");
     fprintf(f, "redeemd_outbox_backlog_limit %lld\n", cfg->max_backlog);
