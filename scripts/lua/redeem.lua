@@ -23,9 +23,9 @@ code, API key and Idempotency-Key); order_id "" for none.
 Answers are flat arrays of strings (hiredis 0.14 caps reply nesting), the ok answer packed:
 one string of its values joined by '\0', which Redis returns for about 1.5 µs less than an
 array of 12 (an array goes out through a deferred-length reply; the daemon reads both the
-same way, rd_reply_view). Remaining counts and resets_at are "" where there is none; {"reused"}: the idempotency key was used with a
-different request; {"shipped", "1", id}: a replay of a redemption whose entry has been
-shipped: the daemon answers it from the ledger.
+same way, rd_reply_view). Remaining counts and resets_at are "" where there is none;
+{"reused"}: the idempotency key was used with a different request; {"shipped", "1", id}: a
+replay of a redemption whose entry has been shipped: the daemon answers it from the ledger.
 Hot coupons (rd/shards.h): a home hash with "shards" answers {"sharded", layout} and the
 daemon calls again on the user's shard, with coupon {b}:s:<CODE> and route "1" ("" for a
 home call). A shard's total is its "budget": at zero it answers {"borrow"} (nothing
