@@ -87,18 +87,13 @@ size_t rd_unpack_values(const char *v, size_t vl, const char **parts, size_t *le
 size_t rd_entry_unpack(const char *v, size_t vl, const char **names, size_t *name_lens,
                        const char **values, size_t *value_lens, size_t max)
 {
-    size_t n = 0, i = 0;
-    while (n < max && n < RD_ENTRY_NFIELDS) {
-        const char *end = memchr(v + i, '\0', vl - i);
-        size_t len = end ? (size_t)(end - (v + i)) : vl - i;
-        names[n] = rd_entry_fields[n];
-        name_lens[n] = strlen(rd_entry_fields[n]);
-        values[n] = v + i;
-        value_lens[n] = len;
-        n++;
-        if (!end)
-            break;
-        i += len + 1;
+    size_t cap = max < RD_ENTRY_NFIELDS ? max : RD_ENTRY_NFIELDS;
+    size_t n = rd_unpack_values(v, vl, values, value_lens, cap);
+    if (n > cap)
+        n = cap; /* parts past the fields this version knows are ignored */
+    for (size_t i = 0; i < n; i++) {
+        names[i] = rd_entry_fields[i];
+        name_lens[i] = strlen(rd_entry_fields[i]);
     }
     return n;
 }
