@@ -316,7 +316,33 @@ static int send_on(struct rd_rconn *k, struct rd_rcall *c)
         return -1;
     if (k->inflight++ == 0)
         k->last_progress_ms = rd_mono_ms();
+    k->unflushed = 1;
+    if (!k->owner->flush_armed) {
+        k->owner->flush_armed = 1;
+        event_active(k->owner->flush_ev, EV_TIMEOUT, 1);
+    }
     return 0;
+}
+
+/* Runs after the callbacks of the loop pass that queued calls (an active event is run in
+ * the same pass): writes each connection's queued calls in one write. hiredis then disarms
+ * the write event its command armed, in the same pass, so libevent's changelist never
+ * hands either change to epoll. What a full socket does not take waits for that event as
+ * before. A context still connecting is left alone (hiredis would take it as connected). */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct rd_redis *r = arg;
+    (void)fd;
+    (void)what;
+    r->flush_armed = 0;
+    for (int i = 0; i < r->nconns; i++) {
+        struct rd_rconn *k = r->conns[i];
+        if (!k || !k->unflushed)
+            continue;
+        k->unflushed = 0;
+        if (k->ac && (k->ac->c.flags & REDIS_CONNECTED))
+            redisAsyncHandleWrite(k->ac); /* may drop the context: k->ac is not used after */
+    }
 }
 
 static void finish(struct rd_redis *r, struct rd_rcall *c, redisReply *reply)
@@ -832,7 +858,8 @@ int rd_redis_start(struct rd_redis *r, struct event_base *base, const struct rd_
         r->jitter = (uint64_t)rd_mono_us() | 1; /* only jitter depends on it */
     r->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     r->resend_ev = evtimer_new(base, on_resend, r);
-    if (!r->watchdog_ev || !r->resend_ev)
+    r->flush_ev = event_new(base, -1, 0, on_flush, r);
+    if (!r->watchdog_ev || !r->resend_ev || !r->flush_ev)
         return -1;
     struct timeval tv = {0, WATCHDOG_MS * 1000};
     event_add(r->watchdog_ev, &tv);
@@ -887,7 +914,9 @@ void rd_redis_stop(struct rd_redis *r)
         event_free(r->watchdog_ev);
     if (r->resend_ev)
         event_free(r->resend_ev);
-    r->watchdog_ev = r->resend_ev = NULL;
+    if (r->flush_ev)
+        event_free(r->flush_ev);
+    r->watchdog_ev = r->resend_ev = r->flush_ev = NULL;
     free(r->map);
     r->map = NULL;
 }

@@ -27,6 +27,10 @@
  * Idempotency-Key and gets the one true outcome). An error reply is not held: no script
  * writes before it fails.
  *
+ * Calls go out at the end of the loop pass that made them (on_flush, one write per connection
+ * for all of them), not when hiredis' write event fires in the next pass: that event, armed
+ * and disarmed around every write, cost two epoll_ctl calls per pass (bench/README.md).
+ *
  * hiredis 0.14 has no timeouts: a watchdog drops a connection whose reply is overdue (RESP
  * cannot cancel one command). Dropping completes every pending call with a NULL reply, which
  * callers must treat as "outcome unknown". Reconnects use exponential backoff with jitter,
@@ -105,6 +109,7 @@ struct rd_rconn {
     int64_t connect_started_ms;
     struct rd_rcall *unwaited, **unwaited_tail; /* replies held, no WAIT sent for them yet */
     int wait_out;                               /* a WAIT is in flight */
+    int unflushed; /* calls queued in hiredis' buffer since the last flush (on_flush) */
 };
 
 struct rd_redis {
@@ -119,6 +124,8 @@ struct rd_redis {
     struct rd_rcall meta_calls[2];
     struct event *watchdog_ev;
     struct event *resend_ev; /* the next redirected call due */
+    struct event *flush_ev;  /* activated by the first call of a loop pass: on_flush */
+    int flush_armed;
     int64_t resend_due_ms;
     int64_t next_refresh_ms;
     int refresh_pending; /* a CLUSTER SLOTS in flight */

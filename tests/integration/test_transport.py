@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Api, Daemon, key_loaded, make_key, wait_for
+from conftest import Api, Daemon, key_loaded, make_key, metric, wait_for
 
 H = b"Host: t\r\n"
 
@@ -156,6 +156,65 @@ def test_pipelined_requests_are_answered_in_order(daemon):
             st, headers, _ = c.response()
             got.append((st, headers["x-request-id"]))
     assert got == [(200, "one"), (404, "two"), (200, "three")]
+
+
+def small_window_conn(port):
+    """A raw connection whose receive buffer is a few KB (set before connecting, so the
+    window offered is small): the daemon's answers fill its socket and wait for writes."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    c = Conn.__new__(Conn)
+    c.s, c.buf = s, b""
+    return c
+
+
+def test_answers_larger_than_the_socket_arrive_whole_and_in_order(daemon):
+    """Answers are written at once and only the rest waits for the socket (httpd.c,
+    conn_flush): 30 pipelined requests for the 180 KB OpenAPI document, to a client with a
+    small window that reads only once all are sent, are more than the socket holds. Every
+    answer arrives whole and in order, the requests held back meanwhile are served, and
+    the connection answers at once again afterwards."""
+    doc = requests.get(daemon.url + "/openapi.json", timeout=10).content
+    assert len(doc) > 100_000
+    with small_window_conn(daemon.port) as c:
+        c.send(b"".join(b"GET /openapi.json HTTP/1.1\r\n" + H + b"X-Request-Id: r%d\r\n\r\n" % i
+                        for i in range(30)))
+        for i in range(30):
+            st, headers, body = c.response(timeout=20)
+            assert (st, headers["x-request-id"]) == (200, f"r{i}")
+            assert body == doc, f"answer {i}: {len(body)} bytes"
+        c.send(b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n")
+        st, _, body = c.response()
+        assert st == 200 and json.loads(body) == {"status": "ok"}
+
+
+@pytest.fixture()
+def impatient(workdir, redis_srv, pg):
+    """A daemon that gives a client 1 s to take its answers (idle_timeout_s)."""
+    d = Daemon(workdir, redis_srv.port, pg.conninfo, "--idle_timeout_s=1").start()
+    yield d
+    d.stop()
+
+
+def test_a_client_that_stops_reading_is_let_go(impatient):
+    """Answers a client does not read wait in the socket and then in the daemon, for at
+    most idle_timeout_s without progress; then the connection is closed (it must not be
+    held forever, nor its output kept)."""
+    d = impatient
+
+    def open_conns():
+        return metric(requests.get(d.url + "/metrics", timeout=5).text,
+                      "redeemd_http_connections")
+    assert open_conns() == 1  # the /metrics request itself
+    with small_window_conn(d.port) as c:
+        c.send(b"".join(b"GET /openapi.json HTTP/1.1\r\n" + H + b"\r\n" for _ in range(40)))
+        wait_for(lambda: open_conns() == 2, what="the request connection counted")
+        wait_for(lambda: open_conns() == 1, timeout=15, what="the stalled connection closed")
+        with pytest.raises((ConnectionError, OSError)):
+            while True:  # what was sent before the close, then the end
+                c.fill()
 
 
 def test_chunked_body_and_continue(daemon, keys):
