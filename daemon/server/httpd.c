@@ -19,6 +19,9 @@
  * socket does not take waits for a write event, which is disarmed again once the output is
  * out. A write event armed for every answer and disarmed after it cost two epoll_ctl calls
  * and an extra pass of the loop per request (a tenth of a worker's time, bench/README.md).
+ * The bufferevent keeps the output, the write event and its timeout; reading is ours
+ * (on_readable: one recv per readiness, where libevent's evbuffer_read asks the kernel
+ * how much is waiting, an ioctl, before every readv).
  */
 #include <errno.h>
 #include <event2/bufferevent.h>
@@ -43,6 +46,8 @@
 /* A keep-alive connection takes its next request only while less than this is waiting to
  * be written: a client that pipelines without reading cannot make us buffer its answers. */
 #define OUT_HIGH (256 * 1024)
+/* One read takes at most this much (more waits for the next pass of the loop). */
+#define READ_CHUNK 16384
 
 enum cstate { CS_IDLE, CS_HEAD, CS_BODY, CS_APP, CS_STREAM, CS_CLOSING, CS_LINGER };
 
@@ -65,6 +70,8 @@ struct rd_hreq {
 struct rd_hconn {
     struct rd_httpd *s;
     struct bufferevent *bev; /* NULL once the socket is closed (the client has gone) */
+    struct event *rev;       /* readable: on_readable (freed with bev) */
+    int read_paused;         /* the input holds in_max: rev is off until it is taken */
     enum cstate state;
     struct event *timer;
     char peer[INET6_ADDRSTRLEN];
@@ -90,6 +97,7 @@ struct rd_httpd {
     int draining;
     const struct timeval *tv_idle, *tv_request, *tv_linger; /* common timeouts */
     struct timeval tv_write;
+    size_t in_max; /* input kept per connection at most: one request's head and body, and more */
     time_t date_sec;
     char date[40];
     struct rd_httpd_stats *st;
@@ -293,6 +301,15 @@ static void conn_flush(struct rd_hconn *c)
         bufferevent_enable(c->bev, EV_WRITE);
 }
 
+static void resume_reading(struct rd_hconn *c)
+{
+    if (c->read_paused && c->bev &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) < c->s->in_max) {
+        c->read_paused = 0;
+        event_add(c->rev, NULL);
+    }
+}
+
 /* A whole answer (head, and body unless NULL; Content-Length len). When nothing waits before
  * it, it goes out in one writev from the pieces where they are; what the socket does not
  * take, or all of it behind waiting output, is copied into the output once. */
@@ -349,6 +366,7 @@ static void request_done(struct rd_hconn *c)
     c->scan = 0;
     memset(&c->chunk, 0, sizeof(c->chunk));
     set_state(c, CS_IDLE);
+    resume_reading(c);
     /* a request that came in meanwhile (pipelining) is taken from a deferred callback */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
         evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH)
@@ -515,6 +533,7 @@ static void handle_input(struct rd_hconn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct rd_hreq *h = &c->req;
     const struct rd_httpd_limits *lim = &c->s->lim;
+    resume_reading(c);
     if (c->state == CS_CLOSING || c->state == CS_LINGER) {
         evbuffer_drain(in, evbuffer_get_length(in)); /* what follows a last answer */
         return;
@@ -588,6 +607,36 @@ static void handle_input(struct rd_hconn *c)
 
 /* ---- callbacks ------------------------------------------------------------------------- */
 
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct rd_hconn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    (void)what;
+    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) < 1)
+        abort(); /* out of memory */
+    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    v.iov_len = n > 0 ? (size_t)n : 0;
+    evbuffer_commit_space(in, &v, 1);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        on_event(c->bev,
+                 n == 0 ? BEV_EVENT_READING | BEV_EVENT_EOF : BEV_EVENT_READING | BEV_EVENT_ERROR,
+                 c);
+        return;
+    }
+    if (n < 0)
+        return;
+    if (evbuffer_get_length(in) >= c->s->in_max) {
+        /* reading goes on while the application works (to see the client leave), but no
+         * further than one request's worth: then it waits for handle_input to take it */
+        event_del(c->rev);
+        c->read_paused = 1;
+    }
+    handle_input(c);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
@@ -635,8 +684,10 @@ static void client_gone(struct rd_hconn *c)
 {
     atomic_fetch_add_explicit(&c->s->st->client_gone, 1, memory_order_relaxed);
     c->gone = 1;
+    event_free(c->rev);
     bufferevent_free(c->bev);
     c->bev = NULL;
+    c->rev = NULL;
     evtimer_del(c->timer);
     rd_hreq_gone_cb *cb = c->req.on_gone;
     c->req.on_gone = NULL;
@@ -686,8 +737,10 @@ static void conn_free(struct rd_hconn *c)
     struct rd_httpd *s = c->s;
     set_idle(c, 0);
     TAILQ_REMOVE(&s->all, c, link);
+    if (c->rev)
+        event_free(c->rev);
     if (c->bev)
-        bufferevent_free(c->bev);
+        bufferevent_free(c->bev); /* closes the socket */
     event_free(c->timer);
     free(c->req.headbuf);
     rd_sbuf_free(&c->req.body);
@@ -714,8 +767,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         abort();
     c->s = s;
     c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->timer = evtimer_new(s->base, on_timer, c);
-    if (!c->bev || !c->timer)
+    if (!c->bev || !c->rev || !c->timer)
         abort();
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
@@ -730,13 +784,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     atomic_fetch_add_explicit(&s->st->accepted, 1, memory_order_relaxed);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* on_read runs only when handle_input is triggered (deferred) for a pipelined request:
+     * the bufferevent does not read (on_readable does) */
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    /* reading goes on while the application works (to see the client leave), up to what
-     * one request may hold */
-    bufferevent_setwatermark(c->bev, EV_READ, 0,
-                             s->lim.max_header_bytes + s->lim.max_body_bytes + 65536);
     bufferevent_set_timeouts(c->bev, NULL, &s->tv_write);
-    bufferevent_enable(c->bev, EV_READ); /* EV_WRITE only while output waits: conn_flush */
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE); /* EV_WRITE while output waits */
+    /* a socket bufferevent keeps the end of its input frozen except while it reads itself */
+    evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+    event_add(c->rev, NULL);
     if (open >= s->lim.max_connections) {
         atomic_fetch_add_explicit(&s->st->refused_full, 1, memory_order_relaxed);
         c->keep_alive = 0;
@@ -769,6 +824,9 @@ struct rd_httpd *rd_httpd_new(struct event_base *base, const struct rd_httpd_lim
     s->tv_idle = event_base_init_common_timeout(base, &ti);
     s->tv_request = event_base_init_common_timeout(base, &tr);
     s->tv_linger = event_base_init_common_timeout(base, &tl);
+    /* reading goes on while the application works (to see the client leave), up to what
+     * one request may hold */
+    s->in_max = (size_t)lim->max_header_bytes + (size_t)lim->max_body_bytes + 65536;
     s->tv_write.tv_sec = lim->write_ms / 1000;
     s->tv_write.tv_usec = (lim->write_ms % 1000) * 1000;
     if (!s->tv_idle || !s->tv_request || !s->tv_linger) {
