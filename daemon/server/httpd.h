@@ -12,7 +12,8 @@
  * envelope, never a library's HTML page. The connection closes after a refusal, lingering
  * long enough for the client to read it.
  *
- * Owns: the listener, every connection (socket, bufferevent, deadline timer, buffers) and the
+ * Owns: the listener, every connection (socket, its read event, the bufferevent that holds
+ * input and output, write event and write timeout, deadline timer, buffers) and the
  * struct rd_hreq each connection carries. The application borrows a request from the
  * request (or refuse) callback until it answers it exactly once, with rd_hreq_reply,
  * rd_hreq_stream_end or rd_hreq_abort, also after the client has gone: a gone client's
