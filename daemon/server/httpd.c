@@ -325,7 +325,8 @@ static void write_answer(struct rd_hconn *c, int status, const char *body, size_
     size_t total = 0, done = 0;
     for (int i = 0; i < 4; i++)
         total += iov[i].iov_len;
-    if (evbuffer_get_length(out) == 0 && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+    int tried = evbuffer_get_length(out) == 0 && !(bufferevent_get_enabled(c->bev) & EV_WRITE);
+    if (tried) {
         ssize_t n = writev(bufferevent_getfd(c->bev), iov, 4);
         if (n > 0)
             done = (size_t)n;
@@ -340,7 +341,10 @@ static void write_answer(struct rd_hconn *c, int status, const char *body, size_
         evbuffer_add(out, (const char *)iov[i].iov_base + done, iov[i].iov_len - done);
         done = 0;
     }
-    conn_flush(c);
+    if (tried) /* the socket is full (or failed): the write event takes over, as in conn_flush */
+        bufferevent_enable(c->bev, EV_WRITE);
+    else
+        conn_flush(c);
 }
 
 /* The request is answered: the next one, or the end of the connection. */
