@@ -58,12 +58,23 @@ def _bindable(port):
 
 
 def cluster_port():
-    """A free port whose cluster bus port (+10000) is free and valid too."""
+    """A free port whose cluster bus port (+10000) is free and valid too. Both stay below
+    the kernel's ephemeral range (32768 up), which outgoing connections draw from, and each
+    pytest-xdist process draws from its own slice, so two processes never pick the same."""
     import random
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    i = int(worker[2:]) if worker[2:].isdigit() else 0
+    span = 2700 // max(n, 1)
+    lo = 20000 + (i % max(n, 1)) * span
     while True:
-        p = random.randrange(20000, 30000)
+        p = random.randrange(lo, lo + span)
         if _bindable(p) and _bindable(p + 10000):
             return p
+
+
+class NodeExited(Exception):
+    """A redis-server ended before it answered (its port was taken meanwhile)."""
 
 
 def redis_flags(port):
@@ -104,6 +115,7 @@ class RedisServer:
                       else [free_port()])
         self.port = self.ports[0]
         self.procs = {}  # port -> Popen
+        self.started = False  # once: later starts are restarts, on the same ports
 
     @property
     def proc(self):
@@ -128,14 +140,37 @@ class RedisServer:
              "--maxmemory-policy", "noeviction", "--save", "",
              "--logfile", os.path.join(d, "redis.log")] + cluster + list(extra))
 
+    def answers(self, port):
+        p = self.procs.get(port)
+        if p is not None and p.poll() is not None:
+            raise NodeExited(f"redis-server on {port} exited: {self.log(port)[-800:]}")
+        return self.node(port).ping()
+
     def start(self, *extra, wait=True):
         """Starts the server (extra: further redis-server flags); with wait, until it answers
-        PING (after loading its AOF). A cluster is formed on first start and waited for."""
-        for port in self.ports:
-            self.start_node(port, *extra)
-        if self.cluster:
+        PING (after loading its AOF). A cluster is formed on first start and waited for.
+        A port checked free can be taken before redis-server binds it (by another process):
+        on the first start the ports are then drawn again."""
+        first, self.started = not self.started, True
+        for attempt in range(3):
             for port in self.ports:
-                wait_for(lambda: self.node(port).ping(), timeout=30, what=f"redis on {port}")
+                self.start_node(port, *extra)
+            try:
+                if self.cluster or wait:
+                    for port in self.ports:
+                        wait_for(lambda: self.answers(port), timeout=30,
+                                 what=f"redis on {port}")
+                break
+            except NodeExited:
+                if not first or attempt == 2:
+                    raise
+                self.stop(kill=True)
+                shutil.rmtree(self.dir, ignore_errors=True)
+                os.makedirs(self.dir)
+                self.ports = ([cluster_port() for _ in range(2 * self.cluster)]
+                              if self.cluster else [free_port()])
+                self.port = self.ports[0]
+        if self.cluster:
             if int(self.node(self.port).cluster("info")["cluster_known_nodes"]) == 1:
                 subprocess.run(["redis-cli", "--cluster", "create"] +
                                [f"127.0.0.1:{p}" for p in self.ports] +
@@ -144,8 +179,6 @@ class RedisServer:
             self.wait_cluster_ok()
             self.wait_replicas()
             SEEDS[self.port] = ",".join(f"127.0.0.1:{p}" for p in self.ports)
-        elif wait:
-            wait_for(lambda: self.client().ping(), timeout=30, what=f"redis on {self.port}")
         return self
 
     def wait_cluster_ok(self, ports=None, timeout=30):
@@ -194,9 +227,9 @@ class RedisServer:
             p.wait(timeout=20)
         self.procs = {}
 
-    def log(self):
+    def log(self, port=None):
         try:
-            with open(os.path.join(self.node_dir(self.port), "redis.log")) as f:
+            with open(os.path.join(self.node_dir(port or self.port), "redis.log")) as f:
                 return f.read()[-4000:]
         except OSError:
             return ""
