@@ -57,20 +57,23 @@ def _bindable(port):
             return False
 
 
-def cluster_port():
-    """A free port whose cluster bus port (+10000) is free and valid too. Both stay below
-    the kernel's ephemeral range (32768 up), which outgoing connections draw from, and each
-    pytest-xdist process draws from its own slice, so two processes never pick the same."""
+def cluster_ports(n):
+    """n distinct free ports whose cluster bus ports (+10000) are free and valid too. Both
+    stay below the kernel's ephemeral range (32768 up), which outgoing connections draw
+    from, and each pytest-xdist process draws from its own slice, so two processes never
+    pick the same."""
     import random
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
     i = int(worker[2:]) if worker[2:].isdigit() else 0
-    span = 2700 // max(n, 1)
-    lo = 20000 + (i % max(n, 1)) * span
-    while True:
+    span = 2700 // count
+    lo = 20000 + (i % count) * span
+    ports = []
+    while len(ports) < n:
         p = random.randrange(lo, lo + span)
-        if _bindable(p) and _bindable(p + 10000):
-            return p
+        if p not in ports and _bindable(p) and _bindable(p + 10000):
+            ports.append(p)
+    return ports
 
 
 class NodeExited(Exception):
@@ -111,7 +114,7 @@ class RedisServer:
     def __init__(self, base, cluster=None):
         self.dir = tempfile.mkdtemp(prefix="redis-", dir=base)
         self.cluster = CLUSTER if cluster is None else cluster  # primaries; 0: one Redis
-        self.ports = ([cluster_port() for _ in range(2 * self.cluster)] if self.cluster
+        self.ports = (cluster_ports(2 * self.cluster) if self.cluster
                       else [free_port()])
         self.port = self.ports[0]
         self.procs = {}  # port -> Popen
@@ -125,6 +128,8 @@ class RedisServer:
         return os.path.join(self.dir, str(port)) if self.cluster else self.dir
 
     def start_node(self, port, *extra):
+        assert port not in self.procs or self.procs[port].poll() is not None, \
+            f"redis-server on {port} is running already"
         d = self.node_dir(port)
         os.makedirs(d, exist_ok=True)
         # shutdown-timeout 0: a primary stopping with its replica does not wait 10 s for it
@@ -167,7 +172,7 @@ class RedisServer:
                 self.stop(kill=True)
                 shutil.rmtree(self.dir, ignore_errors=True)
                 os.makedirs(self.dir)
-                self.ports = ([cluster_port() for _ in range(2 * self.cluster)]
+                self.ports = (cluster_ports(2 * self.cluster)
                               if self.cluster else [free_port()])
                 self.port = self.ports[0]
         if self.cluster:
