@@ -13,8 +13,19 @@
  * asked: a guesser spread over D daemons gets at most D lookups beyond its budget per
  * refill, and each of them still counts.
  *
+ * A refusal costs no Redis call while this worker knows the answer: Redis said the value's
+ * budget is spent and when one more failure will be allowed, and spending never makes that
+ * time earlier (refusals do not move a budget; other daemons' failures only push it later).
+ * Until then the worker refuses the value itself, counting the refusals it answered, and
+ * calls Redis again only for the refusal that the ledger samples (the 2nd, 4th, 8th ... of
+ * the minute: the call carries the count answered here), so a flood costs Redis about log2
+ * of it and the ledger rows are the same as if every refusal had asked.
+ *
  * Owns: the daemon's table of recent failures (process-wide, fixed size, direct-mapped: a
- * collision forgets an entry, which costs at most one unasked lookup). Thread: workers.
+ * collision forgets an entry, which costs at most one unasked lookup), and per worker
+ * thread a table of budgets known spent (direct-mapped: a collision forgets what the worker
+ * knew, which costs one more call, and the refusals it had not yet reported, at most half of
+ * the minute's count; so does a new minute). Thread: workers.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +49,37 @@ struct suspect {
     atomic_int_least64_t until_ms;
 };
 static struct suspect suspects[SUSPECTS];
+
+/* A budget Redis said is spent, as this worker knows it. */
+#define SPENT 1024
+struct spent {
+    uint64_t h;       /* hash_of(budget, value); 0: empty */
+    int64_t until_ms; /* one more failure is allowed from then on */
+    int64_t minute;   /* of the refusal Redis counted */
+    int64_t count;    /* the minute's refusals as Redis counted them */
+    int64_t skipped;  /* refusals answered here since, not yet reported to Redis */
+};
+static _Thread_local struct spent spent_tab[SPENT];
+
+/* The table's hash: FNV-1a (64 bits) of budget and value. Not SHA-256: it runs before every
+ * lookup of every checkout, and a collision only costs one peek asked for or not. */
+static uint64_t hash_of(int b, const char *v)
+{
+    uint64_t h = 14695981039346656037ull ^ (uint64_t)b;
+    for (; *v; v++)
+        h = (h ^ (uint8_t)*v) * 1099511628211ull;
+    return h;
+}
+
+static struct suspect *suspect_of(uint64_t h)
+{
+    return &suspects[h % SUSPECTS];
+}
+
+static struct spent *spent_of(uint64_t h)
+{
+    return &spent_tab[h % SPENT];
+}
 
 /* The budget's Redis key: SHA-256 of budget and value (a value is never in a key). Only on
  * the paths that call Redis about a budget. */
@@ -134,15 +176,25 @@ static void send_guess(struct rd_req *r, int b, const char *op, rd_redis_cb *cb)
     rd_cmd_arg(&cmd, RD_GUESS_A_KEY_ID, r->key_id);
     rd_cmd_arg(&cmd, RD_GUESS_A_REQUEST_ID, r->request_id);
     rd_cmd_arg(&cmd, RD_GUESS_A_TXN, txn);
+    /* the refusals answered here this minute go with the call (a new minute drops them:
+     * its count starts again) */
+    struct spent *sp = spent_of(hash_of(b, v[b]));
+    int64_t extra = sp->minute == r->now_ms / 60000 ? sp->skipped : 0;
+    sp->skipped = 0;
+    char xs[24];
+    snprintf(xs, sizeof(xs), "%lld", (long long)extra);
+    rd_cmd_arg(&cmd, RD_GUESS_A_EXTRA, xs);
     a->guess.bucket = bucket;
     rd_req_send(r, &cmd, cb);
 }
 
-/* 429 for budget b: Retry-After from when one more failure will be allowed. */
-static void refuse(struct rd_req *r, int b, int64_t retry_ms)
+/* 429 for budget b: Retry-After from when one more failure will be allowed. asked: Redis
+ * counted it (and may have written a ledger row). */
+static void refuse(struct rd_req *r, int b, int64_t retry_ms, int asked)
 {
     struct rd_api *a = rd_api(r);
-    rd_shipper_hint(a->guess.bucket); /* a refusal may have written a ledger row */
+    if (asked)
+        rd_shipper_hint(a->guess.bucket);
     rd_counter_inc(&r->w->m.limited[b], 1);
     json_decref(a->guess.deferred);
     a->guess.deferred = NULL;
@@ -160,27 +212,42 @@ static void refuse(struct rd_req *r, int b, int64_t retry_ms)
         json_pack("{s:s, s:I}", "budget", budget_names[b], "retry_after_ms", (json_int_t)retry_ms));
 }
 
-static int guess_answer(const redisReply *reply, int64_t *retry_ms)
+/* 1 allowed, 0 refused (retry_ms, count set), -1 no answer. A refusal is remembered for the
+ * worker's own answers until retry_ms has passed. */
+static int guess_answer(struct rd_req *r, int b, const redisReply *reply, int64_t *retry_ms)
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < RD_GUESS_OK__LEN)
         return -1;
     *retry_ms = rd_el_num(reply, RD_GUESS_OK_RETRY_MS);
-    return strcmp(rd_el(reply, RD_GUESS_OK_ALLOWED), "1") == 0;
+    if (strcmp(rd_el(reply, RD_GUESS_OK_ALLOWED), "1") == 0)
+        return 1;
+    const char *v[RD_GUESS_BUDGETS];
+    budgets_of(r, v);
+    uint64_t h = hash_of(b, v[b]);
+    struct spent *sp = spent_of(h);
+    if (sp->h != h) /* refusals answered for what was here are not reported: see the top */
+        sp->skipped = 0;
+    sp->h = h;
+    sp->until_ms = r->now_ms + (*retry_ms > 0 ? *retry_ms : 0);
+    sp->minute = r->now_ms / 60000;
+    sp->count = rd_el_num(reply, RD_GUESS_OK_COUNT);
+    return 0;
 }
 
-/* The table's hash: FNV-1a (64 bits) of budget and value. Not SHA-256: it runs before every
- * lookup of every checkout, and a collision only costs one peek asked for or not. */
-static uint64_t hash_of(int b, const char *v)
+/* Whether the worker answers this refusal itself: the budget is known spent until later,
+ * in this minute, and the refusal is not one the ledger samples (count a power of two). */
+static int refused_here(struct rd_req *r, int b, const char *v, int64_t *retry_ms)
 {
-    uint64_t h = 14695981039346656037ull ^ (uint64_t)b;
-    for (; *v; v++)
-        h = (h ^ (uint8_t)*v) * 1099511628211ull;
-    return h;
-}
-
-static struct suspect *suspect_of(uint64_t h)
-{
-    return &suspects[h % SUSPECTS];
+    uint64_t h = hash_of(b, v);
+    struct spent *sp = spent_of(h);
+    if (sp->h != h || r->now_ms >= sp->until_ms || sp->minute != r->now_ms / 60000)
+        return 0;
+    int64_t next = sp->count + sp->skipped + 1;
+    if ((next & (next - 1)) == 0)
+        return 0;
+    sp->skipped++;
+    *retry_ms = sp->until_ms - r->now_ms;
+    return 1;
 }
 
 static int suspected(struct rd_req *r, int b, const char *v)
@@ -212,9 +279,9 @@ static void on_peek(struct rd_redis *redis, redisReply *reply, void *arg)
     struct rd_api *a = rd_api(r);
     (void)redis;
     int64_t retry;
-    int ok = guess_answer(reply, &retry);
+    int ok = guess_answer(r, a->guess.at, reply, &retry);
     if (ok == 0) {
-        refuse(r, a->guess.at, retry);
+        refuse(r, a->guess.at, retry, 1);
         return;
     }
     if (ok < 0) /* a budget that cannot be read does not stop checkouts */
@@ -231,7 +298,11 @@ static void peek_next(struct rd_req *r)
     budgets_of(r, v);
     for (; a->guess.at < RD_GUESS_BUDGETS; a->guess.at++) {
         if (v[a->guess.at] && suspected(r, a->guess.at, v[a->guess.at])) {
-            send_guess(r, a->guess.at, "peek", on_peek);
+            int64_t retry;
+            if (refused_here(r, a->guess.at, v[a->guess.at], &retry))
+                refuse(r, a->guess.at, retry, 0);
+            else
+                send_guess(r, a->guess.at, "peek", on_peek);
             return;
         }
     }
@@ -276,7 +347,7 @@ static void on_hit(struct rd_redis *redis, redisReply *reply, void *arg)
     struct rd_api *a = rd_api(r);
     (void)redis;
     int64_t retry;
-    int ok = guess_answer(reply, &retry);
+    int ok = guess_answer(r, a->guess.at, reply, &retry);
     if (ok < 0)
         rd_warn("event=guess_budget_unreadable req=%s budget=%s", r->request_id,
                 budget_names[a->guess.at]);
@@ -303,7 +374,7 @@ static void hit_next(struct rd_req *r)
         }
     }
     if (a->guess.refused >= 0)
-        refuse(r, a->guess.refused, a->guess.retry_ms);
+        refuse(r, a->guess.refused, a->guess.retry_ms, 1);
     else
         deliver(r);
 }

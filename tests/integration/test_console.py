@@ -170,6 +170,34 @@ def test_console_screens(stack, browser):
     shot(drv, "04-share")
     find(drv, "#toggle").click()
     until(lambda: find(drv, "#coupon-status").text != "disabled", what="enabled again")
+    # edit: the campaign and the total limit, then what is left of it
+    campaign = find(drv, "#edit-form input[name=campaign]")
+    campaign.clear()
+    campaign.send_keys("autumn-edit")
+    total = find(drv, "#edit-form input[name=total]")
+    total.clear()
+    total.send_keys("12")
+    find(drv, "#save").click()
+    until(lambda: find(drv, "#coupon-campaign").text == "autumn-edit", what="the edit shown")
+    until(lambda: "11 of 12 left" in find(drv, "#coupon-usage").text, what="what is left")
+    got = api.get("/v1/coupons/CONSOLE-1").json()
+    assert got["campaign"] == "autumn-edit" and got["limits"]["total"] == 12, got
+    # the listing's filters: campaign and status select it, a status it lacks does not
+    go(drv, d.url, "coupons")
+    prefix = find(drv, "#f-prefix")
+    prefix.clear()
+    find(drv, "#f-campaign").send_keys("autumn-edit")
+    find(drv, '#f-status option[value="used"]').click()
+    find(drv, "#search").click()
+    until(lambda: [r.get_attribute("data-code") for r in
+                   drv.find_elements(By.CSS_SELECTOR, "#coupons tbody tr")] == ["CONSOLE-1"],
+          timeout=30, what="campaign and status select it alone")
+    find(drv, '#f-status option[value="expired"]').click()
+    find(drv, "#search").click()
+    find(drv, "#no-coupons")
+    find(drv, "#f-campaign").clear()
+    find(drv, '#f-status option[value=""]').click()
+    find(drv, "#search").click()
 
     # --- a batch: the format preview and the code space, a progress bar that finishes
     go(drv, d.url, "batches")

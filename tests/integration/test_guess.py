@@ -141,3 +141,43 @@ def test_refusals_are_sampled_into_the_ledger(stack):
     assert rows[0][2] == "2031-06-01T12:00:00Z"
     page = api.get("/v1/transactions?kind=rate_limited").json()
     assert len(page["data"]) == 5 and page["data"][0]["reason"] == "rate_limited"
+
+
+def script_calls(redis):
+    stats = redis.client().info("commandstats")
+    return sum(v["calls"] for k, v in stats.items()
+               if k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_fcall"))
+
+
+@key_only()
+def test_a_spent_budget_is_refused_without_asking_redis_each_time(stack):
+    """Once Redis said a budget is spent and when it refills, the worker refuses the value
+    itself until then: a flood of refusals costs Redis a call per ledger sample (the 1st,
+    2nd, 4th ... of the minute), not one each, and the ledger rows are the same."""
+    redis, d, api, db = stack
+    s = requests.Session()  # one connection: one worker, whose table is asked
+    body = {"user_id": "u", "order_amount": 100, "currency": "EUR"}
+
+    def guess(code, t):
+        return s.post(d.url + "/v1/validate", json=dict(body, code=code), headers={
+            "Authorization": f"Bearer {api.key}", "X-Redeemd-Now": at(t)}, timeout=10)
+    assert [guess(f"F-{i}", 0).status_code for i in range(5)] == [404] * 5
+    before = script_calls(redis)
+    answers = [guess(f"G-{i}", 0.5) for i in range(200)]
+    calls = script_calls(redis) - before
+    assert {r.status_code for r in answers} == {429}
+    # Retry-After counts down to the refill at +1 s whoever answered
+    assert {r.json()["error"]["details"]["budget"] for r in answers} == {"key"}
+    assert {r.json()["error"]["details"]["retry_after_ms"] for r in answers} == {500}, \
+        {r.json()["error"]["details"]["retry_after_ms"] for r in answers}
+    assert {r.headers["Retry-After"] for r in answers} == {"1"}
+    assert calls <= 9, f"{calls} script calls for 200 refusals"  # 1, 2, 4, ... 128
+    q = ("SELECT (details->>'count')::int FROM transactions WHERE kind = 'rate_limited' "
+         "ORDER BY 1")
+    wait_for(lambda: len(sql(db, q)) == 8, timeout=30, what="8 rate_limited rows")
+    assert [r[0] for r in sql(db, q)] == [1, 2, 4, 8, 16, 32, 64, 128]
+    m = requests.get(d.url + "/metrics", timeout=5).text
+    line = [l for l in m.splitlines() if l.startswith('redeemd_rate_limited_total{budget="key"}')]
+    assert line and int(line[0].split()[1]) == 200, line
+    # refilled: one more lookup at +1 s, refused again right after (Redis asked again)
+    assert [guess(f"H-{i}", 1).status_code for i in range(2)] == [404, 429]
