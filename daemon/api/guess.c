@@ -178,9 +178,13 @@ static void send_guess(struct rd_req *r, int b, const char *op, rd_redis_cb *cb)
     rd_cmd_arg(&cmd, RD_GUESS_A_TXN, txn);
     /* the refusals answered here this minute go with the call (a new minute drops them:
      * its count starts again) */
-    struct spent *sp = spent_of(hash_of(b, v[b]));
-    int64_t extra = sp->minute == r->now_ms / 60000 ? sp->skipped : 0;
-    sp->skipped = 0;
+    uint64_t h = hash_of(b, v[b]);
+    struct spent *sp = spent_of(h);
+    int64_t extra = 0;
+    if (sp->h == h) {
+        extra = sp->minute == r->now_ms / 60000 ? sp->skipped : 0;
+        sp->skipped = 0;
+    }
     char xs[24];
     snprintf(xs, sizeof(xs), "%lld", (long long)extra);
     rd_cmd_arg(&cmd, RD_GUESS_A_EXTRA, xs);

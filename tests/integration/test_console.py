@@ -116,10 +116,11 @@ def test_console_screens(stack, browser):
     find(drv, "#n-total").send_keys("10")
     find(drv, "#n-per-user").send_keys("2")
     find(drv, "#n-campaign").send_keys("autumn")
+    shot(drv, "02-new-coupon")
     find(drv, "#n-create").click()
     assert find(drv, "#coupon-code").text == "CONSOLE-1"
     until(lambda: "15 %" in find(drv, "#coupon-def").text, what="the definition")
-    shot(drv, "03-coupon")
+    shot(drv, "04-coupon")
     # an error shows the API's message: the same code again
     go(drv, d.url, "new")
     find(drv, "#n-code").send_keys("CONSOLE-1")
@@ -149,7 +150,7 @@ def test_console_screens(stack, browser):
     assert XSS in xss_row.text and not drv.find_elements(By.CSS_SELECTOR, "#coupons img")
     assert api.redeem("CONSOLE-1", user="u1").status_code == 201
     until(lambda: row_class("CONSOLE-1") == "st-used", timeout=30, what="a green row")
-    shot(drv, "02-coupons")
+    shot(drv, "03-coupons")
     # export what the filters select
     find(drv, "#export").click()
     rows = downloaded(drv, "coupons.csv")
@@ -167,7 +168,7 @@ def test_console_screens(stack, browser):
     until(lambda: find(drv, "#coupon-used").text == "1", timeout=15, what="used 1")
     find(drv, "#toggle").click()
     until(lambda: find(drv, "#coupon-status").text == "disabled", what="disabled")
-    shot(drv, "04-share")
+    shot(drv, "05-share")
     find(drv, "#toggle").click()
     until(lambda: find(drv, "#coupon-status").text != "disabled", what="enabled again")
     # edit: the campaign and the total limit, then what is left of it
@@ -211,13 +212,13 @@ def test_console_screens(stack, browser):
     assert find(drv, "#b-sample").text.startswith("CB-") and len(find(drv, "#b-sample").text) == 9
     assert find(drv, "#b-space").text.startswith("31^6 = 887,503,681 codes")
     find(drv, "#b-campaign").send_keys("batch-camp")
-    shot(drv, "05-batches")
+    shot(drv, "06-batches")
     find(drv, "#b-create").click()
     find(drv, "#b-progress")
     until(lambda: find(drv, "#b-state").text == "done", timeout=60, what="the batch done")
     assert find(drv, "#b-progress").get_attribute("value") == "1"
     assert find(drv, "#b-created").text == "3000 of 3000"
-    shot(drv, "06-batch")
+    shot(drv, "07-batch")
     find(drv, "#b-download").click()
     bid = drv.current_url.rsplit("/", 1)[1]
     codes = downloaded(drv, f"{bid}.csv")
@@ -275,7 +276,7 @@ def test_console_screens(stack, browser):
         return {r.find_elements(By.TAG_NAME, "td")[1].text
                 for r in drv.find_elements(By.CSS_SELECTOR, "#voucher-history tbody tr")}
     until(lambda: history() == {"pay", "recharge"}, timeout=30, what="the history")
-    shot(drv, "07-voucher")
+    shot(drv, "08-voucher")
 
     # --- stats: SVG charts drawn by the page
     assert api.redeem("CONSOLE-1", user="u2", currency="USD").status_code == 422
@@ -289,7 +290,7 @@ def test_console_screens(stack, browser):
     assert len(drv.find_elements(By.CSS_SELECTOR, "#chart-hours rect")) == 96  # 48 h x 2
     assert "40.01" in find(drv, "#chart-money").text  # outstanding
     assert "active" in find(drv, "#chart-status").text
-    shot(drv, "08-stats")
+    shot(drv, "09-stats")
 
     # --- transactions: filters, paging, CSV
     go(drv, d.url, "transactions")
@@ -298,7 +299,7 @@ def test_console_screens(stack, browser):
     until(lambda: any(r.find_elements(By.TAG_NAME, "td")[1].text == "redeem"
                          for r in drv.find_elements(By.CSS_SELECTOR, "#transactions tbody tr")),
              timeout=30, what="the redemption in the ledger")
-    shot(drv, "09-transactions")
+    shot(drv, "10-transactions")
     find(drv, "#t-export").click()
     rows = downloaded(drv, "transactions.csv")
     assert {r["code"] for r in rows} == {"CONSOLE-1"} and "redeem" in {r["kind"] for r in rows}
@@ -318,7 +319,7 @@ def test_console_follows_the_keys_scopes(stack, browser):
     sign_in(browser, d.url, redeem)
     assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")] == ["Vouchers"]
     find(browser, "#voucher-find")
-    shot(browser, "10-redeem-scope")
+    shot(browser, "11-redeem-scope")
     find(browser, "#signout").click()
     find(browser, "#key").send_keys(fraud)
     find(browser, "#signin-go").click()

@@ -148,3 +148,22 @@ def test_forwarded_for_ignored_without_trusted_proxies(cust):
     assert r.status_code == 201
     got = rows(db, "CUST-5", 2)
     assert [x[2:4] for x in got if x[0] == "redeem"] == [("127.0.0.1", "127.0.0.1")]
+
+
+def test_schema_notes_for_the_fraud_team(cust):
+    """The columns' meaning is in the database, where the fraud team queries (\\d+): every
+    column of the ledger has a note, and client_ip's says it is the customer's address."""
+    redis, d, api, db = cust
+    notes = dict(sql(db, "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM "
+                         "pg_attribute a WHERE a.attrelid = 'transactions'::regclass AND "
+                         "a.attnum > 0 AND NOT a.attisdropped"))
+    assert {c for c, n in notes.items() if not n} == set(), notes
+    assert "customer" in notes["client_ip"] and "connected" in notes["peer_ip"]
+    views = dict(sql(db, "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+                         "WHERE c.relname IN ('transactions', 'ip_failures_hourly', "
+                         "'user_attempts_hourly')"))
+    assert all(views.get(v) for v in ("transactions", "ip_failures_hourly",
+                                      "user_attempts_hourly")), views
+    fn = sql(db, "SELECT obj_description('rd_ip_failures(timestamptz, timestamptz)'::regprocedure,"
+                 " 'pg_proc')")
+    assert fn[0][0] and "client_ip" in fn[0][0]
