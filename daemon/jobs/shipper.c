@@ -22,6 +22,7 @@
 #include "store/pgconn.h"
 #include "store/redis_sync.h"
 #include "jobs/shipper.h"
+#include "jobs/webhooks.h"
 
 #define GROUP      "pgsink"
 #define READ_CHUNK 16 /* buckets per pipelined read */
@@ -736,6 +737,7 @@ static int next_window(void)
 
 static void after_commit(void)
 {
+    rd_webhooks_hint(); /* the commit may have made deliveries due */
     if (next_window()) {
         start_batch();
         return;

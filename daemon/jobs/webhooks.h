@@ -20,5 +20,9 @@ int rd_webhooks_start(const struct rd_config *cfg);
 /** Stops the thread; deliveries under way are abandoned (their lease runs out, and another
  * attempt delivers them: at least once). */
 void rd_webhooks_stop(void);
+/** Any thread (the shipper, after a commit): rows that may have made deliveries are in, so
+ * an idle delivery thread claims now instead of at its next poll. A no-op when the thread
+ * is not running. */
+void rd_webhooks_hint(void);
 
 #endif

@@ -456,3 +456,25 @@ def test_https_endpoints_and_their_certificates(stack):
     finally:
         good.stop()
         bad.stop()
+
+
+@pytest.mark.daemon_args("--webhook_allow_private=true", "--webhook_poll_ms=60000")
+def test_events_go_out_when_shipped_not_at_the_next_poll(stack, receiver):
+    """The shipper tells the delivery thread when it commits, so an idle thread claims at
+    once: with a poll of a minute, events still arrive within seconds (at most a second
+    after the first endpoint appears, then as they are shipped)."""
+    redis, d, api, db = stack
+    hook(api, receiver.url("/ok"), ["coupon.created"])
+    made = []
+
+    def arrived():
+        made.append(f"WH-P{len(made)}")
+        api.create(code=made[-1])
+        return receiver.bodies("/ok")
+    wait_for(arrived, timeout=10, step=0.3, what="an event well before the poll")
+    n = len(made)
+    api.create(code="WH-LAST")
+    t0 = time.monotonic()
+    wait_for(lambda: any(b["data"].get("code") == "WH-LAST" for b in receiver.bodies("/ok")),
+             timeout=10, what="the next event as it is shipped")
+    assert time.monotonic() - t0 < 5 and n < 30
