@@ -9,7 +9,9 @@
  *
  * Owns: its event base, DNS base, TLS context, PGconn, the deliveries under way and the
  * connections to endpoints (each owned by the delivery using it, or kept idle for the
- * endpoint's next one). Thread: its own; start and stop from main.
+ * endpoint's next one), and the hint event (made and freed under a lock, so the shipper may
+ * hint at any time, also before start and after stop). Thread: its own; start and stop from
+ * main.
  */
 #ifndef RD_WEBHOOKS_H
 #define RD_WEBHOOKS_H
