@@ -4,7 +4,6 @@ through the API, share it, export CSV, run a batch and watch its progress bar fi
 voucher's balance, recharge and history, the stats charts, the transactions, scopes, and an
 XSS probe. A screenshot of every screen goes to <build>/test-output/console/."""
 import csv
-import io
 import os
 import shutil
 import tempfile
@@ -71,6 +70,13 @@ def until(pred, timeout=15, what="condition"):
     wait_for(safe, timeout=timeout, what=what)
 
 
+def retype(drv, css, text):
+    """Replaces what a field holds."""
+    field = find(drv, css)
+    field.clear()
+    field.send_keys(text)
+
+
 def go(drv, url, hash_):
     drv.get(f"{url}/console/#/{hash_}")
 
@@ -111,8 +117,7 @@ def test_console_screens(stack, browser):
     # --- create a coupon from the form
     find(drv, "#new-coupon").click()
     find(drv, "#n-code").send_keys("CONSOLE-1")
-    find(drv, "#n-value").clear()
-    find(drv, "#n-value").send_keys("15")
+    retype(drv, "#n-value", "15")
     find(drv, "#n-total").send_keys("10")
     find(drv, "#n-per-user").send_keys("2")
     find(drv, "#n-campaign").send_keys("autumn")
@@ -172,12 +177,8 @@ def test_console_screens(stack, browser):
     find(drv, "#toggle").click()
     until(lambda: find(drv, "#coupon-status").text != "disabled", what="enabled again")
     # edit: the campaign and the total limit, then what is left of it
-    campaign = find(drv, "#edit-form input[name=campaign]")
-    campaign.clear()
-    campaign.send_keys("autumn-edit")
-    total = find(drv, "#edit-form input[name=total]")
-    total.clear()
-    total.send_keys("12")
+    retype(drv, "#edit-form input[name=campaign]", "autumn-edit")
+    retype(drv, "#edit-form input[name=total]", "12")
     find(drv, "#save").click()
     until(lambda: find(drv, "#coupon-campaign").text == "autumn-edit", what="the edit shown")
     until(lambda: "11 of 12 left" in find(drv, "#coupon-usage").text, what="what is left")
@@ -185,8 +186,7 @@ def test_console_screens(stack, browser):
     assert got["campaign"] == "autumn-edit" and got["limits"]["total"] == 12, got
     # the listing's filters: campaign and status select it, a status it lacks does not
     go(drv, d.url, "coupons")
-    prefix = find(drv, "#f-prefix")
-    prefix.clear()
+    find(drv, "#f-prefix").clear()
     find(drv, "#f-campaign").send_keys("autumn-edit")
     find(drv, '#f-status option[value="used"]').click()
     find(drv, "#search").click()
@@ -202,13 +202,9 @@ def test_console_screens(stack, browser):
 
     # --- a batch: the format preview and the code space, a progress bar that finishes
     go(drv, d.url, "batches")
-    count = find(drv, "#b-count")
-    count.clear()
-    count.send_keys("3000")
+    retype(drv, "#b-count", "3000")
     find(drv, "#b-prefix").send_keys("CB-")
-    length = find(drv, "#b-length")
-    length.clear()
-    length.send_keys("6")
+    retype(drv, "#b-length", "6")
     assert find(drv, "#b-sample").text.startswith("CB-") and len(find(drv, "#b-sample").text) == 9
     assert find(drv, "#b-space").text.startswith("31^6 = 887,503,681 codes")
     find(drv, "#b-campaign").send_keys("batch-camp")
@@ -226,12 +222,8 @@ def test_console_screens(stack, browser):
 
     # a big one, cancelled while it runs
     go(drv, d.url, "batches")
-    count = find(drv, "#b-count")
-    count.clear()
-    count.send_keys("500000")
-    length = find(drv, "#b-length")
-    length.clear()
-    length.send_keys("10")
+    retype(drv, "#b-count", "500000")
+    retype(drv, "#b-length", "10")
     find(drv, "#b-create").click()
     find(drv, "#b-cancel").click()
     until(lambda: find(drv, "#b-state").text == "cancelled", timeout=30, what="cancelled")
@@ -243,9 +235,7 @@ def test_console_screens(stack, browser):
     until(lambda: len(api.get("/v1/coupons?prefix=PAGE-&limit=100").json()["data"]) == 55,
           timeout=30, what="all 55 in the listing (the mirror follows the ledger)")
     go(drv, d.url, "coupons")
-    prefix = find(drv, "#f-prefix")
-    prefix.clear()
-    prefix.send_keys("PAGE-")
+    retype(drv, "#f-prefix", "PAGE-")
     find(drv, "#search").click()
 
     def codes_shown():
